@@ -1,0 +1,3 @@
+from dcx_runbook.cli import main
+
+main()

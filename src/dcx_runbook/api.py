@@ -1,0 +1,96 @@
+"""The library behind each command: one function per command, a few lines each."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dcx_runbook.engine import Options, Outcome
+from dcx_runbook.errors import ExitCode, Problem, ValidationFailed
+from dcx_runbook.journal import Journal
+from dcx_runbook.loader import Loaded, load
+from dcx_runbook.reporters.base import Reporter
+
+DEFAULTS = Options()
+
+
+def resolve_for(
+    loaded_runbook: Any, var: Sequence[str], env_file: Path | None, database_url: str | None
+) -> Any:
+    from dcx_runbook.variables import parse_assignments, read_env_file, resolve
+
+    file_values = read_env_file(env_file) if env_file else None
+    return resolve(loaded_runbook, parse_assignments(var), os.environ, file_values, database_url)
+
+
+def run(
+    name: str,
+    *,
+    reporter: Reporter,
+    var: Sequence[str] = (),
+    env_file: Path | None = None,
+    database_url: str | None = None,
+    options: Options = DEFAULTS,
+    runbooks_dirs: Sequence[Path] = (),
+    journal: Journal | None = None,
+) -> Outcome:
+    from dcx_runbook import engine
+
+    loaded = load(name, runbooks_dirs)
+    resolved = resolve_for(loaded.runbook, var, env_file, database_url)
+    return engine.run(loaded, resolved, options, reporter, journal or Journal())
+
+
+def rollback(
+    run_id: str | None,
+    *,
+    reporter: Reporter,
+    var: Sequence[str] = (),
+    env_file: Path | None = None,
+    database_url: str | None = None,
+    options: Options = DEFAULTS,
+    journal: Journal | None = None,
+) -> Outcome:
+    from dcx_runbook import engine
+    from dcx_runbook.model import Runbook
+
+    journal = journal or Journal()
+    record = journal.load(run_id) if run_id else journal.latest_to_undo()
+    if record is None:
+        reporter.emit(_nothing())
+        return Outcome(ExitCode.OK, "nothing_to_undo", None, "no run left changes behind")
+    runbook = Runbook.model_validate(record.data["runbook"]["spec"])
+    public = {k: v for k, v in record.data.get("vars", {}).items() if v is not None}
+    given = [f"{k}={v}" for k, v in public.items() if k in runbook.vars] + list(var)
+    resolved = resolve_for(runbook, given, env_file, database_url)
+    return engine.rollback(record, resolved, options, reporter, journal)
+
+
+def _nothing() -> Any:
+    from dcx_runbook.reporters.base import Event
+
+    return Event(
+        "run_finished",
+        status="nothing_to_undo",
+        message="no run left changes behind: nothing to roll back",
+        detail={"run_id": None, "exit_code": 0, "still_applied": []},
+    )
+
+
+def validate(names: Sequence[str], runbooks_dirs: Sequence[Path] = ()) -> list[Loaded]:
+    """Load every runbook named; raise one ValidationFailed listing every problem of all of them."""
+    from dcx_runbook.errors import RunbookNotFound
+
+    loaded, problems = [], []
+    for name in names:
+        try:
+            loaded.append(load(name, runbooks_dirs))
+        except ValidationFailed as exc:
+            problems += exc.problems
+        except RunbookNotFound as exc:
+            problems.append(Problem(name, "", str(exc)))
+    if problems:
+        raise ValidationFailed(problems)
+    return loaded

@@ -1,0 +1,263 @@
+"""The `dcx-runbook` command. Each command parses arguments, calls one library function, and hands
+the result to a reporter. Errors are caught in exactly one place: `main`."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from dcx_runbook import __version__
+from dcx_runbook.errors import ExitCode, RunbookError
+
+if TYPE_CHECKING:
+    from dcx_runbook.engine import Outcome
+
+app = typer.Typer(
+    name="dcx-runbook",
+    help="Run database emergency plans as verified, journaled, reversible runbooks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals hold connection strings
+    rich_markup_mode=None,
+)
+
+
+class Output(StrEnum):
+    human = "human"
+    json = "json"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+RunbooksDir = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--runbooks-dir", help="Extra folder of runbooks (repeatable); also $DCX_RUNBOOK_PATH."
+    ),
+]
+Var = Annotated[list[str] | None, typer.Option("--var", help="KEY=VALUE (repeatable).")]
+EnvFile = Annotated[
+    Path | None,
+    typer.Option("--env-file", help="dotenv file supplying variables such as DATABASE_URL."),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Target URL (else $DATABASE_URL or the env file)."),
+]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")]
+OutputOpt = Annotated[
+    Output, typer.Option("--output", "-o", help="human (stderr) or json (JSON Lines on stdout).")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"dcx-runbook {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run database emergency plans as verified, journaled, reversible runbooks."""
+
+
+def _finish(outcome: Outcome) -> NoReturn:
+    raise typer.Exit(code=int(outcome.exit_code))
+
+
+def _reporter(output: Output) -> Any:
+    from dcx_runbook.reporters import make_reporter
+
+    return make_reporter(output.value)
+
+
+@app.command()
+def run(
+    runbook: Annotated[str, typer.Argument(help="Runbook name or path to a .yaml file.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show exactly what would happen; change nothing.")
+    ] = False,
+    var: Var = None,
+    env_file: EnvFile = None,
+    database_url: DatabaseUrl = None,
+    yes: Yes = False,
+    skip: Annotated[
+        list[str] | None, typer.Option("--skip", help="Step id to skip (repeatable; journaled).")
+    ] = None,
+    output: OutputOpt = Output.human,
+    runbooks_dir: RunbooksDir = None,
+) -> None:
+    """Run a runbook: every step checked, done, verified; everything undone if anything fails."""
+    from dcx_runbook import api
+    from dcx_runbook.engine import Options
+
+    reporter = _reporter(output)
+    try:
+        outcome = api.run(
+            runbook,
+            reporter=reporter,
+            var=var or [],
+            env_file=env_file,
+            database_url=database_url,
+            options=Options(dry_run=dry_run, yes=yes, skip=tuple(skip or [])),
+            runbooks_dirs=runbooks_dir or [],
+        )
+    finally:
+        reporter.close()
+    _finish(outcome)
+
+
+@app.command()
+def rollback(
+    run_id: Annotated[
+        str | None, typer.Argument(help="Run to undo (default: the latest that left changes).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be undone.")] = False,
+    yes: Yes = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Restore files even if they changed since the run.")
+    ] = False,
+    var: Var = None,
+    env_file: EnvFile = None,
+    database_url: DatabaseUrl = None,
+    output: OutputOpt = Output.human,
+) -> None:
+    """Undo a run, newest step first; resumable after a crash or a failed undo."""
+    from dcx_runbook import api
+    from dcx_runbook.engine import Options
+
+    reporter = _reporter(output)
+    try:
+        outcome = api.rollback(
+            run_id,
+            reporter=reporter,
+            var=var or [],
+            env_file=env_file,
+            database_url=database_url,
+            options=Options(dry_run=dry_run, yes=yes, force=force),
+        )
+    finally:
+        reporter.close()
+    _finish(outcome)
+
+
+@app.command()
+def runs(output: OutputOpt = Output.human) -> None:
+    """History of runs: id, runbook, target, status, operator, started, duration."""
+    from dcx_runbook import records
+    from dcx_runbook.journal import Journal
+
+    rows = records.runs(Journal())
+    if output == Output.json:
+        import json
+
+        for row in rows:
+            print(json.dumps(row))
+        return
+    from dcx_runbook.console import print_table
+
+    columns = ["run_id", "runbook", "target", "status", "operator", "started", "duration"]
+    print_table(columns, [[str(r.get(c, "")) for c in columns] for r in rows], empty="no runs yet")
+
+
+@app.command()
+def log(
+    run_id: Annotated[str, typer.Argument(help="The run to show.")],
+    format: Annotated[
+        LogFormat, typer.Option("--format", "-f", help="text, json or markdown.")
+    ] = LogFormat.text,
+) -> None:
+    """The full record of one run (Markdown: an incident-ready timeline)."""
+    from dcx_runbook import records
+    from dcx_runbook.journal import Journal
+
+    sys.stdout.write(records.log(Journal().load(run_id).data, format.value))
+
+
+@app.command("list")
+def list_(runbooks_dir: RunbooksDir = None) -> None:
+    """Runbooks in the search path: name, title, steps, where found."""
+    from dcx_runbook.console import print_table
+    from dcx_runbook.errors import ValidationFailed
+    from dcx_runbook.loader import discover, parse
+
+    rows = []
+    for found in discover(runbooks_dir or []):
+        try:
+            rb = parse(found.path.read_bytes(), str(found.path)).runbook
+            title, steps = rb.title, str(len(rb.steps))
+        except (ValidationFailed, OSError):
+            title, steps = "(invalid: run `dcx-runbook validate`)", "?"
+        rows.append([found.name, title, steps, f"{found.path} ({found.origin})"])
+    print_table(["name", "title", "steps", "found in"], rows, empty="no runbooks found")
+
+
+@app.command()
+def show(
+    runbook: Annotated[str, typer.Argument(help="Runbook name or path.")],
+    runbooks_dir: RunbooksDir = None,
+) -> None:
+    """The runbook's variables and steps with their phases."""
+    from dcx_runbook.console import show_runbook
+    from dcx_runbook.loader import load
+
+    show_runbook(load(runbook, runbooks_dir or []))
+
+
+@app.command()
+def validate(
+    runbooks: Annotated[list[str], typer.Argument(help="Runbook names or paths.")],
+    runbooks_dir: RunbooksDir = None,
+) -> None:
+    """Check runbooks; print every problem with file, line, column and path. Exit 0 or 2."""
+    from dcx_runbook import api
+
+    for loaded in api.validate(runbooks, runbooks_dir or []):
+        print(f"{loaded.path}: ok ({len(loaded.runbook.steps)} steps)", file=sys.stderr)
+
+
+@app.command()
+def schema() -> None:
+    """The runbook format's JSON Schema (for editors and CI)."""
+    import json
+
+    from dcx_runbook.model import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+
+
+def main() -> None:
+    """Entry point: expected errors are one clear line (or one per problem) and an exit code."""
+    try:
+        app(prog_name="dcx-runbook")
+    except RunbookError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        print("dcx-runbook: interrupted", file=sys.stderr)
+        sys.exit(int(ExitCode.INTERRUPTED))
+
+
+def _fail(exc: RunbookError) -> NoReturn:
+    from dcx_runbook.errors import ValidationFailed
+
+    if isinstance(exc, ValidationFailed):
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+    else:
+        print(f"dcx-runbook: error: {exc}", file=sys.stderr)
+    sys.exit(int(exc.exit_code))

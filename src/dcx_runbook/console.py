@@ -1,0 +1,60 @@
+"""Human-readable tables for the read-only commands (list, runs, show), on stdout."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dcx_runbook.loader import Loaded
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -> None:
+    console = Console()
+    if not rows:
+        console.print(empty)
+        return
+    table = Table(*columns, box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
+
+
+def show_runbook(loaded: Loaded) -> None:
+    rb = loaded.runbook
+    console = Console()
+    console.print(f"[bold]{escape(rb.name)}[/]: {escape(rb.title)}  [dim]({loaded.path})[/]")
+    if rb.description:
+        console.print(escape(rb.description.strip()))
+    if rb.vars:
+        console.print("\n[bold]variables[/]")
+        for name, var in rb.vars.items():
+            flags = [f for f, on in (("required", var.required), ("secret", var.secret)) if on]
+            source = f" from ${var.env}" if var.env else ""
+            default = (
+                f" (default {var.default!r})" if var.default is not None and not var.secret else ""
+            )
+            console.print(
+                f"  {name}{source}{default} {' '.join(flags)}  [dim]{escape(var.description)}[/]"
+            )
+    if rb.preflight:
+        console.print(f"\n[bold]preflight[/]: {len(rb.preflight)} check(s)")
+        for check in rb.preflight:
+            console.print(f"  - {check.kind}: {escape(check.name or '')}")
+    console.print("\n[bold]steps[/]")
+    for i, step in enumerate(rb.steps, 1):
+        console.print(f"  {i}. [bold]{step.id}[/] {escape(step.title)}")
+        for phase in ("done_when", "precheck", "action", "verify"):
+            items = getattr(step, phase)
+            if items:
+                names = ", ".join(escape(x.name or x.kind) for x in items)
+                console.print(f"     {phase}: {names}")
+        if step.irreversible:
+            console.print(f"     [yellow]irreversible[/]: {escape(step.irreversible)}")
+        elif step.rollback is not None:
+            parts = (["restore files"] if step.rollback.restore_files else []) + [
+                escape(x.name or x.kind) for x in step.rollback.action
+            ]
+            console.print(f"     rollback: {', '.join(parts)}")

@@ -1,0 +1,202 @@
+"""The target database: connecting, the guard, the run lock, lock timeouts with retry, blockers."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from dcx_runbook.errors import Refused
+from dcx_runbook.secrets import mask_url
+
+LOCK_NAMESPACE = 0x6463  # "dc": the first key of dcx-runbook's advisory locks
+CONNECT_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class Policy:
+    lock_timeout: float = 2.0
+    statement_timeout: float = 60.0
+    attempts: int = 5
+    retry_budget: float = 30.0
+
+
+@dataclass(frozen=True)
+class Blocker:
+    pid: int
+    user: str | None
+    application: str | None
+    state: str | None
+    xact_age: float | None
+    query: str
+
+    def __str__(self) -> str:
+        age = f"{self.xact_age:.1f}s" if self.xact_age is not None else "?"
+        return (
+            f"pid {self.pid} user {self.user} app {self.application or '-'} {self.state} "
+            f"in transaction for {age}: {self.query}"
+        )
+
+
+def connect(url: str, application_name: str) -> psycopg.Connection[Any]:
+    try:
+        conn = psycopg.connect(
+            url,
+            autocommit=True,
+            application_name=application_name[:63],
+            connect_timeout=CONNECT_TIMEOUT,
+        )
+    except psycopg.Error as exc:
+        raise Refused(f"can't connect to {mask_url(url)}: {_first_line(exc)}") from None
+    except ValueError as exc:  # malformed URL or conninfo
+        raise Refused(f"invalid database URL {mask_url(url)}: {exc}") from None
+    return conn
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    database: str
+    host: str
+    port: str
+    user: str
+    server_version: str
+
+
+def describe(conn: psycopg.Connection[Any]) -> TargetInfo:
+    info = conn.info
+    row = conn.execute("SELECT current_database(), current_setting('server_version')").fetchone()
+    assert row is not None
+    return TargetInfo(row[0], info.host, str(info.port), info.user, row[1])
+
+
+def lock_key(name: str) -> int:
+    value = zlib.crc32(name.encode())
+    return value - 2**32 if value >= 2**31 else value
+
+
+def try_run_lock(conn: psycopg.Connection[Any], runbook: str) -> bool:
+    row = conn.execute(
+        "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE, lock_key(runbook))
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def lock_holder(conn: psycopg.Connection[Any], runbook: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        """
+        SELECT a.pid, a.application_name, a.usename, coalesce(a.client_hostname, host(a.client_addr)),
+               a.backend_start
+          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+           AND l.classid = %s::bigint::oid AND l.objid = (%s::bigint & 4294967295)::oid
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        """,
+        (LOCK_NAMESPACE, lock_key(runbook)),
+    ).fetchone()
+    if row is None:
+        return None
+    return {
+        "pid": row[0],
+        "application": row[1],
+        "user": row[2],
+        "client": row[3] or "local socket",
+        "since": row[4].isoformat(timespec="seconds") if row[4] else None,
+    }
+
+
+def set_timeouts(conn: psycopg.Connection[Any], policy: Policy, local: bool) -> None:
+    scope = sql.SQL("LOCAL ") if local else sql.SQL("")
+    for name, seconds in (
+        ("lock_timeout", policy.lock_timeout),
+        ("statement_timeout", policy.statement_timeout),
+    ):
+        conn.execute(
+            sql.SQL("SET {}{} = {}").format(
+                scope, sql.Identifier(name), sql.Literal(f"{int(seconds * 1000)}ms")
+            )
+        )
+
+
+BLOCKERS_SQL = """
+SELECT a.pid, a.usename, a.application_name, a.state,
+       extract(epoch FROM now() - a.xact_start)::float8, left(a.query, 200)
+  FROM unnest(pg_blocking_pids(%s)) AS b(pid) JOIN pg_stat_activity a ON a.pid = b.pid
+"""
+
+
+class BlockerWatch:
+    """Polls pg_blocking_pids() for the run's backend from a second connection while it works,
+    so a lock timeout can say who was in the way (after the timeout, nobody blocks any more)."""
+
+    def __init__(self, open_monitor: Callable[[], psycopg.Connection[Any]], pid: int):
+        self._open = open_monitor
+        self._pid = pid
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.blockers: list[Blocker] = []
+
+    def __enter__(self) -> BlockerWatch:
+        self._thread = threading.Thread(target=self._poll, name="dcx-blocker-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+    def _poll(self) -> None:
+        if self._stop.wait(0.1):
+            return  # most statements never wait for a lock: no second connection needed
+        try:
+            conn = self._open()
+        except Exception:  # noqa: BLE001 - a report is a nicety, never a reason to fail the step
+            return
+        while not self._stop.is_set():
+            try:
+                rows = conn.execute(BLOCKERS_SQL, (self._pid,)).fetchall()
+            except psycopg.Error:
+                return
+            if rows:
+                self.blockers = [Blocker(*row) for row in rows]
+            self._stop.wait(0.2)
+
+
+def backoff_delays(policy: Policy, rng: random.Random | None = None) -> Iterator[float]:
+    """Exponential backoff with full jitter, capped so all attempts fit in the retry budget."""
+    rng = rng or random.Random()
+    for attempt in range(1, policy.attempts):
+        yield min(rng.uniform(0, 0.5 * 2**attempt), 5.0)
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.errors.LockNotAvailable)
+
+
+def sleep_within(deadline: float, delay: float) -> bool:
+    """Sleep for `delay` unless that passes the deadline; False when the budget is spent."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    time.sleep(min(delay, remaining))
+    return True
+
+
+@contextmanager
+def read_only(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """A READ ONLY transaction that is always rolled back: the dry run's window on the target."""
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET TRANSACTION READ ONLY")
+        yield

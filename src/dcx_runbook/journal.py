@@ -1,0 +1,205 @@
+"""The journal: one JSON record per run, rewritten atomically (temp file, fsync, rename).
+
+It holds everything rollback needs (the rendered runbook, public variables, file pre-images), so an
+undo works after a crash or after the runbook file changed. Secrets are never written: pre-images
+are sealed (secret values replaced by markers, restored from the live value, checked by hash).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import secrets as _random
+import socket
+import tempfile
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dcx_runbook.errors import JournalError, Refused
+
+FORMAT = 1
+UNDO_STATUSES = ("applied", "action_started", "rollback_failed", "rollback_started")
+
+
+def state_dir() -> Path:
+    explicit = os.environ.get("DCX_RUNBOOK_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "dcx-runbook"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(3)
+
+
+def operator() -> dict[str, str]:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return {"user": user, "host": socket.gethostname()}
+
+
+# -------------------------------------------------------------------------------- sealed bytes
+
+
+def _marker(name: str) -> bytes:
+    return f"\x00dcx-secret:{name}\x00".encode()
+
+
+def seal(data: bytes, secrets: Mapping[str, str | None]) -> str:
+    for name, value in sorted(secrets.items(), key=lambda kv: -len(kv[1] or "")):
+        if value:
+            data = data.replace(value.encode(), _marker(name))
+    return base64.b64encode(data).decode()
+
+
+def unseal(sealed: str, secrets: Mapping[str, str | None], sha256: str) -> bytes:
+    data = base64.b64decode(sealed)
+    for name, value in secrets.items():
+        if _marker(name) in data:
+            if value is None:
+                raise JournalError(f"restoring needs the secret variable {name}: pass it again")
+            data = data.replace(_marker(name), value.encode())
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise JournalError("a stored pre-image does not match its checksum; not restored")
+    return data
+
+
+# -------------------------------------------------------------------------------- records
+
+
+class RunRecord:
+    """One run's record. `save()` makes every change durable before the caller goes on."""
+
+    def __init__(self, path: Path, data: dict[str, Any]):
+        self.path = path
+        self.data = data
+        self._lock_fd: int | None = None
+
+    @property
+    def run_id(self) -> str:
+        return str(self.data["run_id"])
+
+    def step(self, step_id: str) -> dict[str, Any]:
+        for step in self.data["steps"]:
+            if step["id"] == step_id:
+                return step  # type: ignore[no-any-return]
+        raise KeyError(step_id)
+
+    def save(self) -> None:
+        self.data["updated_at"] = now()
+        payload = json.dumps(self.data, indent=1, sort_keys=False, default=str).encode()
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def lock(self) -> None:
+        """Exclusive while a process runs or rolls back this run (released when it exits)."""
+        fd = os.open(self.path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Refused(
+                f"run {self.run_id} is being run or rolled back by another process"
+            ) from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+class Journal:
+    def __init__(self, root: Path | None = None):
+        self.root = root or state_dir()
+        self.runs_dir = self.root / "runs"
+
+    def create(self, data: dict[str, Any]) -> RunRecord:
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise JournalError(
+                f"can't create the state directory {self.runs_dir}: {exc.strerror}"
+            ) from None
+        data = {"format": FORMAT, **data}
+        record = RunRecord(self.runs_dir / f"{data['run_id']}.json", data)
+        record.save()
+        return record
+
+    def load(self, run_id: str) -> RunRecord:
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            raise JournalError(f"no run {run_id!r}")
+        path = self.runs_dir / f"{run_id}.json"
+        if not path.is_file():
+            raise JournalError(f"no run {run_id!r} in {self.runs_dir}")
+        return RunRecord(path, self._read(path))
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise JournalError(
+                f"journal record {path} is unreadable ({exc}); it was left as is: "
+                "inspect it, and do not delete it before the run's changes are accounted for"
+            ) from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT or "steps" not in data:
+            raise JournalError(
+                f"journal record {path} is not a dcx-runbook run record (format {FORMAT})"
+            )
+        return data
+
+    def records(self) -> Iterator[tuple[Path, dict[str, Any] | JournalError]]:
+        """Every record, newest first; an unreadable one is returned as its error, never skipped."""
+        if not self.runs_dir.is_dir():
+            return
+        for path in sorted(self.runs_dir.glob("*.json"), reverse=True):
+            try:
+                yield path, self._read(path)
+            except JournalError as exc:
+                yield path, exc
+
+    def latest_to_undo(self) -> RunRecord | None:
+        for path, data in self.records():
+            if isinstance(data, JournalError):
+                raise data
+            if data.get("dry_run"):
+                continue
+            if any(s["status"] in UNDO_STATUSES for s in data["steps"]):
+                return RunRecord(path, data)
+        return None
+
+
+@contextlib.contextmanager
+def held(record: RunRecord) -> Iterator[RunRecord]:
+    record.lock()
+    try:
+        yield record
+    finally:
+        record.unlock()

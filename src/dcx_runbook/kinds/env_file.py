@@ -1,0 +1,133 @@
+"""`env_file`: set or unset keys in a dotenv file, parsed by python-dotenv, every other byte kept."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Literal
+
+from dotenv.parser import Binding, parse_stream
+from pydantic import Field, model_validator
+
+from dcx_runbook.kinds.base import CheckResult, CheckSpec, Context, OpSpec
+from dcx_runbook.kinds.files import FileWrite, plan_write
+from dcx_runbook.template import render
+
+KEY = r"^[A-Za-z_][A-Za-z0-9_.]*$"
+_LEADING_BLANK_LINES = re.compile(r"(?:[ \t]*\r?\n)*")
+
+
+class EnvFileCheck(CheckSpec):
+    kind: Literal["env_file"]
+    path: str
+    key: str = Field(pattern=KEY)
+    equals: str | None = Field(default=None, description="The key holds exactly this value.")
+    present: bool | None = Field(default=None, description="The key is (or is not) set.")
+    count: int | None = Field(default=None, ge=0, description="Lines that set the key.")
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> EnvFileCheck:
+        if self.equals is None and self.present is None and self.count is None:
+            raise ValueError("an env_file check needs equals, present or count")
+        return self
+
+
+class EnvFileOp(OpSpec):
+    kind: Literal["env_file"]
+    path: str
+    set: dict[str, str] = Field(default_factory=dict, description="KEY: value (one line each).")
+    unset: list[str] = Field(default_factory=list, description="Keys whose lines are removed.")
+    create: bool = Field(default=False, description="Create the file if it is missing.")
+
+    @model_validator(mode="after")
+    def _keys(self) -> EnvFileOp:
+        if not self.set and not self.unset:
+            raise ValueError("an env_file operation needs set or unset")
+        for key in [*self.set, *self.unset]:
+            if not re.match(KEY, key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        return self
+
+
+class UnsafeValue(ValueError):
+    pass
+
+
+def quote(value: str) -> str:
+    """A double-quoted dotenv value that python-dotenv and Node's dotenv read back unchanged."""
+    if any(c in value for c in "\n\r\0"):
+        raise UnsafeValue("a value with a newline or NUL can't be written safely to an env file")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def bindings(text: str) -> list[Binding]:
+    return list(parse_stream(io.StringIO(text)))
+
+
+def edit(text: str, set_: dict[str, str], unset: list[str]) -> str:
+    """Replace the first line of each key set, drop its duplicates and unset keys, append new ones."""
+    out: list[str] = []
+    done: set[str] = set()
+    for b in bindings(text):
+        original = b.original.string
+        if b.key is not None and (b.key in set_ or b.key in unset):
+            lead = _LEADING_BLANK_LINES.match(original)
+            blank = lead.group(0) if lead else ""
+            if b.key in set_ and b.key not in done:
+                newline = "\n" if original.endswith("\n") else ""
+                out.append(f"{blank}{b.key}={quote(set_[b.key])}{newline}")
+                done.add(b.key)
+            else:
+                out.append(blank)
+            continue
+        out.append(original)
+    result = "".join(out)
+    missing = [k for k in set_ if k not in done]
+    if missing and result and not result.endswith("\n"):
+        result += "\n"
+    for key in missing:
+        result += f"{key}={quote(set_[key])}\n"
+    return result
+
+
+class EnvFileKind:
+    name = "env_file"
+    check_model = EnvFileCheck
+    op_model = EnvFileOp
+
+    def check_is_pure(self, spec: EnvFileCheck) -> bool:
+        return True
+
+    def plan(self, spec: EnvFileOp, ctx: Context) -> FileWrite:
+        path = Path(render(spec.path, ctx.values))
+        before = ctx.read_file(path)
+        if before is None and not spec.create:
+            raise FileNotFoundError(f"{path} does not exist")
+        text = (before or b"").decode()
+        values = {k: render(v, ctx.values) for k, v in spec.set.items()}
+        after = edit(text, values, spec.unset).encode()
+        return plan_write(ctx, path, before, after)
+
+    def check(self, spec: EnvFileCheck, ctx: Context) -> CheckResult:
+        path = Path(render(spec.path, ctx.values))
+        data = ctx.read_file(path)
+        if data is None:
+            return CheckResult(False, f"{path} does not exist")
+        found = [b for b in bindings(data.decode(errors="replace")) if b.key == spec.key]
+        value = found[-1].value if found else None
+        problems = []
+        if spec.present is not None and bool(found) != spec.present:
+            problems.append(f"{spec.key} is {'not ' if not found else ''}set")
+        if spec.count is not None and len(found) != spec.count:
+            problems.append(f"{len(found)} lines set {spec.key}, expected {spec.count}")
+        if spec.equals is not None:
+            expected = render(spec.equals, ctx.values)
+            if value != expected:
+                shown = "unset" if not found else f"{value!r}"
+                problems.append(f"{spec.key} is {shown}, expected {expected!r}")
+        detail = "; ".join(problems) or f"{spec.key} in {path} as expected"
+        return CheckResult(not problems, ctx.masker(detail), value)
+
+
+KIND = EnvFileKind()

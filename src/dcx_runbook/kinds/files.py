@@ -1,0 +1,85 @@
+"""Whole-file effects shared by `file` and `env_file`: computed in memory, written atomically."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcx_runbook.kinds.base import Context
+
+
+def sha256(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def unified_diff(path: Path, before: bytes | None, after: bytes | None) -> str:
+    a = (before or b"").decode(errors="replace").splitlines(keepends=True)
+    b = (after or b"").decode(errors="replace").splitlines(keepends=True)
+    old = str(path) if before is not None else "/dev/null"
+    new = str(path) if after is not None else "/dev/null"
+    lines = difflib.unified_diff(a, b, old, new)
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+    )
+
+
+def write_atomic(path: Path, data: bytes, mode: int | None) -> None:
+    """Write via a temporary file in the same directory, fsync, rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".dcx-tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass(frozen=True)
+class FileWrite:
+    """Replace `path`'s content with `after` (it was `before`)."""
+
+    path: Path
+    before: bytes | None
+    after: bytes
+    display: str
+
+    transactional = False
+
+    def describe(self) -> str:
+        return self.display
+
+    def paths(self) -> list[Path]:
+        return [self.path]
+
+    def execute(self, ctx: Context) -> str:
+        current = ctx.read_file(self.path)
+        if current != self.before:
+            raise RuntimeError(f"{self.path} changed while the step was running; not written")
+        if self.before == self.after:
+            return "unchanged"
+        if ctx.dry_run:
+            ctx.overlay[self.path] = self.after
+            return "planned"
+        ctx.before_write(self.path)
+        mode = self.path.stat().st_mode & 0o7777 if self.before is not None else None
+        write_atomic(self.path, self.after, mode)
+        return "written"
+
+
+def plan_write(ctx: Context, path: Path, before: bytes | None, after: bytes) -> FileWrite:
+    diff = unified_diff(path, before, after) if before != after else f"{path}: no change\n"
+    return FileWrite(path, before, after, ctx.masker(diff))

@@ -1,0 +1,145 @@
+"""Runbook format v1: validated once at load time; `dcx-runbook schema` publishes it as JSON Schema."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from dcx_runbook.kinds import Check, Operation
+
+KEBAB = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
+
+
+def _seconds(value: Any) -> Any:
+    """`2s`, `500ms`, `1m` or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 2s, 500ms or 1m")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            scale = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[m.group(2)]
+            return float(m.group(1)) * scale
+    raise ValueError("expected a duration such as 2s, 500ms or 1m")
+
+
+Duration = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+
+
+def _text(value: Any) -> Any:
+    """Variables are text: YAML's `true` and `5` become "true" and "5"."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+ScalarDefault = Annotated[str | None, BeforeValidator(_text)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Var(Model):
+    description: str = ""
+    default: ScalarDefault = Field(
+        default=None, description="May reference other variables: ${frontend_dir}/backend.env."
+    )
+    required: bool = False
+    secret: bool = Field(default=False, description="Masked everywhere; never journaled.")
+    env: str | None = Field(
+        default=None,
+        pattern=IDENT,
+        description="Environment variable (or --env-file key) that supplies the value. Without "
+        "it, only --var or the default can.",
+    )
+
+
+class Timeouts(Model):
+    lock_timeout: Duration | None = Field(default=None, description="Per attempt (default 2s).")
+    statement_timeout: Duration | None = Field(default=None, description="Default 60s.")
+    attempts: int | None = Field(default=None, ge=1, description="On lock timeout (default 5).")
+    retry_budget: Duration | None = Field(default=None, description="All attempts (default 30s).")
+
+
+class Target(Timeouts):
+    url: str = Field(description="A reference to the variable holding the URL: ${database_url}.")
+    database: str | None = Field(
+        default=None, description="Expected database name; any other is refused before any change."
+    )
+
+
+class Rollback(Model):
+    precheck: list[Check] = Field(
+        default_factory=list, description="Must hold before undoing (e.g. no data would be lost)."
+    )
+    restore_files: bool = Field(
+        default=False, description="Restore the exact pre-run bytes of every file the step edited."
+    )
+    action: list[Operation] = Field(default_factory=list)
+    verify: list[Check] = Field(default_factory=list)
+
+
+class Step(Timeouts):
+    id: str = Field(pattern=KEBAB, description="Unique, kebab-case; used by --skip and in events.")
+    title: str
+    description: str = ""
+    done_when: list[Check] = Field(
+        default_factory=list,
+        description="When all hold, the step's goal is already reached: reported, not run.",
+    )
+    precheck: list[Check] = Field(default_factory=list)
+    action: list[Operation] = Field(default_factory=list)
+    verify: list[Check] = Field(default_factory=list)
+    rollback: Rollback | None = None
+    irreversible: str | None = Field(
+        default=None, min_length=1, description="Why this step can't be undone."
+    )
+    transaction: bool = Field(
+        default=True,
+        description="Run sql action and verify in one transaction, committed only when verify "
+        "passes. Set false for statements such as CREATE INDEX CONCURRENTLY.",
+    )
+
+
+class Runbook(Model):
+    version: Literal[1] = 1
+    name: str = Field(pattern=KEBAB)
+    title: str
+    description: str = ""
+    vars: dict[Annotated[str, Field(pattern=IDENT)], Var] = Field(default_factory=dict)
+    target: Target | None = None
+    preflight: list[Check] = Field(
+        default_factory=list, description="Checks that must hold before any step acts."
+    )
+    steps: list[Step] = Field(min_length=1)
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    @property
+    def url_var(self) -> str | None:
+        """The variable that --database-url supplies."""
+        from dcx_runbook.template import REF
+
+        if self.target is None:
+            return None
+        m = REF.fullmatch(self.target.url.strip())
+        return m.group("name") if m else None
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Runbook.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "dcx-runbook runbook (format v1)"
+    return schema

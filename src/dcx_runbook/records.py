@@ -1,0 +1,129 @@
+"""Views of the journal: the runs table and one run's log as text, JSON or Markdown."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from dcx_runbook.errors import JournalError
+from dcx_runbook.journal import Journal
+
+
+def _duration(data: dict[str, Any]) -> str:
+    try:
+        start = datetime.fromisoformat(data["started_at"].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(data["finished_at"].replace("Z", "+00:00"))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return ""
+    return f"{(end - start).total_seconds():.1f}s"
+
+
+def runs(journal: Journal) -> list[dict[str, Any]]:
+    rows = []
+    for path, data in journal.records():
+        if isinstance(data, JournalError):
+            rows.append(
+                {
+                    "run_id": path.stem,
+                    "runbook": "?",
+                    "target": "?",
+                    "status": "unreadable",
+                    "operator": "?",
+                    "started": "",
+                    "duration": "",
+                    "error": str(data),
+                }
+            )
+            continue
+        target = data.get("target") or {}
+        op = data.get("operator") or {}
+        status = data.get("status", "?")
+        if data.get("rollbacks"):
+            status = f"{status}, rollback: {data['rollbacks'][-1].get('status')}"
+        rows.append(
+            {
+                "run_id": data["run_id"],
+                "runbook": data["runbook"]["name"],
+                "target": f"{target.get('database', '-')}@{target.get('host', '-')}",
+                "status": status,
+                "operator": f"{op.get('user')}@{op.get('host')}",
+                "started": data.get("started_at", ""),
+                "duration": _duration(data),
+            }
+        )
+    return rows
+
+
+def log(data: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(data, indent=2, default=str)
+    if fmt == "markdown":
+        return _markdown(data)
+    return _text(data)
+
+
+def _step_lines(step: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, value in (step.get("captured") or {}).items():
+        lines.append(f"captured {key} = {value!r}")
+    for path in step.get("files") or {}:
+        lines.append(f"file pre-image kept: {path}")
+    if step.get("error"):
+        lines.append(f"error: {step['error']}")
+    return lines
+
+
+def _text(data: dict[str, Any]) -> str:
+    target = data.get("target") or {}
+    op = data.get("operator") or {}
+    out = [
+        f"run       {data['run_id']}",
+        f"runbook   {data['runbook']['name']} (sha256 {data['runbook'].get('sha256', '')[:12]})",
+        f"target    {target.get('url', '-')} (PostgreSQL {target.get('server_version', '?')})",
+        f"operator  {op.get('user')}@{op.get('host')}",
+        f"started   {data.get('started_at')}  finished {data.get('finished_at')}",
+        f"status    {data.get('status')} (exit {data.get('exit_code')})",
+    ]
+    if data.get("message"):
+        out.append(f"message   {data['message']}")
+    out.append("steps:")
+    for step in data["steps"]:
+        out.append(f"  {step['status']:<16} {step['id']}  {step.get('title', '')}")
+        out += [f"      {line}" for line in _step_lines(step)]
+    for rb in data.get("rollbacks", []):
+        out.append(
+            f"rollback  {rb.get('started_at')} → {rb.get('finished_at')}: {rb.get('status')}"
+        )
+    return "\n".join(out) + "\n"
+
+
+def _markdown(data: dict[str, Any]) -> str:
+    target = data.get("target") or {}
+    op = data.get("operator") or {}
+    out = [
+        f"## Runbook `{data['runbook']['name']}`: run `{data['run_id']}`",
+        "",
+        f"- **Target:** `{target.get('url', '-')}` (database `{target.get('database')}`, "
+        f"PostgreSQL {target.get('server_version', '?')})",
+        f"- **Operator:** {op.get('user')}@{op.get('host')}",
+        f"- **Outcome:** {data.get('status')} (exit {data.get('exit_code')}): {data.get('message', '')}",
+        "",
+        "### Timeline (UTC)",
+        "",
+        "| time | step | status | notes |",
+        "|---|---|---|---|",
+        f"| {data.get('started_at')} | | run started | runbook sha256 `{data['runbook'].get('sha256', '')[:12]}` |",
+    ]
+    for step in data["steps"]:
+        notes = "; ".join(_step_lines(step)).replace("|", "\\|")
+        out.append(
+            f"| {step.get('started_at', '')} | `{step['id']}` | {step['status']} | {notes} |"
+        )
+    out.append(f"| {data.get('finished_at')} | | run finished | {data.get('status')} |")
+    for rb in data.get("rollbacks", []):
+        op2 = rb.get("operator") or {}
+        out.append(
+            f"| {rb.get('started_at')} | | rollback by {op2.get('user')} | {rb.get('status')} |"
+        )
+    return "\n".join(out) + "\n"

@@ -1,0 +1,65 @@
+"""Events the engine emits. Their JSON form is documented in docs/events.md."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+EventType = Literal[
+    "run_started",  # detail: run_id, runbook, target, steps, dry_run, mode (run|rollback)
+    "step_started",
+    "check",  # phase, status passed|failed|deferred, message; detail.name
+    "operation",  # phase, status started|done|planned|failed, message: the exact SQL, argv or diff
+    "lock_wait",  # detail: attempt, delay, blockers
+    "step_finished",  # status: applied|passed|already_done|skipped|failed|would_apply
+    "unwind_started",
+    "step_undone",  # status: rolled_back|nothing_to_undo|rollback_failed|irreversible
+    "log",
+    "run_finished",  # status, detail: exit_code, still_applied, next
+]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    step: str | None = None
+    phase: str | None = None
+    status: str | None = None
+    message: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    time: str = field(default_factory=_now)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": self.type, **{k: v for k, v in asdict(self).items() if k != "type"}}
+
+
+class Reporter(Protocol):
+    def emit(self, event: Event) -> None: ...
+
+    def confirm(self, question: str) -> bool:
+        """Ask the operator; False when nobody can answer (no terminal)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Collecting:
+    """Keeps events in memory: for tests and for library callers."""
+
+    def __init__(self, answer: bool = True):
+        self.events: list[Event] = []
+        self.answer = answer
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    def confirm(self, question: str) -> bool:
+        return self.answer
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,197 @@
+"""Human output on stderr: a live table of steps on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from dcx_runbook.reporters.base import Event
+
+SYMBOLS = {
+    "passed": "[green]✓[/]",
+    "failed": "[red]✗[/]",
+    "deferred": "[yellow]…[/]",
+    "applied": "[green]✓[/]",
+    "already_done": "[cyan]=[/]",
+    "skipped": "[yellow]-[/]",
+    "rolled_back": "[magenta]↺[/]",
+    "rollback_failed": "[red]✗[/]",
+    "would_apply": "[cyan]~[/]",
+    "would_verify": "[cyan]?[/]",
+    "irreversible": "[yellow]![/]",
+}
+STEP_WORDS = {
+    "applied": "applied and verified",
+    "passed": "verified",
+    "already_done": "already done",
+    "skipped": "skipped (--skip)",
+    "would_apply": "would apply",
+    "would_verify": "would verify",
+    "failed": "failed",
+}
+
+
+class HumanReporter:
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.steps: dict[str, dict[str, Any]] = {}
+        self.live: Live | None = None
+
+    # ------------------------------------------------------------------ live table
+
+    def _table(self) -> Table:
+        table = Table.grid(padding=(0, 1))
+        for step_id, s in self.steps.items():
+            elapsed = (s.get("end") or time.monotonic()) - s["start"] if s.get("start") else 0.0
+            symbol = SYMBOLS.get(s["status"], "[blue]•[/]" if s["status"] == "running" else " ")
+            table.add_row(
+                Text.from_markup(symbol),
+                step_id,
+                Text(s.get("phase", ""), style="dim"),
+                f"{elapsed:5.1f}s" if s.get("start") else "",
+            )
+        return table
+
+    def _print(self, renderable: Any) -> None:
+        target = self.live.console if self.live is not None else self.console
+        target.print(renderable, highlight=False)
+        if self.live is not None:
+            self.live.update(self._table())
+
+    # ------------------------------------------------------------------ events
+
+    def emit(self, event: Event) -> None:
+        handler = getattr(self, f"_on_{event.type}", None)
+        if handler is not None:
+            handler(event)
+        elif event.message:
+            self._print(escape(event.message))
+
+    def _on_run_started(self, e: Event) -> None:
+        d = e.detail
+        target = d.get("target") or {}
+        lines = [f"[bold]{escape(e.message or '')}[/]"]
+        if target:
+            lines.append(
+                f"target   {escape(str(target.get('url')))}  "
+                f"(database [bold]{escape(str(target.get('database')))}[/], "
+                f"PostgreSQL {escape(str(target.get('server_version')))})"
+            )
+        if d.get("run_id"):
+            lines.append(f"run id   {d['run_id']}")
+        if d.get("dry_run"):
+            lines.append("[yellow]dry run: nothing will be written[/]")
+        self._print(Panel("\n".join(lines), expand=False))
+        self.steps = {s: {"status": "pending"} for s in d.get("steps", [])}
+        if self.console.is_terminal and not d.get("dry_run"):
+            self.live = Live(
+                self._table(), console=self.console, refresh_per_second=8, transient=True
+            )
+            self.live.start()
+
+    def _on_step_started(self, e: Event) -> None:
+        self.steps.setdefault(e.step or "", {}).update(
+            status="running", start=time.monotonic(), phase=""
+        )
+        self._print(f"[bold]▶ {escape(e.step or '')}[/] {escape(e.message or '')}")
+
+    def _on_check(self, e: Event) -> None:
+        self._phase(e)
+        symbol = SYMBOLS.get(e.status or "", " ")
+        self._print(f"  {symbol} {e.phase}: {escape(e.message or '')}")
+
+    def _on_operation(self, e: Event) -> None:
+        self._phase(e)
+        text = escape(e.message or "")
+        if e.status in ("started", "planned"):
+            body = "\n".join("      " + line for line in text.splitlines())
+            verb = "would run" if e.status == "planned" else "run"
+            self._print(f"  [blue]→[/] {e.phase}: {verb}\n{body}")
+        elif e.status == "failed":
+            self._print(f"  [red]✗[/] {e.phase}: {text}")
+        elif text and text != "done":
+            self._print(f"    [dim]{text}[/]")
+
+    def _on_lock_wait(self, e: Event) -> None:
+        blockers = e.detail.get("blockers") or ["no blocker seen"]
+        lines = "\n".join(f"      blocked by {escape(str(b))}" for b in blockers)
+        delay = e.detail.get("delay")
+        retry = f"; retrying in {delay:.1f}s" if isinstance(delay, float) else "; no attempts left"
+        self._print(f"  [yellow]⏳ {escape(e.message or '')}{retry}[/]\n{lines}")
+
+    def _on_step_finished(self, e: Event) -> None:
+        s = self.steps.setdefault(e.step or "", {"start": None})
+        s.update(status=e.status, end=time.monotonic(), phase="")
+        symbol = SYMBOLS.get(e.status or "", " ")
+        word = STEP_WORDS.get(e.status or "", e.status or "")
+        self._print(f"{symbol} {escape(e.step or '')}: {escape(e.message or word)}")
+
+    def _on_unwind_started(self, e: Event) -> None:
+        if e.step:
+            self.steps.setdefault(e.step, {}).update(status="failed", end=time.monotonic())
+        self._print(
+            Panel(
+                f"[red]{escape(e.message or '')}[/]\nUndoing what was done, newest first.",
+                title="[red]failed[/]",
+                expand=False,
+            )
+        )
+
+    def _on_step_undone(self, e: Event) -> None:
+        if e.step:
+            self.steps.setdefault(e.step, {}).update(status=e.status)
+        symbol = SYMBOLS.get(e.status or "", " ")
+        self._print(f"{symbol} {escape(e.step or '')}: {escape(e.message or '')}")
+
+    def _on_run_finished(self, e: Event) -> None:
+        self._stop_live()
+        code = e.detail.get("exit_code")
+        style = {0: "green", 1: "yellow", 4: "yellow"}.get(
+            code if isinstance(code, int) else -1, "red"
+        )
+        lines = [escape(e.message or "")]
+        if e.detail.get("still_applied"):
+            lines.append("still applied: " + ", ".join(e.detail["still_applied"]))
+        self.console.print(
+            Panel(
+                "\n".join(lines),
+                title=f"[{style}]{e.status} (exit {code})[/]",
+                border_style=style,
+                expand=False,
+            ),
+            highlight=False,
+        )
+
+    def _phase(self, e: Event) -> None:
+        if e.step and e.step in self.steps:
+            self.steps[e.step]["phase"] = e.phase or ""
+
+    def _stop_live(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+            if self.steps:
+                self.console.print(Group(self._table()))
+
+    # ------------------------------------------------------------------ protocol
+
+    def confirm(self, question: str) -> bool:
+        if not sys.stdin.isatty():
+            return False
+        from rich.prompt import Confirm
+
+        live, self.live = self.live, None
+        if live is not None:
+            live.stop()
+        return Confirm.ask(question, console=self.console, default=False)
+
+    def close(self) -> None:
+        self._stop_live()

@@ -1,0 +1,333 @@
+"""What one run or rollback holds while it works, and the phases every step goes through."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psycopg
+
+from dcx_runbook import db
+from dcx_runbook.errors import Interrupted, StepFailed
+from dcx_runbook.journal import RunRecord, seal
+from dcx_runbook.kinds import KINDS
+from dcx_runbook.kinds.base import CheckSpec, Context, Deferred, Effect, OpSpec
+from dcx_runbook.kinds.shell import stop_group
+from dcx_runbook.model import Runbook, Step, Timeouts
+from dcx_runbook.reporters.base import Event, Reporter
+from dcx_runbook.secrets import Masker
+from dcx_runbook.template import TemplateError, render
+
+
+@dataclass
+class Runtime:
+    runbook: Runbook
+    values: dict[str, Any]
+    secrets: dict[str, str | None]
+    masker: Masker
+    reporter: Reporter
+    url: str | None = None
+    app_name: str = "dcx-runbook"
+    conn: psycopg.Connection[Any] | None = None
+    record: RunRecord | None = None
+    dry_run: bool = False
+    overlay: dict[Path, bytes | None] = field(default_factory=dict)
+    child: subprocess.Popen[Any] | None = None
+
+    # ------------------------------------------------------------------ output
+
+    def emit(self, type_: Any, step: str | None = None, **kw: Any) -> None:
+        event = Event(type_, step, **kw)
+        masked = Event(
+            event.type,
+            event.step,
+            event.phase,
+            event.status,
+            self.masker(event.message) if event.message else event.message,
+            self.masker.deep(event.detail),  # type: ignore[arg-type]
+            event.time,
+        )
+        self.reporter.emit(masked)
+
+    def save(self) -> None:
+        if self.record is not None and not self.dry_run:
+            self.record.save()
+
+    # ------------------------------------------------------------------ context
+
+    def context(self, step: dict[str, Any] | None = None) -> Context:
+        def before_write(path: Path) -> None:
+            if step is None:
+                return
+            files = step.setdefault("files", {})
+            key = str(path.resolve())
+            if key not in files:
+                try:
+                    data: bytes | None = path.read_bytes()
+                    mode: int | None = path.stat().st_mode & 0o7777
+                except FileNotFoundError:
+                    data, mode = None, None
+                files[key] = {
+                    "existed": data is not None,
+                    "mode": mode,
+                    "sha256": _sha(data),
+                    "sealed": seal(data, self.secrets) if data is not None else None,
+                    "after": [],
+                }
+            self.save()  # the pre-image is durable before the first byte changes
+
+        def on_process(proc: subprocess.Popen[Any] | None) -> None:
+            self.child = proc
+
+        return Context(
+            values=self.values,
+            masker=self.masker,
+            conn=self.conn,
+            dry_run=self.dry_run,
+            overlay=self.overlay,
+            before_write=before_write,
+            on_process=on_process,
+        )
+
+    def policy(self, step: Timeouts | None = None) -> db.Policy:
+        base = db.Policy()
+        out = {}
+        for name in ("lock_timeout", "statement_timeout", "attempts", "retry_budget"):
+            value = getattr(step, name, None) if step is not None else None
+            if value is None and self.runbook.target is not None:
+                value = getattr(self.runbook.target, name)
+            out[name] = value if value is not None else getattr(base, name)
+        return db.Policy(**out)
+
+    # ------------------------------------------------------------------ checks
+
+    def run_checks(
+        self, step_id: str | None, phase: str, specs: Sequence[CheckSpec], *, fail_fast: bool = True
+    ) -> tuple[bool, list[str]]:
+        """Evaluate checks; returns (all passed, deferred reasons). Raises StepFailed on failure."""
+        deferred: list[str] = []
+        ok = True
+        for index, spec in enumerate(specs):
+            label = spec.name or f"{spec.kind} check {index + 1}"
+            kind = KINDS[spec.kind]
+            ctx = self.context()
+            try:
+                result = kind.check(spec, ctx)
+            except Deferred as why:
+                deferred.append(f"{label}: {why}")
+                self.emit(
+                    "check",
+                    step_id,
+                    phase=phase,
+                    status="deferred",
+                    message=f"{label}: {why}",
+                    detail={"name": label},
+                )
+                continue
+            except (psycopg.Error, OSError, TemplateError, ValueError) as exc:
+                if isinstance(exc, psycopg.Error) and self.conn is not None and self.conn.closed:
+                    raise
+                result_ok, detail = False, f"{type(exc).__name__}: {_first_line(exc)}"
+                self._check_event(step_id, phase, label, result_ok, detail, spec)
+                if fail_fast:
+                    raise StepFailed(
+                        f"{label}: {self.masker(detail)}", step_id=step_id, phase=phase
+                    ) from None
+                ok = False
+                continue
+            capture = getattr(spec, "capture", None)
+            if capture and result.ok:
+                self.values[capture] = result.value
+                if step_id is not None and self.record is not None:
+                    self.record.step(step_id).setdefault("captured", {})[capture] = _jsonable(
+                        result.value
+                    )
+            self._check_event(step_id, phase, label, result.ok, result.detail, spec)
+            if not result.ok:
+                ok = False
+                if fail_fast:
+                    message = f"{label}: {result.detail}"
+                    if spec.message:
+                        message += f"\n{self._render_message(spec.message, result.value)}"
+                    raise StepFailed(message, step_id=step_id, phase=phase)
+        return ok, deferred
+
+    def _render_message(self, template: str, value: Any) -> str:
+        try:
+            return render(template, {**self.values, "value": value})
+        except TemplateError:
+            return template
+
+    def _check_event(
+        self, step_id: str | None, phase: str, label: str, ok: bool, detail: str, spec: CheckSpec
+    ) -> None:
+        message = f"{label}: {detail}"
+        if not ok and spec.message:
+            message += f" ({spec.message})"
+        self.emit(
+            "check",
+            step_id,
+            phase=phase,
+            status="passed" if ok else "failed",
+            message=self.masker(message),
+            detail={"name": label},
+        )
+
+    # ------------------------------------------------------------------ actions
+
+    def plan(self, specs: Sequence[OpSpec], ctx: Context) -> Iterator[Effect]:
+        """Effects are planned one at a time, so each sees the files as the previous one left them."""
+        for spec in specs:
+            yield KINDS[spec.kind].plan(spec, ctx)
+
+    def act(
+        self,
+        step: Step,
+        phase: str,
+        ops: Sequence[OpSpec],
+        verify: Sequence[CheckSpec],
+        journal_step: dict[str, Any],
+    ) -> None:
+        """Run operations then verify checks, under the step's timeouts, retrying on lock timeout.
+
+        With `transaction: true`, sql operations and the verify share one transaction committed
+        only after verify passes; anything else undone on failure is up to the caller."""
+        policy = self.policy(step)
+        uses_sql = any(op.kind == "sql" for op in ops) and self.conn is not None
+        in_tx = step.transaction and uses_sql
+        deadline = time.monotonic() + policy.retry_budget
+        delays = db.backoff_delays(policy)
+        attempt = 0
+        while True:
+            attempt += 1
+            files_before = dict(journal_step.get("files", {}))
+            watch = self._watch() if uses_sql else nullcontext(None)
+            try:
+                with watch as watcher:
+                    tx = self.conn.transaction() if in_tx and self.conn else nullcontext()
+                    with tx:
+                        if uses_sql and self.conn is not None:
+                            db.set_timeouts(self.conn, policy, local=in_tx)
+                        self._execute(step.id, phase, ops, journal_step)
+                        if in_tx:
+                            self.run_checks(step.id, _verify_phase(phase), verify)
+                if not in_tx:
+                    self.run_checks(step.id, _verify_phase(phase), verify)
+                return
+            except psycopg.errors.LockNotAvailable as exc:
+                blockers = [str(b) for b in (watcher.blockers if watcher else [])]
+                self._restore_attempt(journal_step, files_before)
+                delay = next(delays, None)
+                self.emit(
+                    "lock_wait",
+                    step.id,
+                    phase=phase,
+                    status="timeout",
+                    message=f"lock timeout after {policy.lock_timeout:g}s "
+                    f"(attempt {attempt} of {policy.attempts})",
+                    detail={"attempt": attempt, "delay": delay, "blockers": blockers},
+                )
+                if delay is None or not db.sleep_within(deadline, delay):
+                    who = "; ".join(blockers) or "no blocker seen"
+                    raise StepFailed(
+                        f"could not get a lock within {policy.lock_timeout:g}s in {attempt} "
+                        f"attempt(s): {_first_line(exc)}; blocked by: {who}",
+                        step_id=step.id,
+                        phase=phase,
+                    ) from None
+
+    def _watch(self) -> Any:
+        if self.conn is None or self.url is None:
+            return nullcontext(None)
+        url, app = self.url, self.app_name + "/monitor"
+        return db.BlockerWatch(lambda: db.connect(url, app), self.conn.info.backend_pid)
+
+    def _execute(
+        self, step_id: str, phase: str, ops: Sequence[OpSpec], journal_step: dict[str, Any]
+    ) -> None:
+        ctx = self.context(journal_step)
+        for effect in self.plan(ops, ctx):
+            description = effect.describe()
+            for path in effect.paths():
+                planned = getattr(effect, "after", None)
+                entry = journal_step.setdefault("planned", {})
+                entry.setdefault(str(path.resolve()), []).append(_sha(planned))
+            self.emit("operation", step_id, phase=phase, status="started", message=description)
+            try:
+                output = effect.execute(ctx)
+            except psycopg.errors.LockNotAvailable:
+                raise
+            except (psycopg.Error, OSError, ValueError, RuntimeError, TemplateError) as exc:
+                if isinstance(exc, psycopg.Error) and self.conn is not None and self.conn.closed:
+                    raise StepFailed(
+                        f"the database connection was lost: {_first_line(exc)}",
+                        step_id=step_id,
+                        phase=phase,
+                    ) from None
+                raise StepFailed(f"{_first_line(exc)}", step_id=step_id, phase=phase) from None
+            except Exception as exc:  # ProcessFailed and kind errors
+                raise StepFailed(self.masker(str(exc)), step_id=step_id, phase=phase) from None
+            self.emit("operation", step_id, phase=phase, status="done", message=output or "done")
+            for path in effect.paths():
+                files = journal_step.get("files", {})
+                key = str(path.resolve())
+                if key in files:
+                    data = path.read_bytes() if path.exists() else None
+                    files[key]["after"].append(_sha(data))
+            self.save()
+
+    def _restore_attempt(self, journal_step: dict[str, Any], files_before: dict[str, Any]) -> None:
+        """A retried attempt starts from the files as they were before it."""
+        from dcx_runbook.undo import restore_file
+
+        for key, entry in list(journal_step.get("files", {}).items()):
+            if key not in files_before:
+                restore_file(Path(key), entry, self.secrets, force=True)
+                del journal_step["files"][key]
+
+    # ------------------------------------------------------------------ interrupts
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """SIGTERM behaves like Ctrl-C: the running query is cancelled (psycopg does that on
+        KeyboardInterrupt) or the child process group is stopped, then the run unwinds."""
+
+        def on_term(signum: int, frame: FrameType | None) -> None:
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, on_term)
+        try:
+            yield
+        except KeyboardInterrupt:
+            if self.child is not None:
+                stop_group(self.child)
+            raise Interrupted() from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _verify_phase(phase: str) -> str:
+    return "rollback.verify" if phase.startswith("rollback") else "verify"
+
+
+def _sha(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

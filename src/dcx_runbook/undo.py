@@ -1,0 +1,92 @@
+"""Undoing steps: restore file pre-images byte for byte, run rollback operations, verify."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from dcx_runbook.errors import JournalError, RunbookError, StepFailed
+from dcx_runbook.journal import unseal
+from dcx_runbook.kinds.files import unified_diff, write_atomic
+from dcx_runbook.model import Step
+from dcx_runbook.runtime import Runtime
+
+
+class UndoFailed(RunbookError):
+    pass
+
+
+def restore_file(
+    path: Path, entry: dict[str, Any], secrets: Mapping[str, str | None], *, force: bool
+) -> str:
+    """Put back the exact bytes and mode (or remove a file the run created)."""
+    try:
+        current: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        current = None
+    current_sha = None if current is None else hashlib.sha256(current).hexdigest()
+    if current_sha == entry["sha256"]:
+        return f"{path}: already as it was"
+    expected = set(entry.get("after", [])) | set(entry.get("planned", []))
+    if current_sha not in expected and not force:
+        before = unseal(entry["sealed"], secrets, entry["sha256"]) if entry["existed"] else None
+        diff = unified_diff(path, before, current)
+        raise UndoFailed(
+            f"{path} changed after the run (it is neither what the run left nor what it found); "
+            f"not restored. Difference from the pre-run content:\n{diff}"
+            "Merge by hand, or rerun the rollback with --force to overwrite it."
+        )
+    if not entry["existed"]:
+        if current is not None:
+            path.unlink()
+        return f"{path}: removed (the run created it)"
+    data = unseal(entry["sealed"], secrets, entry["sha256"])
+    write_atomic(path, data, entry["mode"])
+    os.chmod(path, entry["mode"])
+    return f"{path}: restored ({len(data)} bytes, mode {entry['mode']:o})"
+
+
+def undo_step(
+    rt: Runtime, step: Step, journal_step: dict[str, Any], *, force: bool, in_flight: bool
+) -> str:
+    """Undo one step. `in_flight`: its action began in this process and its transaction (if any)
+    has already rolled back, so only non-transactional effects remain."""
+    rollback = step.rollback
+    files = journal_step.get("files", {})
+    for key, entry in files.items():
+        entry["planned"] = journal_step.get("planned", {}).get(key, [])
+    non_tx = _has_non_transactional(step)
+    needs_ops = rollback is not None and bool(rollback.action) and (not in_flight or non_tx)
+    if step.irreversible and not files:
+        return f"irreversible: {step.irreversible}"
+    journal_step["status"] = "rollback_started"
+    rt.save()
+    try:
+        if rollback is not None and needs_ops:
+            rt.run_checks(step.id, "rollback.precheck", rollback.precheck)
+        for key, entry in files.items():
+            message = restore_file(Path(key), entry, rt.secrets, force=force)
+            rt.emit("operation", step.id, phase="rollback.action", status="done", message=message)
+        if rollback is not None and needs_ops:
+            rt.act(step, "rollback.action", rollback.action, rollback.verify, journal_step)
+        elif rollback is not None and files and not in_flight:
+            rt.run_checks(step.id, "rollback.verify", rollback.verify)
+    except (StepFailed, UndoFailed, JournalError, psycopg.Error, OSError) as exc:
+        journal_step["status"] = "rollback_failed"
+        journal_step["error"] = rt.masker(str(exc))
+        rt.save()
+        raise UndoFailed(str(exc), step_id=step.id, phase=getattr(exc, "phase", None)) from None
+    journal_step["status"] = "rolled_back"
+    rt.save()
+    return "rolled back"
+
+
+def _has_non_transactional(step: Step) -> bool:
+    return any(op.kind == "shell" for op in step.action) or (
+        not step.transaction and any(op.kind == "sql" for op in step.action)
+    )
