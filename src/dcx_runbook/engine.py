@@ -145,7 +145,7 @@ def _run(
         return _dry_run(rt, options)
     with rt.interruptible():
         try:
-            rt.run_checks(None, "preflight", runbook.preflight)
+            rt.run_checks(None, "preflight", _needed(runbook.preflight, options))
         except StepFailed as exc:
             return _finish(
                 rt, Outcome(ExitCode.REFUSED, "refused", None, f"preflight failed: {exc}")
@@ -195,6 +195,11 @@ def _run(
         return _execute(rt, options)
     finally:
         rt.record.unlock()
+
+
+def _needed(checks: Sequence[Any], options: Options) -> list[Any]:
+    """Preflight checks, without those only skipped steps need."""
+    return [c for c in checks if not c.needed_by or set(c.needed_by) - set(options.skip)]
 
 
 def _target_view(rt: Runtime, info: db.TargetInfo | None) -> dict[str, Any]:
@@ -376,7 +381,8 @@ def _dry_run(rt: Runtime, options: Options) -> Outcome:
 
     window = db.read_only(rt.conn) if rt.conn is not None else nullcontext()
     with window:
-        failures += _dry_checks(rt, None, "preflight", rt.runbook.preflight, [])
+        preflight = _needed(rt.runbook.preflight, options)
+        failures += _dry_checks(rt, None, "preflight", preflight, [])
         for step in rt.runbook.steps:
             if step.id in options.skip:
                 rt.emit(

@@ -226,6 +226,8 @@ def _message(err: Any) -> str:
         return msg.replace("Input tag", "kind").replace("found using 'kind' ", "")
     if kind == "union_tag_not_found":
         return "missing `kind`"
+    if kind == "edit_kind":
+        return msg
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if kind.endswith("_type") or kind.startswith("model_") or kind == "literal_error":

@@ -33,13 +33,20 @@ def check_semantics(data: dict[str, Any]) -> list[tuple[Loc, str]]:
         for loc, value in _strings(data.get(section), (section,)):
             for bad in malformed(value):
                 problems.append((loc, f"malformed reference {bad!r}: use ${{name}}"))
+            allowed = known | {"value"} if loc[-1] == "message" else known
             for name in refs(value):
-                if name not in known:
+                if name not in allowed:
                     problems.append(
                         (loc, f"undeclared variable ${{{name}}}: declare it under vars")
                     )
 
     problems += _step_rules(steps, data)
+    ids = {s.get("id") for s in steps if isinstance(s, dict)}
+    for loc, value in _items(data, ()):
+        if loc and loc[-1] == "needed_by" and isinstance(value, list):
+            for j, step_id in enumerate(value):
+                if step_id not in ids:
+                    problems.append(((*loc, j), f"no step with id {step_id!r}"))
     problems += _var_cycles(raw_vars if isinstance(raw_vars, dict) else {})
     return problems
 

@@ -63,6 +63,8 @@ def undo_step(
     non_tx = _has_non_transactional(step)
     needs_ops = rollback is not None and bool(rollback.action) and (not in_flight or non_tx)
     if step.irreversible and not files:
+        journal_step["status"] = "irreversible"
+        rt.save()
         return f"irreversible: {step.irreversible}"
     journal_step["status"] = "rollback_started"
     rt.save()

@@ -34,7 +34,14 @@ class Spec(BaseModel):
 
 class CheckSpec(Spec):
     message: str | None = Field(
-        default=None, description="Shown when the check fails, to say what it means and what to do."
+        default=None,
+        description="Shown when the check fails, to say what it means and what to do; "
+        "${value} is the value found.",
+    )
+    needed_by: list[str] | None = Field(
+        default=None,
+        description="Preflight only: step ids that need this check; it is not run when all of "
+        "them are skipped.",
     )
 
 

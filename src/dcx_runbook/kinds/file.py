@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from dcx_runbook.kinds.base import CheckResult, CheckSpec, Context, OpSpec, Spec
+from dcx_runbook.kinds.base import CheckResult, CheckSpec, Context, OpSpec
 from dcx_runbook.kinds.files import FileWrite, plan_write
 from dcx_runbook.template import render
 
@@ -22,38 +22,63 @@ def _valid_regex(pattern: str) -> str:
     return pattern
 
 
-class Replace(Spec):
-    kind: Literal["replace"] = "replace"
-    pattern: str = Field(description="A regular expression (multiline mode).")
+class Edit(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Replace(Edit):
+    """`replace: REGEX` `with: TEXT`, matching exactly `count` times (multiline mode)."""
+
+    replace: str = Field(description="A regular expression (multiline mode).")
     replacement: str = Field(alias="with", description="Replacement; \\1 refers to groups.")
     count: int = Field(default=1, ge=1, description="Exactly this many matches are expected.")
 
     @model_validator(mode="after")
     def _regex(self) -> Replace:
-        _valid_regex(self.pattern)
+        _valid_regex(self.replace)
         return self
 
 
-class EnsureLine(Spec):
-    kind: Literal["ensure_line"] = "ensure_line"
-    line: str
-    after: str | None = Field(
-        default=None, description="Insert after the first line matching this."
-    )
+class EnsureLine(Edit):
+    """`ensure_line: TEXT`: added (after the first line matching `after`, else at the end) unless
+    an identical line exists."""
+
+    ensure_line: str
+    after: str | None = Field(default=None, description="Insert after the first line matching this.")
 
 
-class RemoveLine(Spec):
-    kind: Literal["remove_line"] = "remove_line"
-    pattern: str = Field(description="Lines matching this regular expression are removed.")
+class RemoveLine(Edit):
+    """`remove_line: REGEX`: every line matching it is removed."""
+
+    remove_line: str = Field(description="Lines matching this regular expression are removed.")
     count: int | None = Field(default=None, ge=0, description="Expected number of lines removed.")
 
     @model_validator(mode="after")
     def _regex(self) -> RemoveLine:
-        _valid_regex(self.pattern)
+        _valid_regex(self.remove_line)
         return self
 
 
-Edit = Replace | EnsureLine | RemoveLine
+def _edit_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for tag in ("replace", "ensure_line", "remove_line"):
+            if tag in value:
+                return tag
+        return None
+    tags: dict[type, str] = {Replace: "replace", EnsureLine: "ensure_line", RemoveLine: "remove_line"}
+    return tags.get(type(value))
+
+
+AnyEdit = Annotated[
+    Annotated[Replace, Tag("replace")]
+    | Annotated[EnsureLine, Tag("ensure_line")]
+    | Annotated[RemoveLine, Tag("remove_line")],
+    Discriminator(
+        _edit_tag,
+        custom_error_type="edit_kind",
+        custom_error_message="an edit needs one of replace, ensure_line or remove_line",
+    ),
+]
 
 
 class FileCheck(CheckSpec):
@@ -81,7 +106,7 @@ class FileCheck(CheckSpec):
 class FileOp(OpSpec):
     kind: Literal["file"]
     path: str
-    edits: list[Replace | EnsureLine | RemoveLine] = Field(min_length=1)
+    edits: list[AnyEdit] = Field(min_length=1)
 
 
 class EditFailed(ValueError):
@@ -91,17 +116,17 @@ class EditFailed(ValueError):
 def apply_edits(text: str, edits: list[Replace | EnsureLine | RemoveLine], ctx: Context) -> str:
     for edit in edits:
         if isinstance(edit, Replace):
-            pattern = re.compile(edit.pattern, re.MULTILINE)
+            pattern = re.compile(edit.replace, re.MULTILINE)
             found = len(pattern.findall(text))
             if found != edit.count:
                 raise EditFailed(
-                    f"pattern {edit.pattern!r} matched {found} time(s), expected {edit.count}"
+                    f"pattern {edit.replace!r} matched {found} time(s), expected {edit.count}"
                 )
             # Values are text, not regex syntax: a backslash in a value stays a backslash.
             escaped = {k: str(v).replace("\\", "\\\\") for k, v in ctx.values.items()}
             text = pattern.sub(render(edit.replacement, escaped), text)
         elif isinstance(edit, EnsureLine):
-            line = render(edit.line, ctx.values)
+            line = render(edit.ensure_line, ctx.values)
             lines = text.splitlines(keepends=True)
             if any(existing.rstrip("\r\n") == line for existing in lines):
                 continue
@@ -117,12 +142,12 @@ def apply_edits(text: str, edits: list[Replace | EnsureLine | RemoveLine], ctx: 
             lines.insert(at, line + "\n")
             text = "".join(lines)
         else:
-            pattern = re.compile(edit.pattern)
+            pattern = re.compile(edit.remove_line)
             lines = text.splitlines(keepends=True)
             kept = [existing for existing in lines if not pattern.search(existing.rstrip("\r\n"))]
             removed = len(lines) - len(kept)
             if edit.count is not None and removed != edit.count:
-                raise EditFailed(f"{removed} line(s) match {edit.pattern!r}, expected {edit.count}")
+                raise EditFailed(f"{removed} line(s) match {edit.remove_line!r}, expected {edit.count}")
             text = "".join(kept)
     return text
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -38,10 +39,20 @@ class SqlCheck(CheckSpec):
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Store the value under this name for later checks (e.g. counts before/after).",
     )
-    sql_fields: ClassVar[tuple[str, ...]] = ("query",)
+    setup: list[str] = Field(
+        default_factory=list,
+        description="Statements run before the query, inside a transaction that is always rolled "
+        "back (requires always_rollback): e.g. insert test rows, then read them back.",
+    )
+    always_rollback: bool = Field(
+        default=False, description="Run in a transaction that is always rolled back."
+    )
+    sql_fields: ClassVar[tuple[str, ...]] = ("query", "setup")
 
     @model_validator(mode="after")
     def _one_expectation(self) -> SqlCheck:
+        if self.setup and not self.always_rollback:
+            raise ValueError("setup statements need always_rollback: true (checks never change anything)")
         _normalise(self.expect)
         _normalise(self.rows)
         if "expect" in self.model_fields_set and self.rows is not None:
@@ -100,7 +111,7 @@ class SqlKind:
     op_model = SqlOp
 
     def check_is_pure(self, spec: SqlCheck) -> bool:
-        return True  # dry runs execute checks inside a READ ONLY transaction
+        return not spec.always_rollback  # dry runs execute checks inside a READ ONLY transaction
 
     def plan(self, spec: SqlOp, ctx: Context) -> SqlEffect:
         composed, params = render_sql(spec.sql, ctx.values)
@@ -114,8 +125,14 @@ class SqlKind:
     def check(self, spec: SqlCheck, ctx: Context) -> CheckResult:
         if ctx.conn is None:
             raise Deferred("no database connection")
+        if ctx.dry_run and spec.always_rollback:
+            raise Deferred("it writes (then rolls back); a dry run doesn't run it")
         composed, params = render_sql(spec.query, ctx.values)
-        with ctx.conn.cursor() as cur:
+        window = ctx.conn.transaction(force_rollback=True) if spec.always_rollback else nullcontext()
+        with window, ctx.conn.cursor() as cur:
+            for statement in spec.setup:
+                setup, setup_params = render_sql(statement, ctx.values)
+                cur.execute(setup, setup_params or None)
             cur.execute(composed, params or None)
             rows = cur.fetchall() if cur.description else []
         value = rows[0][0] if rows and rows[0] else None
