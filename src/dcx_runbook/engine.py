@@ -376,7 +376,7 @@ def _dry_run(rt: Runtime, options: Options) -> Outcome:
     """Live read-only checks, the exact SQL and argv, in-memory file diffs; nothing is written."""
     assert rt.conn is not None or rt.runbook.target is None
     failures: list[str] = []
-    changing: list[str] = []  # steps that would act before the current one
+    changing: list[Step] = []  # steps that would act before the current one
     from contextlib import nullcontext
 
     window = db.read_only(rt.conn) if rt.conn is not None else nullcontext()
@@ -398,7 +398,7 @@ def _dry_run(rt: Runtime, options: Options) -> Outcome:
                     message="already done: would change nothing",
                 )
                 continue
-            failures += _dry_checks(rt, step.id, "precheck", step.precheck, changing)
+            failures += _dry_checks(rt, step, "precheck", step.precheck, changing)
             ctx = rt.context()
             try:
                 for effect in rt.plan(step.action, ctx):
@@ -415,10 +415,8 @@ def _dry_run(rt: Runtime, options: Options) -> Outcome:
                 failures.append(f"{step.id}: {exc}")
                 rt.emit("operation", step.id, phase="action", status="failed", message=str(exc))
             if step.action:
-                changing.append(step.id)
-            failures += _dry_checks(
-                rt, step.id, "verify", step.verify, changing, own=bool(step.action)
-            )
+                changing.append(step)
+            failures += _dry_checks(rt, step, "verify", step.verify, changing, own=True)
             if step.rollback is not None:
                 for op in step.rollback.action:
                     rt.emit(
@@ -450,31 +448,47 @@ def _describe_rollback(rt: Runtime, op: Any) -> str:
         return f"{op.kind}: {exc}"
 
 
-def _dry_all_hold(rt: Runtime, step: Step, changing: list[str]) -> bool:
-    return not _dry_checks(rt, step.id, "done_when", step.done_when, changing, quiet_failures=True)
+def _dry_all_hold(rt: Runtime, step: Step, changing: list[Step]) -> bool:
+    """True only when every already-done check ran now and held (a deferred one doesn't count)."""
+    for spec in step.done_when:
+        if _depends_on(spec, changing, step, own=False):
+            return False
+        ok, _ = _one_check(rt, step.id, "done_when", spec)
+        if not ok:
+            return False
+    return True
+
+
+def _depends_on(spec: Any, changing: list[Step], step: Step, *, own: bool) -> str | None:
+    """Why a check can't be evaluated in a dry run yet, or None.
+
+    File checks see planned edits through the in-memory overlay, so they never wait. A sql check
+    waits for earlier sql or shell actions; a shell check waits for any earlier action."""
+    if spec.kind not in ("sql", "shell"):
+        return None
+    kinds = {"sql", "shell"} if spec.kind == "sql" else {"sql", "shell", "file", "env_file"}
+    if own and any(op.kind in kinds for op in step.action):
+        return "this step's action"
+    earlier = [s.id for s in changing if s is not step and any(op.kind in kinds for op in s.action)]
+    return f"the effect of {', '.join(earlier)}" if earlier else None
 
 
 def _dry_checks(
     rt: Runtime,
-    step_id: str | None,
+    step: Step | None,
     phase: str,
     specs: Sequence[Any],
-    changing: list[str],
+    changing: list[Step],
     *,
     own: bool = False,
-    quiet_failures: bool = False,
 ) -> list[str]:
     """Evaluate what can be evaluated now; defer what depends on an earlier (or this) step."""
     failures: list[str] = []
+    step_id = step.id if step is not None else None
     for spec in specs:
         label = spec.name or f"{spec.kind} check"
-        depends = changing if spec.kind in ("sql", "shell") else []
-        if depends:
-            why = (
-                "this step's action"
-                if own and depends[-1] == step_id
-                else f"the effect of {', '.join(depends)}"
-            )
+        why = _depends_on(spec, changing, step, own=own) if step is not None else None
+        if why:
             rt.emit(
                 "check",
                 step_id,
@@ -487,8 +501,6 @@ def _dry_checks(
         ok, _ = _one_check(rt, step_id, phase, spec)
         if not ok:
             failures.append(f"{step_id or 'preflight'} {phase}: {label}")
-            if quiet_failures:
-                return failures
     return failures
 
 

@@ -170,13 +170,15 @@ class Runtime:
         self, step_id: str | None, phase: str, label: str, ok: bool, detail: str, spec: CheckSpec
     ) -> None:
         message = f"{label}: {detail}"
-        if not ok and spec.message:
-            message += f" ({spec.message})"
+        if not ok and spec.message and phase != "done_when":
+            message += f" ({self._render_message(spec.message, None)})"
+        # An unmet already-done check is not a failure: it means the step has work to do.
+        status = "passed" if ok else ("unmet" if phase == "done_when" else "failed")
         self.emit(
             "check",
             step_id,
             phase=phase,
-            status="passed" if ok else "failed",
+            status=status,
             message=self.masker(message),
             detail={"name": label},
         )

@@ -44,7 +44,9 @@ class EnsureLine(Edit):
     an identical line exists."""
 
     ensure_line: str
-    after: str | None = Field(default=None, description="Insert after the first line matching this.")
+    after: str | None = Field(
+        default=None, description="Insert after the first line matching this."
+    )
 
 
 class RemoveLine(Edit):
@@ -65,7 +67,11 @@ def _edit_tag(value: Any) -> str | None:
             if tag in value:
                 return tag
         return None
-    tags: dict[type, str] = {Replace: "replace", EnsureLine: "ensure_line", RemoveLine: "remove_line"}
+    tags: dict[type, str] = {
+        Replace: "replace",
+        EnsureLine: "ensure_line",
+        RemoveLine: "remove_line",
+    }
     return tags.get(type(value))
 
 
@@ -147,7 +153,9 @@ def apply_edits(text: str, edits: list[Replace | EnsureLine | RemoveLine], ctx: 
             kept = [existing for existing in lines if not pattern.search(existing.rstrip("\r\n"))]
             removed = len(lines) - len(kept)
             if edit.count is not None and removed != edit.count:
-                raise EditFailed(f"{removed} line(s) match {edit.remove_line!r}, expected {edit.count}")
+                raise EditFailed(
+                    f"{removed} line(s) match {edit.remove_line!r}, expected {edit.count}"
+                )
             text = "".join(kept)
     return text
 

@@ -52,7 +52,9 @@ class SqlCheck(CheckSpec):
     @model_validator(mode="after")
     def _one_expectation(self) -> SqlCheck:
         if self.setup and not self.always_rollback:
-            raise ValueError("setup statements need always_rollback: true (checks never change anything)")
+            raise ValueError(
+                "setup statements need always_rollback: true (checks never change anything)"
+            )
         _normalise(self.expect)
         _normalise(self.rows)
         if "expect" in self.model_fields_set and self.rows is not None:
@@ -128,7 +130,9 @@ class SqlKind:
         if ctx.dry_run and spec.always_rollback:
             raise Deferred("it writes (then rolls back); a dry run doesn't run it")
         composed, params = render_sql(spec.query, ctx.values)
-        window = ctx.conn.transaction(force_rollback=True) if spec.always_rollback else nullcontext()
+        window = (
+            ctx.conn.transaction(force_rollback=True) if spec.always_rollback else nullcontext()
+        )
         with window, ctx.conn.cursor() as cur:
             for statement in spec.setup:
                 setup, setup_params = render_sql(statement, ctx.values)

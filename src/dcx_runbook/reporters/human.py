@@ -19,6 +19,7 @@ SYMBOLS = {
     "passed": "[green]✓[/]",
     "failed": "[red]✗[/]",
     "deferred": "[yellow]…[/]",
+    "unmet": "[dim]·[/]",
     "applied": "[green]✓[/]",
     "already_done": "[cyan]=[/]",
     "skipped": "[yellow]-[/]",

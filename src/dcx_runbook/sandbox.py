@@ -1,0 +1,212 @@
+"""A disposable PostgreSQL: an explicit server, else a Docker engine (testcontainers), else local
+PostgreSQL binaries on a free port. Always cleaned up; checking for Docker never hangs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from glob import glob
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from dcx_runbook.errors import Refused
+
+DOCKER_PROBE_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True)
+class Server:
+    """An admin URL where scratch databases may be created and dropped."""
+
+    admin_url: str
+    provider: str  # "url", "docker", "binaries"
+
+    def url_for(self, database: str) -> str:
+        parts = urlsplit(self.admin_url)
+        return urlunsplit(parts._replace(path="/" + database))
+
+
+def docker_available() -> bool:
+    """True when a Docker engine answers within a second (the client alone is not enough)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        if host.startswith("unix://"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(DOCKER_PROBE_TIMEOUT)
+            sock.connect(host[len("unix://") :])
+            sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            answer = sock.recv(64)
+            sock.close()
+            return b"200" in answer
+        if host.startswith("tcp://"):
+            hostname, _, port = host[len("tcp://") :].partition(":")
+            with socket.create_connection((hostname, int(port or 2375)), DOCKER_PROBE_TIMEOUT):
+                return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def find_binaries() -> Path | None:
+    """The newest PostgreSQL bin directory with initdb and pg_ctl."""
+    on_path = shutil.which("pg_ctl")
+    candidates = sorted(glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+    dirs = [Path(c) for c in reversed(candidates)]
+    if on_path:
+        dirs.insert(0, Path(on_path).parent)
+    for d in dirs:
+        if (d / "initdb").exists() and (d / "pg_ctl").exists():
+            return d
+    return None
+
+
+@contextlib.contextmanager
+def server(explicit_url: str | None = None, *, major: int | None = None) -> Iterator[Server]:
+    """The first provider that works, in the documented order."""
+    explicit_url = explicit_url or os.environ.get("DCX_SANDBOX_URL")
+    if explicit_url:
+        yield Server(explicit_url, "url")
+        return
+    if docker_available():
+        with docker_server(major) as srv:
+            yield srv
+        return
+    bindir = find_binaries()
+    if bindir is not None:
+        with local_server(bindir) as srv:
+            yield srv
+        return
+    raise Refused(
+        "no PostgreSQL for a sandbox: pass --sandbox-url / set DCX_SANDBOX_URL (an admin URL), "
+        "start a Docker engine, or install the PostgreSQL server binaries (initdb, pg_ctl)"
+    )
+
+
+@contextlib.contextmanager
+def docker_server(major: int | None = None) -> Iterator[Server]:
+    from testcontainers.postgres import PostgresContainer
+
+    container = PostgresContainer(f"postgres:{major or 15}-alpine", driver=None)
+    container.start()
+    try:
+        yield Server(container.get_connection_url(), "docker")
+    finally:
+        container.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def local_server(bindir: Path) -> Iterator[Server]:
+    """initdb + pg_ctl in a temporary directory; as root, as the `postgres` system user."""
+    root = Path(tempfile.mkdtemp(prefix="dcx-sandbox-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            pg = pwd.getpwnam("postgres")
+        except KeyError:
+            raise Refused("running as root and there is no `postgres` user for initdb") from None
+        os.chown(root, pg.pw_uid, pg.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", _free_port()
+    log = root / "server.log"
+    try:
+        _run(
+            [
+                *as_user,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]
+        )
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        _run(
+            [
+                *as_user,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ]
+        )
+        yield Server(f"postgresql://postgres@127.0.0.1:{port}/postgres", "binaries")
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run(
+                [
+                    *as_user,
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ],
+                capture_output=True,
+                check=False,
+            )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(argv: list[str]) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise Refused(
+            f"{Path(argv[-1] if 'initdb' in argv[-1] else argv[0]).name} failed: "
+            f"{(done.stderr or done.stdout).strip()[-500:]}"
+        )
+
+
+@contextlib.contextmanager
+def scratch_database(srv: Server, prefix: str = "dcx_sandbox") -> Iterator[str]:
+    """A fresh database on the server, dropped afterwards (even on Ctrl-C): yields its URL."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(srv.admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield srv.url_for(name)
+    finally:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with psycopg.connect(srv.admin_url, autocommit=True) as admin:
+                    admin.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                            sql.Identifier(name)
+                        )
+                    )
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
