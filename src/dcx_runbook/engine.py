@@ -462,11 +462,18 @@ def _dry_all_hold(rt: Runtime, step: Step, changing: list[Step]) -> bool:
 def _depends_on(spec: Any, changing: list[Step], step: Step, *, own: bool) -> str | None:
     """Why a check can't be evaluated in a dry run yet, or None.
 
-    File checks see planned edits through the in-memory overlay, so they never wait. A sql check
-    waits for earlier sql or shell actions; a shell check waits for any earlier action."""
-    if spec.kind not in ("sql", "shell"):
+    File checks see planned edits through the in-memory overlay, so they wait only for shell
+    actions (which may write anything). A sql check waits for sql or shell actions; a shell check
+    waits for any action."""
+    waits_for = {
+        "sql": {"sql", "shell"},
+        "shell": {"sql", "shell", "file", "env_file"},
+        "file": {"shell"},
+        "env_file": {"shell"},
+    }
+    kinds = waits_for.get(spec.kind)
+    if not kinds:
         return None
-    kinds = {"sql", "shell"} if spec.kind == "sql" else {"sql", "shell", "file", "env_file"}
     if own and any(op.kind in kinds for op in step.action):
         return "this step's action"
     earlier = [s.id for s in changing if s is not step and any(op.kind in kinds for op in s.action)]
