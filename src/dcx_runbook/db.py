@@ -58,6 +58,10 @@ def connect(url: str, application_name: str) -> psycopg.Connection[Any]:
         raise Refused(f"can't connect to {mask_url(url)}: {_first_line(exc)}") from None
     except ValueError as exc:  # malformed URL or conninfo
         raise Refused(f"invalid database URL {mask_url(url)}: {exc}") from None
+    if conn.info.server_version >= 140000:
+        # A backend whose client was killed notices within a second, even while it waits for a
+        # lock, and releases its locks (the run lock included) instead of holding them.
+        conn.execute("SET client_connection_check_interval = '1s'")
     return conn
 
 

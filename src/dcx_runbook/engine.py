@@ -4,6 +4,7 @@ on any failure stop and unwind everything already done. Also: rollback of a jour
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,15 +12,17 @@ from typing import Any
 import psycopg
 
 from dcx_runbook import db
-from dcx_runbook.errors import ExitCode, Interrupted, Refused, RunbookError, StepFailed
+from dcx_runbook.errors import ExitCode, Refused, RunbookError, StepFailed
 from dcx_runbook.journal import UNDO_STATUSES, Journal, RunRecord, new_run_id, now, operator
 from dcx_runbook.loader import Loaded
 from dcx_runbook.model import Runbook, Step
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.runtime import Runtime
 from dcx_runbook.secrets import mask_url
-from dcx_runbook.undo import UndoFailed, undo_step
+from dcx_runbook.undo import UndoFailed, has_non_transactional, undo_step
 from dcx_runbook.variables import Resolved
+
+OWN_LOCK_GRACE = 10.0  # seconds a rollback waits for the lock of its own dead run
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,23 @@ class Outcome:
     still_applied: list[str] = field(default_factory=list)
 
 
-def open_target(rt: Runtime, runbook_name: str, journal: Journal | None) -> db.TargetInfo:
+def _take_run_lock(rt: Runtime, runbook_name: str, own_run: str | None) -> bool:
+    """The run lock; a rollback waits a little when the holder is the very run it undoes (its
+    process was killed and the server has not yet noticed the dead client)."""
+    assert rt.conn is not None
+    deadline = time.monotonic() + OWN_LOCK_GRACE
+    while not db.try_run_lock(rt.conn, runbook_name):
+        holder = db.lock_holder(rt.conn, runbook_name) or {}
+        mine = own_run is not None and f"/{own_run}" in str(holder.get("application") or "")
+        if not mine or time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def open_target(
+    rt: Runtime, runbook_name: str, journal: Journal | None, own_run: str | None = None
+) -> db.TargetInfo:
     """Connect, check the guard, take the run lock. Raises Refused: nothing changed."""
     if rt.runbook.target is None:
         raise RunbookError("this runbook has no database target")
@@ -55,7 +74,7 @@ def open_target(rt: Runtime, runbook_name: str, journal: Journal | None) -> db.T
             f"connected to database {info.database!r} on {info.host}, but this runbook expects "
             f"{expected!r}: refusing before any change (override with --var if that is really meant)"
         )
-    if not db.try_run_lock(rt.conn, runbook_name):
+    if not _take_run_lock(rt, runbook_name, own_run):
         holder = db.lock_holder(rt.conn, runbook_name) or {}
         raise Refused(
             f"another dcx-runbook holds the lock for {runbook_name} on {info.database}: "
@@ -228,7 +247,7 @@ def _execute(rt: Runtime, options: Options) -> Outcome:
                 current = None
         except (StepFailed, psycopg.Error, RunbookError) as exc:
             return _unwind(rt, applied, current, f"{exc}", ExitCode.UNDONE)
-        except Interrupted:
+        except KeyboardInterrupt:
             return _unwind(rt, applied, current, "interrupted", ExitCode.INTERRUPTED)
     return _finish(rt, Outcome(ExitCode.OK, "succeeded", rt.record.run_id, "done and verified"))
 
@@ -293,14 +312,18 @@ def _unwind(
         with rt.interruptible():
             for step, in_flight in todo:
                 message = undo_step(
-                    rt, step, rt.record.step(step.id), force=False, in_flight=in_flight
+                    rt,
+                    step,
+                    rt.record.step(step.id),
+                    force=False,
+                    run_ops=not in_flight or has_non_transactional(step),
                 )
-                status = "irreversible" if message.startswith("irreversible") else "rolled_back"
+                status = _undone_status(message)
                 rt.emit("step_undone", step.id, status=status, message=message)
     except UndoFailed as exc:
         rt.emit("step_undone", exc.step_id, status="rollback_failed", message=str(exc))
         return _incomplete(rt, reason, f"undo of {exc.step_id} failed: {exc.message}")
-    except Interrupted:
+    except KeyboardInterrupt:
         return _incomplete(rt, reason, "the unwind was interrupted")
     for step, _ in todo:
         if rt.record.step(step.id)["status"] == "rolled_back" and step is current:
@@ -315,6 +338,12 @@ def _unwind(
             f"{reason}; every change was undone: the system is as it was",
         ),
     )
+
+
+def _undone_status(message: str) -> str:
+    if message.startswith("irreversible"):
+        return "irreversible"
+    return "nothing_to_undo" if message == "nothing to undo" else "rolled_back"
 
 
 def _reconnect_if_lost(rt: Runtime) -> None:
@@ -549,7 +578,11 @@ def rollback(
 
 def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal) -> Outcome:
     todo = [s for s in reversed(record.data["steps"]) if s["status"] in UNDO_STATUSES]
-    info = open_target(rt, rt.runbook.name, journal) if rt.runbook.target is not None else None
+    info = (
+        open_target(rt, rt.runbook.name, journal, own_run=record.run_id)
+        if rt.runbook.target is not None
+        else None
+    )
     rt.emit(
         "run_started",
         message=f"rollback of {record.run_id} ({rt.runbook.name})",
@@ -625,15 +658,18 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
         with rt.interruptible():
             for entry in todo:
                 step = rt.runbook.step(entry["id"])
-                in_flight = entry["status"] == "action_started" and not _goal_holds(rt, step)
-                message = undo_step(rt, step, entry, force=options.force, in_flight=in_flight)
-                status = "irreversible" if message.startswith("irreversible") else "rolled_back"
+                # After a crash (or an interrupted undo), the already-done checks tell whether
+                # the step's effect is there to undo; the file pre-images are restored either way.
+                uncertain = entry["status"] in ("action_started", "rollback_started")
+                run_ops = not (uncertain and step.done_when and not _goal_holds(rt, step))
+                message = undo_step(rt, step, entry, force=options.force, run_ops=run_ops)
+                status = _undone_status(message)
                 rt.emit("step_undone", step.id, status=status, message=message)
     except UndoFailed as exc:
         rt.emit("step_undone", exc.step_id, status="rollback_failed", message=str(exc))
         history[-1].update(status="undo_incomplete", finished_at=now())
         return _incomplete(rt, "rollback stopped", f"undo of {exc.step_id} failed: {exc.message}")
-    except Interrupted:
+    except KeyboardInterrupt:
         history[-1].update(status="interrupted", finished_at=now())
         return _incomplete(rt, "rollback interrupted", "not every step was undone")
     finally:

@@ -89,7 +89,3 @@ class StepFailed(RunbookError):
     """A phase of a step failed; the engine unwinds."""
 
     exit_code = ExitCode.UNDONE
-
-
-class Interrupted(BaseException):
-    """Ctrl-C or SIGTERM. A BaseException so that no `except Exception` swallows it."""

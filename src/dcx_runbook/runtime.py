@@ -16,11 +16,10 @@ from typing import Any
 import psycopg
 
 from dcx_runbook import db
-from dcx_runbook.errors import Interrupted, StepFailed
+from dcx_runbook.errors import StepFailed
 from dcx_runbook.journal import RunRecord, seal
 from dcx_runbook.kinds import KINDS
 from dcx_runbook.kinds.base import CheckSpec, Context, Deferred, Effect, OpSpec
-from dcx_runbook.kinds.shell import stop_group
 from dcx_runbook.model import Runbook, Step, Timeouts
 from dcx_runbook.reporters.base import Event, Reporter
 from dcx_runbook.secrets import Masker
@@ -299,8 +298,9 @@ class Runtime:
 
     @contextmanager
     def interruptible(self) -> Iterator[None]:
-        """SIGTERM behaves like Ctrl-C: the running query is cancelled (psycopg does that on
-        KeyboardInterrupt) or the child process group is stopped, then the run unwinds."""
+        """SIGTERM behaves like Ctrl-C: a KeyboardInterrupt where the run is, so the running query
+        is cancelled (psycopg does that on KeyboardInterrupt) or the child process group is
+        stopped (run_process does), and the caller unwinds."""
 
         def on_term(signum: int, frame: FrameType | None) -> None:
             raise KeyboardInterrupt
@@ -308,10 +308,6 @@ class Runtime:
         previous = signal.signal(signal.SIGTERM, on_term)
         try:
             yield
-        except KeyboardInterrupt:
-            if self.child is not None:
-                stop_group(self.child)
-            raise Interrupted() from None
         finally:
             signal.signal(signal.SIGTERM, previous)
 

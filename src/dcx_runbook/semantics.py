@@ -1,23 +1,30 @@
 """Rules that span a whole runbook: unique ids, declared variables, a way back for every change.
 
-They work on the raw YAML data, so they are reported alongside schema errors, all at once.
+They work on the raw YAML data, so they are reported alongside schema errors, all at once. The
+data may have any shape (the schema may have rejected it): every rule checks types before use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import difflib
+import re
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 from dcx_runbook.template import REF, malformed, refs
 
 Loc = tuple[Any, ...]
 _NOT_RENDERED = {"title", "description", "name", "id", "kind", "irreversible"}
+_CHECK_LISTS = ("preflight", "done_when", "precheck", "verify")
+_FILE_KINDS = ("file", "env_file")
+_EDIT_PATTERNS = ("replace", "remove_line", "after")
+_CHECK_PATTERNS = ("matches", "not_matches", "stdout_matches")
 
 
 def check_semantics(data: dict[str, Any]) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
     raw_vars = data.get("vars")
-    declared = set(raw_vars) if isinstance(raw_vars, dict) else set()
+    declared = {k for k in raw_vars if isinstance(k, str)} if isinstance(raw_vars, dict) else set()
     steps = data.get("steps") if isinstance(data.get("steps"), list) else []
     assert isinstance(steps, list)
 
@@ -25,36 +32,87 @@ def check_semantics(data: dict[str, Any]) -> list[tuple[Loc, str]]:
     for loc, value in _items(data, ()):
         if loc and loc[-1] == "capture" and isinstance(value, str):
             if value in declared:
-                problems.append((loc, f"capture {value!r} would hide the variable of that name"))
+                problems.append(
+                    (
+                        loc,
+                        f"capture {value!r} would hide the variable of that name; "
+                        "expected a name not declared under vars",
+                    )
+                )
             captures.setdefault(value, loc)
 
     known = declared | set(captures)
     for section in ("target", "preflight", "steps", "vars"):
         for loc, value in _strings(data.get(section), (section,)):
             for bad in malformed(value):
-                problems.append((loc, f"malformed reference {bad!r}: use ${{name}}"))
+                problems.append(
+                    (
+                        loc,
+                        f"malformed reference {bad!r}; expected ${{name}} (or $${{ for a literal ${{)",
+                    )
+                )
             allowed = known | {"value"} if loc[-1] == "message" else known
             for name in refs(value):
                 if name not in allowed:
-                    problems.append(
-                        (loc, f"undeclared variable ${{{name}}}: declare it under vars")
-                    )
+                    problems.append((loc, _undeclared(name, allowed)))
 
     problems += _step_rules(steps, data)
-    ids = {s.get("id") for s in steps if isinstance(s, dict)}
+    ids: list[str] = [
+        s["id"] for s in steps if isinstance(s, dict) and isinstance(s.get("id"), str)
+    ]
     for loc, value in _items(data, ()):
         if loc and loc[-1] == "needed_by" and isinstance(value, list):
             for j, step_id in enumerate(value):
-                if step_id not in ids:
-                    problems.append(((*loc, j), f"no step with id {step_id!r}"))
+                if isinstance(step_id, str) and step_id not in ids:
+                    close = difflib.get_close_matches(step_id, ids, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    problems.append(
+                        (
+                            (*loc, j),
+                            f"no step with id {step_id!r}{hint}; "
+                            f"expected one of: {', '.join(ids) or 'no steps'}",
+                        )
+                    )
     problems += _var_cycles(raw_vars if isinstance(raw_vars, dict) else {})
     return problems
+
+
+def check_patterns(data: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """Every regular expression compiles (edits, file checks, `stdout_matches`, `matches`)."""
+    problems: list[tuple[Loc, str]] = []
+    for loc, value in _items({k: data.get(k) for k in ("preflight", "steps")}, ()):
+        if not (isinstance(value, str) and _is_pattern(loc)):
+            continue
+        try:
+            re.compile(value)
+        except re.error as exc:
+            problems.append((loc, f"invalid regular expression {value!r}: {exc}"))
+        except (OverflowError, RecursionError, ValueError) as exc:
+            detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            problems.append((loc, f"invalid regular expression: {detail}"))
+    return problems
+
+
+def _is_pattern(loc: Loc) -> bool:
+    key = loc[-1] if loc else None
+    parent = loc[-3] if len(loc) >= 3 and isinstance(loc[-2], int) else None
+    return (
+        (key in _EDIT_PATTERNS and parent == "edits")
+        or (key in _CHECK_PATTERNS and parent in _CHECK_LISTS)
+        or (key == "matches" and len(loc) >= 2 and loc[-2] in ("expect", "rows"))
+    )
+
+
+def _undeclared(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f" (did you mean ${{{close[0]}}}?)" if close else ""
+    declared = ", ".join(sorted(known - {"value"})) or "none"
+    return f"undeclared variable ${{{name}}}{hint}: declare it under vars (declared: {declared})"
 
 
 def _step_rules(steps: list[Any], data: dict[str, Any]) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
     seen: dict[str, int] = {}
-    uses_sql = _uses_kind(data.get("preflight"), "sql")
     for i, step in enumerate(steps):
         if not isinstance(step, dict):
             continue
@@ -63,85 +121,123 @@ def _step_rules(steps: list[Any], data: dict[str, Any]) -> list[tuple[Loc, str]]
             if step_id in seen:
                 problems.append(
                     (
-                        (("steps", i, "id")),
-                        f"duplicate step id {step_id!r} (first at steps[{seen[step_id]}])",
+                        ("steps", i, "id"),
+                        f"duplicate step id {step_id!r} (first at steps[{seen[step_id]}]); "
+                        "expected a unique id",
                     )
                 )
             else:
                 seen[step_id] = i
-        uses_sql = uses_sql or _uses_kind(step, "sql")
         actions = step.get("action") if isinstance(step.get("action"), list) else []
         assert isinstance(actions, list)
         if not actions or step.get("irreversible"):
             continue
         rollback = step.get("rollback")
-        if not isinstance(rollback, dict) or not (
-            rollback.get("action") or rollback.get("restore_files")
-        ):
+        undo = rollback.get("action") if isinstance(rollback, dict) else None
+        restores = rollback.get("restore_files") is True if isinstance(rollback, dict) else False
+        if not undo and not restores:
             problems.append(
                 (
                     ("steps", i),
-                    "step changes something but has no rollback: add rollback "
-                    "(action or restore_files) or declare `irreversible: <reason>`",
+                    "step changes something but has no rollback: expected `rollback` "
+                    "(action or restore_files) or `irreversible: <reason>`",
                 )
             )
             continue
-        edits_files = any(
-            isinstance(a, dict) and a.get("kind") in ("file", "env_file") for a in actions
-        )
-        if edits_files and not rollback.get("restore_files"):
+        kinds = [a.get("kind") for a in actions if isinstance(a, dict)]
+        other = sorted({str(k) for k in kinds if isinstance(k, str) and k not in _FILE_KINDS})
+        if other and not undo:
             problems.append(
                 (
                     ("steps", i, "rollback"),
-                    "the step edits files: set `restore_files: true` so "
+                    f"restore_files only restores files, not the effect of the {', '.join(other)} "
+                    "action(s): expected rollback `action` for them, or `irreversible: <reason>`",
+                )
+            )
+        if any(k in _FILE_KINDS for k in kinds) and not restores:
+            problems.append(
+                (
+                    ("steps", i, "rollback"),
+                    "the step edits files: expected `restore_files: true` so "
                     "rollback restores their exact bytes",
                 )
             )
-    if uses_sql and not isinstance(data.get("target"), dict):
-        problems.append(((), "sql checks or operations need a `target` (the database)"))
+    first_sql = _first_kind(data.get("preflight"), "sql", ("preflight",)) or _first_kind(
+        steps, "sql", ("steps",)
+    )
+    if first_sql is not None and not isinstance(data.get("target"), dict):
+        problems.append(
+            (
+                first_sql,
+                "sql checks and operations need a database: expected a top-level "
+                "`target` with `url: ${database_url}`",
+            )
+        )
     target = data.get("target")
     if isinstance(target, dict) and isinstance(target.get("url"), str):
         if not REF.fullmatch(target["url"].strip()):
             problems.append(
-                (("target", "url"), "expected a reference to a variable: ${database_url}")
+                (
+                    ("target", "url"),
+                    "expected a reference to a variable, such as ${database_url} "
+                    "(never a URL written in the runbook)",
+                )
             )
     return problems
 
 
-def _var_cycles(raw_vars: dict[str, Any]) -> list[tuple[Loc, str]]:
+def _var_cycles(raw_vars: dict[Any, Any]) -> list[tuple[Loc, str]]:
     deps = {
-        name: set(refs(spec["default"]))
+        name: refs(spec["default"])
         for name, spec in raw_vars.items()
-        if isinstance(spec, dict) and isinstance(spec.get("default"), str)
+        if isinstance(name, str) and isinstance(spec, dict) and isinstance(spec.get("default"), str)
     }
     problems: list[tuple[Loc, str]] = []
     for start in deps:
-        stack, seen = [start], set()
-        while stack:
-            name = stack.pop()
+        # Breadth first from `start`; a path back to it is a cycle.
+        parent: dict[str, str] = {}
+        queue = [start]
+        while queue:
+            name = queue.pop(0)
+            if start in deps.get(name, ()):
+                chain = [start, name]
+                while chain[-1] != start:
+                    chain.append(parent[chain[-1]])
+                cycle = " -> ".join(f"${{{n}}}" for n in reversed(chain))
+                problems.append(
+                    (
+                        ("vars", start, "default"),
+                        f"${{{start}}} depends on itself ({cycle}); expected defaults "
+                        "that don't refer back to each other",
+                    )
+                )
+                break
             for dep in deps.get(name, ()):
-                if dep == start:
-                    problems.append((("vars", start, "default"), f"${{{start}}} depends on itself"))
-                    stack = []
-                    break
-                if dep not in seen:
-                    seen.add(dep)
-                    stack.append(dep)
+                if dep not in parent and dep != start:
+                    parent[dep] = name
+                    queue.append(dep)
     return problems
 
 
-def _uses_kind(value: Any, kind: str) -> bool:
-    return any(loc and loc[-1] == "kind" and v == kind for loc, v in _items(value, ()))
+def _first_kind(value: Any, kind: str, loc: Loc) -> Loc | None:
+    return next(
+        (item_loc for item_loc, v in _items(value, loc) if item_loc[-1] == "kind" and v == kind),
+        None,
+    )
 
 
 def _items(value: Any, loc: Loc) -> Iterator[tuple[Loc, Any]]:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield (*loc, k), v
-            yield from _items(v, (*loc, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _items(v, (*loc, i))
+    """Every (location, value) below `value`, depth first, without recursion (any depth)."""
+    stack: list[tuple[Loc, Any]] = [(loc, value)]
+    while stack:
+        here, item = stack.pop()
+        children: list[tuple[Loc, Any]] = []
+        if isinstance(item, dict):
+            children = [((*here, k), v) for k, v in item.items() if isinstance(k, Hashable)]
+        elif isinstance(item, list):
+            children = [((*here, i), v) for i, v in enumerate(item)]
+        yield from children
+        stack.extend(reversed(children))
 
 
 def _strings(value: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:

@@ -52,16 +52,17 @@ def restore_file(
 
 
 def undo_step(
-    rt: Runtime, step: Step, journal_step: dict[str, Any], *, force: bool, in_flight: bool
+    rt: Runtime, step: Step, journal_step: dict[str, Any], *, force: bool, run_ops: bool
 ) -> str:
-    """Undo one step. `in_flight`: its action began in this process and its transaction (if any)
-    has already rolled back, so only non-transactional effects remain."""
+    """Undo one step: rollback precheck, restore file pre-images, rollback operations, verify.
+
+    `run_ops` is False when only the files need restoring: the step's transaction already rolled
+    back, or after a crash its already-done checks show its effect is absent."""
     rollback = step.rollback
     files = journal_step.get("files", {})
     for key, entry in files.items():
         entry["planned"] = journal_step.get("planned", {}).get(key, [])
-    non_tx = _has_non_transactional(step)
-    needs_ops = rollback is not None and bool(rollback.action) and (not in_flight or non_tx)
+    needs_ops = rollback is not None and bool(rollback.action) and run_ops
     if step.irreversible and not files:
         journal_step["status"] = "irreversible"
         rt.save()
@@ -76,7 +77,7 @@ def undo_step(
             rt.emit("operation", step.id, phase="rollback.action", status="done", message=message)
         if rollback is not None and needs_ops:
             rt.act(step, "rollback.action", rollback.action, rollback.verify, journal_step)
-        elif rollback is not None and files and not in_flight:
+        elif rollback is not None and files and run_ops:
             rt.run_checks(step.id, "rollback.verify", rollback.verify)
     except (StepFailed, UndoFailed, JournalError, psycopg.Error, OSError) as exc:
         journal_step["status"] = "rollback_failed"
@@ -85,10 +86,11 @@ def undo_step(
         raise UndoFailed(str(exc), step_id=step.id, phase=getattr(exc, "phase", None)) from None
     journal_step["status"] = "rolled_back"
     rt.save()
-    return "rolled back"
+    return "rolled back" if needs_ops or files else "nothing to undo"
 
 
-def _has_non_transactional(step: Step) -> bool:
+def has_non_transactional(step: Step) -> bool:
+    """Whether the step's action has effects its transaction can't take back."""
     return any(op.kind == "shell" for op in step.action) or (
         not step.transaction and any(op.kind == "sql" for op in step.action)
     )

@@ -1,0 +1,44 @@
+# `make test` is what CI runs (.ci/run) and what README tells you to run: it does its own set-up.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DCX_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+export DCX_TEST_NODE_CACHE ?= $(CURDIR)/.cache/nodetools
+export DCX_REQUIRE_DB ?= 1
+
+.PHONY: install test lint db node-tools bench clean
+
+$(BIN)/dcx-runbook: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/dcx-runbook
+
+db:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+	  command -v pg_ctlcluster >/dev/null && \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -n | tail -1) main start; }
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; \
+	  echo "PostgreSQL on 127.0.0.1:5432 did not come up" >&2; exit 1
+
+node-tools: install
+	@if command -v npm >/dev/null; then \
+	  $(BIN)/python -c 'import os, pathlib; from tests.support.nodetools import ensure_node_tools as e; \
+	  print("node tools:", e(pathlib.Path(os.environ["DCX_TEST_NODE_CACHE"])))'; \
+	else echo "node/npm missing: the Prisma and TypeScript tests will be skipped"; fi
+
+lint: install
+	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+test: install db node-tools lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: install db
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
