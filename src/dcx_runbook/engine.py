@@ -195,7 +195,7 @@ def _run(
                 "title": runbook.title,
                 "path": str(loaded.path),
                 "sha256": loaded.sha256,
-                "spec": runbook.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+                "spec": _journal_spec(runbook),
             },
             "vars": rt.masker.deep(resolved.public()),
             "secret_vars": sorted(resolved.secret),
@@ -214,6 +214,15 @@ def _run(
         return _execute(rt, options)
     finally:
         rt.record.unlock()
+
+
+def _journal_spec(runbook: Runbook) -> dict[str, Any]:
+    """The runbook as journaled: everything rollback needs, minus secret defaults."""
+    spec = runbook.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    for name, var in runbook.vars.items():
+        if var.secret and var.default is not None:
+            spec["vars"][name].pop("default", None)
+    return spec
 
 
 def _needed(checks: Sequence[Any], options: Options) -> list[Any]:

@@ -199,12 +199,21 @@ def _read_yaml(text: str, raw: bytes, filename: str) -> tuple[yaml.Node | None, 
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(str(p) for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
+            message += " (a tab: YAML indents with spaces only)"
         return None, None, [Problem(filename, "", f"YAML syntax error: {message}", *_mark(mark))]
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return None, None, [Problem(filename, "", f"YAML error: {first_line}", 1, 1)]
     finally:
         loader.dispose()
+
+
+def _char_at(text: str, line: int, column: int) -> str:
+    lines = text.split("\n")
+    if 0 <= line < len(lines) and 0 <= column < len(lines[line]):
+        return lines[line][column]
+    return ""
 
 
 def _mark(mark: Any) -> tuple[int, int]:
@@ -407,7 +416,7 @@ def _schema_errors(errors: Sequence[Any]) -> list[tuple[list[_Part], str]]:
     for err in errors:
         parts = _classify(err["loc"])
         value = err.get("input")
-        if err["type"] == "invalid_key" and parts:
+        if err["type"] in ("invalid_key", "extra_forbidden") and parts:
             parts[-1] = _Part("key-of", parts[-1][1])
         elif err["type"] == "union_tag_invalid" and isinstance(value, dict) and "kind" in value:
             parts.append(_Part("key", "kind"))

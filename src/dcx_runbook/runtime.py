@@ -255,7 +255,15 @@ class Runtime:
         self, step_id: str, phase: str, ops: Sequence[OpSpec], journal_step: dict[str, Any]
     ) -> None:
         ctx = self.context(journal_step)
-        for effect in self.plan(ops, ctx):
+        for spec in ops:
+            try:
+                effect = KINDS[spec.kind].plan(spec, ctx)
+            except (OSError, ValueError, TemplateError) as exc:
+                # A plan that can't be made (a missing file, an edit that doesn't match, a value
+                # that can't be written safely) fails the step before anything of it is done.
+                raise StepFailed(
+                    self.masker(_first_line(exc)), step_id=step_id, phase=phase
+                ) from None
             description = effect.describe()
             for path in effect.paths():
                 planned = getattr(effect, "after", None)

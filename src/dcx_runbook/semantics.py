@@ -70,7 +70,7 @@ def check_semantics(data: dict[str, Any]) -> list[tuple[Loc, str]]:
                         (
                             (*loc, j),
                             f"no step with id {step_id!r}{hint}; "
-                            f"expected one of: {', '.join(ids) or 'no steps'}",
+                            f"expected one of: {', '.join(dict.fromkeys(ids)) or 'no steps'}",
                         )
                     )
     problems += _var_cycles(raw_vars if isinstance(raw_vars, dict) else {})

@@ -58,6 +58,9 @@ def quote(value: str) -> str:
     """A double-quoted dotenv value that python-dotenv and Node's dotenv read back unchanged."""
     if any(c in value for c in "\n\r\0"):
         raise UnsafeValue("a value with a newline or NUL can't be written safely to an env file")
+    if "${" in value:
+        # dotenv readers expand ${NAME} inside values and offer no way to escape it.
+        raise UnsafeValue("a value containing ${ would be expanded by dotenv readers; refused")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
