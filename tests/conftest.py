@@ -14,6 +14,7 @@ import pytest
 
 from dcx_runbook import sandbox
 from dcx_runbook.errors import Refused
+from dcx_runbook.nodetools import NodeTools, ensure_node_tools
 
 TESTS = Path(__file__).parent
 RUNBOOKS = TESTS / "runbooks"
@@ -46,6 +47,18 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
 @pytest.fixture
 def dbname(database_url: str) -> str:
     return database_url.rsplit("/", 1)[1]
+
+
+@pytest.fixture(scope="session")
+def node_tools(tmp_path_factory: pytest.TempPathFactory) -> NodeTools | None:
+    """The real Prisma CLI and TypeScript, installed once (CI pre-installs into
+    $DCX_TEST_NODE_CACHE); None where node/npm are missing."""
+    cache = os.environ.get("DCX_TEST_NODE_CACHE")
+    cache_dir = Path(cache) if cache else tmp_path_factory.mktemp("node-tools")
+    tools = ensure_node_tools(cache_dir)
+    if tools is None and os.environ.get("DCX_REQUIRE_NODE"):
+        pytest.fail("node and npm are required here (DCX_REQUIRE_NODE is set)")
+    return tools
 
 
 @pytest.fixture(autouse=True)

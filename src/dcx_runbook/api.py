@@ -94,3 +94,68 @@ def validate(names: Sequence[str], runbooks_dirs: Sequence[Path] = ()) -> list[L
     if problems:
         raise ValidationFailed(problems)
     return loaded
+
+
+def rehearse(
+    name: str,
+    *,
+    reporter: Reporter,
+    from_url: str | None,
+    schema_file: Path | None,
+    data_file: Path | None = None,
+    var: Sequence[str] = (),
+    env_file: Path | None = None,
+    skip: Sequence[str] = (),
+    sandbox_url: str | None = None,
+    runbooks_dirs: Sequence[Path] = (),
+) -> ExitCode:
+    from dcx_runbook.errors import InvalidInput
+    from dcx_runbook.rehearse import dump_schema
+    from dcx_runbook.rehearse import rehearse as rehearse_
+    from dcx_runbook.reporters.base import Event
+
+    if (from_url is None) == (schema_file is None):
+        raise InvalidInput("give exactly one of --from-url or --schema-file")
+    loaded = load(name, runbooks_dirs)
+    schema = dump_schema(from_url, read_only=True) if from_url else _read(schema_file)
+    data = _read(data_file) if data_file else None
+    result = rehearse_(
+        loaded,
+        lambda extra, url: resolve_for(loaded.runbook, [*var, *extra], env_file, url),
+        schema,
+        data_sql=data,
+        reporter=reporter,
+        skip=skip,
+        sandbox_url=sandbox_url,
+    )
+    table = "\n".join(
+        f"{p.name:<16} {'ok' if p.ok else 'FAILED':<7} {p.seconds:6.2f}s  {p.note}"
+        for p in result.phases
+    )
+    code = ExitCode.OK if result.ok else ExitCode.UNDONE
+    message = table + (f"\nschema differs after rollback:\n{result.diff}" if result.diff else "")
+    reporter.emit(
+        Event(
+            "run_finished",
+            status="rehearsed" if result.ok else "rehearsal_failed",
+            message=message,
+            detail={
+                "run_id": None,
+                "exit_code": int(code),
+                "still_applied": [],
+                "phases": [p.__dict__ for p in result.phases],
+                "diff": result.diff,
+            },
+        )
+    )
+    return code
+
+
+def _read(path: Path | None) -> str:
+    from dcx_runbook.errors import InvalidInput
+
+    assert path is not None
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"can't read {path}: {exc}") from None

@@ -3,7 +3,9 @@ the result to a reporter. Errors are caught in exactly one place: `main`."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -157,7 +159,11 @@ def rollback(
 
 
 @app.command()
-def runs(output: OutputOpt = Output.human) -> None:
+def runs(
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="human (a table) or json (JSON Lines).")
+    ] = Output.human,
+) -> None:
     """History of runs: id, runbook, target, status, operator, started, duration."""
     from dcx_runbook import records
     from dcx_runbook.journal import Journal
@@ -239,6 +245,103 @@ def schema() -> None:
     from dcx_runbook.model import json_schema
 
     print(json.dumps(json_schema(), indent=2))
+
+
+@app.command()
+def rehearse(
+    runbook: Annotated[str, typer.Argument(help="Runbook name or path.")],
+    from_url: Annotated[
+        str | None, typer.Option("--from-url", help="Copy the schema of this database (read only).")
+    ] = None,
+    schema_file: Annotated[
+        Path | None, typer.Option("--schema-file", help="Or restore this schema dump.")
+    ] = None,
+    data_file: Annotated[
+        Path | None, typer.Option("--data-file", help="Seed data to load after the schema.")
+    ] = None,
+    sandbox_url: Annotated[
+        str | None,
+        typer.Option(
+            "--sandbox-url",
+            envvar="DCX_SANDBOX_URL",
+            help="Admin URL of a server for scratch databases.",
+        ),
+    ] = None,
+    var: Var = None,
+    env_file: EnvFile = None,
+    skip: Annotated[
+        list[str] | None, typer.Option("--skip", help="Step id to skip (repeatable).")
+    ] = None,
+    output: OutputOpt = Output.human,
+    runbooks_dir: RunbooksDir = None,
+) -> None:
+    """Prove the round trip on a disposable copy: run, rollback, compare schemas, run again."""
+    from dcx_runbook import api
+
+    reporter = _reporter(output)
+    with _terminate_as_interrupt():
+        try:
+            code = api.rehearse(
+                runbook,
+                reporter=reporter,
+                from_url=from_url,
+                schema_file=schema_file,
+                data_file=data_file,
+                var=var or [],
+                env_file=env_file,
+                skip=skip or [],
+                sandbox_url=sandbox_url,
+                runbooks_dirs=runbooks_dir or [],
+            )
+        finally:
+            reporter.close()
+    raise typer.Exit(code=int(code))
+
+
+@app.command()
+def demo(
+    sandbox_url: Annotated[
+        str | None,
+        typer.Option(
+            "--sandbox-url",
+            envvar="DCX_SANDBOX_URL",
+            help="Admin URL of a server for scratch databases.",
+        ),
+    ] = None,
+    node: Annotated[
+        bool,
+        typer.Option(
+            "--node/--no-node",
+            help="Use the real Prisma CLI and TypeScript when node and npm are here.",
+        ),
+    ] = True,
+    output: OutputOpt = Output.human,
+) -> None:
+    """The wallet fix end to end on a sandbox: break, fix, verify, roll back, clean up."""
+    from dcx_runbook.demo import demo as run_demo
+
+    reporter = _reporter(output)
+    with _terminate_as_interrupt():
+        try:
+            code = run_demo(reporter, sandbox_url=sandbox_url, node=node)
+        finally:
+            reporter.close()
+    raise typer.Exit(code=int(code))
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so sandboxes and scratch databases are always cleaned up."""
+    import signal
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main() -> None:

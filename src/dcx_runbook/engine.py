@@ -31,6 +31,9 @@ class Options:
     yes: bool = False
     skip: tuple[str, ...] = ()
     force: bool = False
+    # The database name the guard expects instead of the runbook's (rehearsals and the demo run
+    # against a scratch database).
+    expect_database: str | None = None
 
 
 @dataclass
@@ -112,6 +115,8 @@ def run(
     run_id = new_run_id()
     rt = _runtime(runbook, resolved, reporter, run_id)
     rt.dry_run = options.dry_run
+    if options.expect_database:
+        rt.values["__expected_database"] = options.expect_database
     try:
         return _run(rt, loaded, resolved, options, journal, run_id)
     finally:

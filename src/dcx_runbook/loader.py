@@ -201,7 +201,12 @@ def _read_yaml(text: str, raw: bytes, filename: str) -> tuple[yaml.Node | None, 
         message = " ".join(str(p) for p in (exc.context, exc.problem) if p) or "invalid YAML"
         if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
             message += " (a tab: YAML indents with spaces only)"
-        return None, None, [Problem(filename, "", f"YAML syntax error: {message}", *_mark(mark))]
+        line, col = _mark(mark)
+        lines = _lines(text)
+        if line > len(lines):  # libyaml's end of stream is past the last line: point at its end
+            line, col = len(lines), len(lines[-1]) + 1
+            message += " (at the end of the file)"
+        return None, None, [Problem(filename, "", f"YAML syntax error: {message}", line, col)]
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return None, None, [Problem(filename, "", f"YAML error: {first_line}", 1, 1)]
@@ -209,8 +214,16 @@ def _read_yaml(text: str, raw: bytes, filename: str) -> tuple[yaml.Node | None, 
         loader.dispose()
 
 
+def _lines(text: str) -> list[str]:
+    """Lines as YAML counts them: \r\n, \r, \n and the Unicode line breaks end a line."""
+    return _BREAK.split(text)
+
+
+_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
+
 def _char_at(text: str, line: int, column: int) -> str:
-    lines = text.split("\n")
+    lines = _lines(text)
     if 0 <= line < len(lines) and 0 <= column < len(lines[line]):
         return lines[line][column]
     return ""
@@ -334,8 +347,14 @@ def format_path(loc: Iterable[Any]) -> str:
         if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + _key_text(part)
     return out
+
+
+def _key_text(key: Any) -> str:
+    """A key as shown in a path: as written, or quoted when it holds a newline or the like."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)
 
 
 def _at(filename: str, root: yaml.Node, loc: Sequence[Any], message: str) -> Problem:
@@ -349,7 +368,7 @@ def _at(filename: str, root: yaml.Node, loc: Sequence[Any], message: str) -> Pro
             continue
         if kind == "key-of":  # the problem is the key itself, not its value
             key = _key_node(node, value)
-            shown += ("." if shown else "") + str(value if key is None else key.value)
+            shown += ("." if shown else "") + _key_text(value if key is None else key.value)
             if key is not None:
                 node = key
             continue
@@ -358,7 +377,7 @@ def _at(filename: str, root: yaml.Node, loc: Sequence[Any], message: str) -> Pro
             if isinstance(node, yaml.SequenceNode) and 0 <= value < len(node.value):
                 node = node.value[value]
             continue
-        shown += ("." if shown else "") + str(value)
+        shown += ("." if shown else "") + _key_text(value)
         if isinstance(node, yaml.MappingNode):
             found = next((v for k, v in node.value if _same_key(k, value)), None)
             if found is not None:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from dcx_runbook.errors import Refused
 
 DOCKER_PROBE_TIMEOUT = 1.0
+BINARY_DIRS = "/usr/lib/postgresql/*/bin"  # Debian's layout; PATH is searched first
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,9 @@ def docker_available() -> bool:
 def find_binaries() -> Path | None:
     """The newest PostgreSQL bin directory with initdb and pg_ctl."""
     on_path = shutil.which("pg_ctl")
-    candidates = sorted(glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+    candidates = sorted(
+        glob(BINARY_DIRS), key=lambda p: int(p.split("/")[-2]) if p.split("/")[-2].isdigit() else 0
+    )
     dirs = [Path(c) for c in reversed(candidates)]
     if on_path:
         dirs.insert(0, Path(on_path).parent)

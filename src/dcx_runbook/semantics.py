@@ -28,6 +28,13 @@ def check_semantics(data: dict[str, Any]) -> list[tuple[Loc, str]]:
     steps = data.get("steps") if isinstance(data.get("steps"), list) else []
     assert isinstance(steps, list)
 
+    for loc, value in _items(data, ()):
+        # YAML types that the schema would quietly convert: bytes to text, a set to a list.
+        if isinstance(value, bytes):
+            problems.append((loc, "expected text; found binary data (!!binary)"))
+        elif isinstance(value, set | frozenset):
+            problems.append((loc, "expected a list; found a set (!!set), whose order is undefined"))
+
     captures: dict[str, Loc] = {}
     for loc, value in _items(data, ()):
         if loc and loc[-1] == "capture" and isinstance(value, str):

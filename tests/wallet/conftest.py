@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,21 +8,9 @@ import psycopg
 import pytest
 
 from tests.conftest import cli
-from tests.support.nodetools import FIXTURES_DIR, NodeTools, ensure_node_tools, make_frontend
+from tests.support.nodetools import FIXTURES_DIR, NodeTools, make_frontend
 
 NODE_STEPS = ("prisma-generate", "typescript-check")
-
-
-@pytest.fixture(scope="session")
-def node_tools(tmp_path_factory: pytest.TempPathFactory) -> NodeTools | None:
-    """The real Prisma CLI and TypeScript, installed once (CI pre-installs into
-    $DCX_TEST_NODE_CACHE); None where node/npm are missing."""
-    cache = os.environ.get("DCX_TEST_NODE_CACHE")
-    cache_dir = Path(cache) if cache else tmp_path_factory.mktemp("node-tools")
-    tools = ensure_node_tools(cache_dir)
-    if tools is None and os.environ.get("DCX_REQUIRE_NODE"):
-        pytest.fail("node and npm are required here (DCX_REQUIRE_NODE is set)")
-    return tools
 
 
 def apply_fixture_schema(url: str, *files: str) -> None:

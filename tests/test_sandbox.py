@@ -1,0 +1,247 @@
+"""The sandbox provider (also behind the test fixture), `rehearse` and `demo`."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from dcx_runbook import sandbox
+from dcx_runbook.errors import Refused
+from tests.conftest import RUNBOOKS, cli, schema_dump
+from tests.faults.support import start, wait_until
+from tests.support.nodetools import FRONTEND_TEMPLATE
+from tests.wallet.conftest import apply_fixture_schema
+
+BINARIES = sandbox.find_binaries()
+needs_binaries = pytest.mark.skipif(BINARIES is None, reason="no initdb/pg_ctl here")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_docker_check_answers_fast_when_no_engine(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    assert sandbox.docker_available() is False
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")  # nothing listens on discard
+    assert sandbox.docker_available() is False
+
+
+def test_explicit_url_comes_first(
+    pg_server: sandbox.Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DCX_SANDBOX_URL", pg_server.admin_url)
+    with sandbox.server() as srv, sandbox.scratch_database(srv, "dcx_t") as url:
+        assert srv.provider == "url"
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == (name,)
+    with psycopg.connect(pg_server.admin_url) as admin:
+        assert admin.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone() == (0,)
+
+
+@needs_binaries
+def test_without_url_or_docker_local_binaries_start_and_clean_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DCX_SANDBOX_URL", raising=False)
+    if sandbox.docker_available():
+        pytest.skip("a Docker engine answers here; the binaries come third")
+    with sandbox.server() as srv:
+        assert srv.provider == "binaries"
+        port = int(srv.admin_url.rsplit(":", 1)[1].split("/")[0])
+        with psycopg.connect(srv.admin_url) as conn:
+            data_dir = conn.execute("SHOW data_directory").fetchone()[0]
+        assert port_open(port)
+    assert not port_open(port)
+    assert not Path(data_dir).exists()
+
+
+@needs_binaries
+def test_local_server_is_cleaned_up_after_a_failure() -> None:
+    assert BINARIES is not None
+    with pytest.raises(RuntimeError), sandbox.local_server(BINARIES) as srv:
+        port = int(srv.admin_url.rsplit(":", 1)[1].split("/")[0])
+        with psycopg.connect(srv.admin_url) as conn:
+            data_dir = conn.execute("SHOW data_directory").fetchone()[0]
+        raise RuntimeError("the rehearsal failed")
+    assert not port_open(port)
+    assert not Path(data_dir).exists()
+
+
+def test_no_provider_names_the_three_options(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DCX_SANDBOX_URL", raising=False)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sandbox, "BINARY_DIRS", str(tmp_path / "nowhere" / "*" / "bin"))
+    with pytest.raises(Refused) as error, sandbox.server():
+        pass
+    message = str(error.value)
+    assert "--sandbox-url" in message and "Docker" in message and "initdb" in message
+
+
+# --------------------------------------------------------------------------- rehearse
+
+
+@pytest.fixture
+def broken_db(database_url: str) -> str:
+    apply_fixture_schema(database_url, "broken-schema.sql", "seed.sql")
+    return database_url
+
+
+def counts(url: str) -> tuple:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            'SELECT (SELECT count(*) FROM "OrganisationWallet"), (SELECT count(*) FROM wallet_transactions)'
+        ).fetchone()
+
+
+def test_rehearse_wallet_fix_from_url_is_clean_and_leaves_the_source_untouched(
+    broken_db: str, pg_server: sandbox.Server, tmp_path: Path
+) -> None:
+    import shutil
+
+    frontend = tmp_path / "frontend"
+    shutil.copytree(FRONTEND_TEMPLATE, frontend)
+    files_before = {p: p.read_bytes() for p in frontend.rglob("*") if p.is_file()}
+    dump_before, counts_before = schema_dump(broken_db), counts(broken_db)
+
+    result = cli(
+        "rehearse",
+        "wallet-fix",
+        "--from-url",
+        broken_db,
+        "--sandbox-url",
+        pg_server.admin_url,
+        "--var",
+        f"frontend_dir={frontend}",
+        "--skip",
+        "prisma-generate",
+        "--skip",
+        "typescript-check",
+        "--output",
+        "json",
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    import json
+
+    end = json.loads(result.stdout.splitlines()[-1])
+    assert end["status"] == "rehearsed"
+    assert end["detail"]["diff"] == ""
+    assert [p["name"] for p in end["detail"]["phases"]] == [
+        "restore schema",
+        "run",
+        "rollback",
+        "compare schema",
+        "run again",
+    ]
+    assert schema_dump(broken_db) == dump_before
+    assert counts(broken_db) == counts_before
+    assert {p: p.read_bytes() for p in frontend.rglob("*") if p.is_file()} == files_before
+
+
+def test_a_rollback_that_leaks_fails_rehearsal_with_the_schema_diff(
+    database_url: str, pg_server: sandbox.Server, tmp_path: Path
+) -> None:
+    schema = tmp_path / "schema.sql"
+    schema.write_text("CREATE TABLE orders (id int);\n")
+    result = cli(
+        "rehearse",
+        str(RUNBOOKS / "leaky.yaml"),
+        "--schema-file",
+        str(schema),
+        "--sandbox-url",
+        pg_server.admin_url,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "schema differs after rollback" in result.stderr
+    assert "+CREATE TABLE public.audit" in result.stderr
+    assert "compare schema   FAILED" in result.stderr
+
+
+def test_rehearse_needs_exactly_one_schema_source(pg_server: sandbox.Server) -> None:
+    result = cli("rehearse", "wallet-fix", "--sandbox-url", pg_server.admin_url)
+    assert result.returncode == 2
+    assert "exactly one of --from-url or --schema-file" in result.stderr
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def test_demo_runs_the_wallet_fix_end_to_end(pg_server: sandbox.Server, node_tools) -> None:  # type: ignore[no-untyped-def]
+    env = {"DCX_SANDBOX_URL": pg_server.admin_url}
+    if node_tools is not None:
+        env["DCX_NODE_TOOLS_DIR"] = str(node_tools.node_modules.parent)
+    result = cli("demo", env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = result.stderr
+    assert 'before: unique index "wallet_transactions_walletId_key": present' in out
+    assert 'after the fix: unique index "wallet_transactions_walletId_key": gone' in out
+    assert 'after the rollback: unique index "wallet_transactions_walletId_key": present' in out
+    if node_tools is None:
+        assert "the Prisma and TypeScript steps are skipped" in out
+    else:
+        assert "typescript-check: verified" in out
+    with psycopg.connect(pg_server.admin_url) as admin:
+        left = admin.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'dcx_demo_%'"
+        ).fetchone()
+    assert left == (0,)
+
+
+@needs_binaries
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_demo_interrupted_while_its_sandbox_starts_stops_and_removes_it(sig) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    import tempfile
+
+    if sandbox.docker_available():
+        pytest.skip("a Docker engine answers here; the binaries come third")
+    # The postgres system user must reach the sandbox's directory: a world-traversable temp dir.
+    tmp = Path(tempfile.mkdtemp(prefix="dcx-test-"))
+    tmp.chmod(0o755)
+    try:
+        env = {"TMPDIR": str(tmp), "DCX_SANDBOX_URL": "", "DOCKER_HOST": f"unix://{tmp}/none.sock"}
+        proc = start("demo", "--no-node", env=env)
+        wait_until(lambda: any(tmp.glob("dcx-sandbox-*")), "the sandbox to start")
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert not list(tmp.glob("dcx-sandbox-*")), "the sandbox directory was left behind"
+        assert not list(tmp.glob("dcx-demo-*"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_demo_interrupted_drops_its_scratch_database(
+    pg_server: sandbox.Server, tmp_path: Path
+) -> None:
+    def scratch() -> int:
+        with psycopg.connect(pg_server.admin_url) as admin:
+            row = admin.execute(
+                "SELECT count(*) FROM pg_database WHERE datname LIKE 'dcx_demo_%'"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    proc = start(
+        "demo", "--no-node", env={"DCX_SANDBOX_URL": pg_server.admin_url, "TMPDIR": str(tmp_path)}
+    )
+    wait_until(lambda: scratch() > 0, "the scratch database")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert scratch() == 0
+    assert not list(tmp_path.glob("dcx-demo-*"))
