@@ -6,7 +6,7 @@ export DCX_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export DCX_TEST_NODE_CACHE ?= $(CURDIR)/.cache/nodetools
 export DCX_REQUIRE_DB ?= 1
 
-.PHONY: install test lint db node-tools bench clean
+.PHONY: install demo test lint db node-tools bench clean
 
 $(BIN)/dcx-runbook: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(BIN)/dcx-runbook: pyproject.toml
 	touch $@
 
 install: $(BIN)/dcx-runbook
+
+# The wallet fix end to end on a throwaway PostgreSQL: nothing else to set up.
+demo: install
+	$(BIN)/dcx-runbook demo
 
 db:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
