@@ -10,7 +10,6 @@ import pytest
 
 from tests.conftest import cli, schema_dump, snapshot
 from tests.faults.support import (
-    WAITS,
     events,
     start,
     wait_until,
