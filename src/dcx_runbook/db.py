@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from dcx_runbook.errors import Refused
 from dcx_runbook.secrets import mask_url
@@ -121,16 +120,16 @@ def lock_holder(conn: psycopg.Connection[Any], runbook: str) -> dict[str, Any] |
 
 
 def set_timeouts(conn: psycopg.Connection[Any], policy: Policy, local: bool) -> None:
-    scope = sql.SQL("LOCAL ") if local else sql.SQL("")
-    for name, seconds in (
-        ("lock_timeout", policy.lock_timeout),
-        ("statement_timeout", policy.statement_timeout),
-    ):
-        conn.execute(
-            sql.SQL("SET {}{} = {}").format(
-                scope, sql.Identifier(name), sql.Literal(f"{int(seconds * 1000)}ms")
-            )
-        )
+    """Both timeouts in one round trip; `local` limits them to the current transaction."""
+    conn.execute(
+        "SELECT set_config('lock_timeout', %s, %s), set_config('statement_timeout', %s, %s)",
+        (
+            f"{int(policy.lock_timeout * 1000)}ms",
+            local,
+            f"{int(policy.statement_timeout * 1000)}ms",
+            local,
+        ),
+    )
 
 
 BLOCKERS_SQL = """
@@ -141,41 +140,63 @@ SELECT a.pid, a.usename, a.application_name, a.state,
 
 
 class BlockerWatch:
-    """Polls pg_blocking_pids() for the run's backend from a second connection while it works,
-    so a lock timeout can say who was in the way (after the timeout, nobody blocks any more)."""
+    """Who blocks the run's backend, seen from a second connection while a statement waits:
+    after a lock timeout nobody blocks any more, so the report must be taken during the wait.
 
-    def __init__(self, open_monitor: Callable[[], psycopg.Connection[Any]], pid: int):
+    One daemon thread per run, armed around each SQL attempt. Arming costs an Event.set(); the
+    thread opens its connection and polls pg_blocking_pids() only once an attempt has lasted
+    longer than `grace` (most statements never wait for a lock)."""
+
+    def __init__(
+        self,
+        open_monitor: Callable[[], psycopg.Connection[Any]],
+        pid: int,
+        grace: float = 0.1,
+        interval: float = 0.2,
+    ):
         self._open = open_monitor
         self._pid = pid
-        self._stop = threading.Event()
+        self._grace, self._interval = grace, interval
+        self._armed = threading.Event()
+        self._generation = 0
         self._thread: threading.Thread | None = None
+        self._conn: psycopg.Connection[Any] | None = None
         self.blockers: list[Blocker] = []
 
-    def __enter__(self) -> BlockerWatch:
-        self._thread = threading.Thread(target=self._poll, name="dcx-blocker-watch", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-
-    def _poll(self) -> None:
-        if self._stop.wait(0.1):
-            return  # most statements never wait for a lock: no second connection needed
+    @contextmanager
+    def watching(self) -> Iterator[BlockerWatch]:
+        self.blockers = []
+        self._generation += 1
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="dcx-blocker-watch", daemon=True)
+            self._thread.start()
+        self._armed.set()
         try:
-            conn = self._open()
-        except Exception:  # noqa: BLE001 - a report is a nicety, never a reason to fail the step
-            return
-        while not self._stop.is_set():
-            try:
-                rows = conn.execute(BLOCKERS_SQL, (self._pid,)).fetchall()
-            except psycopg.Error:
-                return
-            if rows:
-                self.blockers = [Blocker(*row) for row in rows]
-            self._stop.wait(0.2)
+            yield self
+        finally:
+            self._armed.clear()
+
+    def _run(self) -> None:
+        while True:
+            self._armed.wait()
+            generation = self._generation
+            time.sleep(self._grace)
+            while self._armed.is_set() and generation == self._generation:
+                try:
+                    if self._conn is None:
+                        self._conn = self._open()
+                    rows = self._conn.execute(BLOCKERS_SQL, (self._pid,)).fetchall()
+                except Exception:  # noqa: BLE001 - a report is a nicety, never a reason to fail
+                    self._conn = None
+                    time.sleep(self._interval)
+                    continue
+                if rows and generation == self._generation:
+                    self.blockers = [Blocker(*row) for row in rows]
+                time.sleep(self._interval)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
 
 def backoff_delays(policy: Policy, rng: random.Random | None = None) -> Iterator[float]:

@@ -81,13 +81,25 @@ def unseal(sealed: str, secrets: Mapping[str, str | None], sha256: str) -> bytes
 # -------------------------------------------------------------------------------- records
 
 
+# Top-level fields that change during a run; everything else is written once, at creation.
+MUTABLE = ("status", "exit_code", "finished_at", "message", "rollbacks", "updated_at")
+
+
 class RunRecord:
-    """One run's record. `save()` makes every change durable before the caller goes on."""
+    """One run's record: a snapshot (`<id>.json`, replaced atomically) plus an append-only log
+    (`<id>.jsonl`) of the step entries changed since. Appending one entry costs the same at step
+    1000 as at step 1, and a durable append is written, flushed and fsynced before the caller
+    goes on (the write-ahead points: action started, file pre-images)."""
 
     def __init__(self, path: Path, data: dict[str, Any]):
         self.path = path
         self.data = data
         self._lock_fd: int | None = None
+        self._log: Any = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.path.with_suffix(".jsonl")
 
     @property
     def run_id(self) -> str:
@@ -99,9 +111,30 @@ class RunRecord:
                 return step  # type: ignore[no-any-return]
         raise KeyError(step_id)
 
-    def save(self) -> None:
+    def save(self, *steps: dict[str, Any], durable: bool = True) -> None:
+        """Append the given step entries and the mutable top-level fields to the log."""
         self.data["updated_at"] = now()
-        payload = json.dumps(self.data, indent=1, sort_keys=False, default=str).encode()
+        self.data["seq"] = int(self.data.get("seq", 0)) + 1
+        line = {
+            "seq": self.data["seq"],
+            "top": {k: self.data[k] for k in MUTABLE if k in self.data},
+            "steps": list(steps),
+        }
+        if self._log is None:
+            created = not self.log_path.exists()
+            self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the run
+            if created:
+                _fsync_dir(self.path.parent)
+        self._log.write(json.dumps(line, separators=(",", ":"), default=str).encode() + b"\n")
+        self._log.flush()
+        if durable:
+            os.fdatasync(self._log.fileno())
+
+    def snapshot(self) -> None:
+        """Write the whole record atomically (temporary file, fsync, rename); the log's lines up
+        to this point are then superseded (their sequence numbers are not above the snapshot's)."""
+        self.data["updated_at"] = now()
+        payload = json.dumps(self.data, indent=1, default=str).encode()
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -112,11 +145,11 @@ class RunRecord:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(self.path.parent)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        self.log_path.unlink(missing_ok=True)
 
     def lock(self) -> None:
         """Exclusive while a process runs or rolls back this run (released when it exits)."""
@@ -134,6 +167,48 @@ class RunRecord:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _fsync_dir(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _replay(data: dict[str, Any], log_path: Path) -> None:
+    """Apply the log's lines newer than the snapshot. A torn last line is a write that was never
+    acknowledged (nothing acted on it); a damaged line before the last is corruption."""
+    try:
+        lines = log_path.read_bytes().split(b"\n")
+    except FileNotFoundError:
+        return
+    if lines and lines[-1] == b"":
+        lines.pop()
+    base = int(data.get("seq", 0))
+    steps = {step["id"]: i for i, step in enumerate(data["steps"])}
+    for number, raw in enumerate(lines, 1):
+        try:
+            line = json.loads(raw)
+            seq, top, changed = int(line["seq"]), line["top"], line["steps"]
+        except (ValueError, KeyError, TypeError):
+            if number == len(lines):
+                return
+            raise JournalError(
+                f"journal log {log_path} is damaged at line {number}; it was left as is: inspect "
+                "it, and do not delete it before the run's changes are accounted for"
+            ) from None
+        if seq <= base:
+            continue
+        data.update(top)
+        data["seq"] = seq
+        for step in changed:
+            if step.get("id") in steps:
+                data["steps"][steps[step["id"]]] = step
 
 
 class Journal:
@@ -150,7 +225,7 @@ class Journal:
             ) from None
         data = {"format": FORMAT, **data}
         record = RunRecord(self.runs_dir / f"{data['run_id']}.json", data)
-        record.save()
+        record.snapshot()
         return record
 
     def load(self, run_id: str) -> RunRecord:
@@ -173,6 +248,7 @@ class Journal:
             raise JournalError(
                 f"journal record {path} is not a dcx-runbook run record (format {FORMAT})"
             )
+        _replay(data, path.with_suffix(".jsonl"))
         return data
 
     def records(self) -> Iterator[tuple[Path, dict[str, Any] | JournalError]]:

@@ -237,9 +237,8 @@ def _mark(mark: Any) -> tuple[int, int]:
 
 def _byte_position(raw: bytes, offset: int) -> tuple[int, int]:
     """1-based line and column (in characters) of a byte offset."""
-    offset = max(0, min(offset, len(raw)))
-    start = raw.rfind(b"\n", 0, offset) + 1
-    return raw.count(b"\n", 0, offset) + 1, len(raw[start:offset].decode(errors="replace")) + 1
+    lines = _lines(raw[: max(0, offset)].decode(errors="replace"))
+    return len(lines), len(lines[-1]) + 1
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

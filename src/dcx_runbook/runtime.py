@@ -40,6 +40,7 @@ class Runtime:
     dry_run: bool = False
     overlay: dict[Path, bytes | None] = field(default_factory=dict)
     child: subprocess.Popen[Any] | None = None
+    blocker_watch: db.BlockerWatch | None = None
 
     # ------------------------------------------------------------------ output
 
@@ -56,14 +57,17 @@ class Runtime:
         )
         self.reporter.emit(masked)
 
-    def save(self) -> None:
+    def save(self, *entries: dict[str, Any], durable: bool = True) -> None:
+        """Journal these step entries (and the run's status); durable unless told otherwise."""
         if self.record is not None and not self.dry_run:
-            self.record.save()
+            self.record.save(*entries, durable=durable)
 
     # ------------------------------------------------------------------ context
 
     def context(self, step: dict[str, Any] | None = None) -> Context:
-        def before_write(path: Path) -> None:
+        def before_write(path: Path, planned: bytes) -> None:
+            """The pre-image (first touch) and the content about to be written, made durable
+            before the first byte changes: after a crash, rollback knows both."""
             if step is None:
                 return
             files = step.setdefault("files", {})
@@ -79,9 +83,10 @@ class Runtime:
                     "mode": mode,
                     "sha256": _sha(data),
                     "sealed": seal(data, self.secrets) if data is not None else None,
-                    "after": [],
+                    "planned": [],
                 }
-            self.save()  # the pre-image is durable before the first byte changes
+            files[key]["planned"].append(_sha(planned))
+            self.save(step)
 
         def on_process(proc: subprocess.Popen[Any] | None) -> None:
             self.child = proc
@@ -210,7 +215,7 @@ class Runtime:
         while True:
             attempt += 1
             files_before = dict(journal_step.get("files", {}))
-            watch = self._watch() if uses_sql else nullcontext(None)
+            watch = self._watcher().watching() if uses_sql and self.conn else nullcontext(None)
             try:
                 with watch as watcher:
                     tx = self.conn.transaction() if in_tx and self.conn else nullcontext()
@@ -245,11 +250,20 @@ class Runtime:
                         phase=phase,
                     ) from None
 
-    def _watch(self) -> Any:
-        if self.conn is None or self.url is None:
-            return nullcontext(None)
-        url, app = self.url, self.app_name + "/monitor"
-        return db.BlockerWatch(lambda: db.connect(url, app), self.conn.info.backend_pid)
+    def close(self) -> None:
+        if self.blocker_watch is not None:
+            self.blocker_watch.close()
+        if self.conn is not None:
+            self.conn.close()
+
+    def _watcher(self) -> db.BlockerWatch:
+        if self.blocker_watch is None:
+            assert self.conn is not None
+            url, app = self.url or "", self.app_name + "/monitor"
+            self.blocker_watch = db.BlockerWatch(
+                lambda: db.connect(url, app), self.conn.info.backend_pid
+            )
+        return self.blocker_watch
 
     def _execute(
         self, step_id: str, phase: str, ops: Sequence[OpSpec], journal_step: dict[str, Any]
@@ -265,10 +279,6 @@ class Runtime:
                     self.masker(_first_line(exc)), step_id=step_id, phase=phase
                 ) from None
             description = effect.describe()
-            for path in effect.paths():
-                planned = getattr(effect, "after", None)
-                entry = journal_step.setdefault("planned", {})
-                entry.setdefault(str(path.resolve()), []).append(_sha(planned))
             self.emit("operation", step_id, phase=phase, status="started", message=description)
             try:
                 output = effect.execute(ctx)
@@ -285,13 +295,6 @@ class Runtime:
             except Exception as exc:  # ProcessFailed and kind errors
                 raise StepFailed(self.masker(str(exc)), step_id=step_id, phase=phase) from None
             self.emit("operation", step_id, phase=phase, status="done", message=output or "done")
-            for path in effect.paths():
-                files = journal_step.get("files", {})
-                key = str(path.resolve())
-                if key in files:
-                    data = path.read_bytes() if path.exists() else None
-                    files[key]["after"].append(_sha(data))
-            self.save()
 
     def _restore_attempt(self, journal_step: dict[str, Any], files_before: dict[str, Any]) -> None:
         """A retried attempt starts from the files as they were before it."""

@@ -11,6 +11,7 @@ import re
 from collections.abc import Hashable, Iterator
 from typing import Any
 
+from dcx_runbook.kinds import OPERATION_KINDS
 from dcx_runbook.template import REF, malformed, refs
 
 Loc = tuple[Any, ...]
@@ -152,7 +153,7 @@ def _step_rules(steps: list[Any], data: dict[str, Any]) -> list[tuple[Loc, str]]
             )
             continue
         kinds = [a.get("kind") for a in actions if isinstance(a, dict)]
-        other = sorted({str(k) for k in kinds if isinstance(k, str) and k not in _FILE_KINDS})
+        other = sorted({k for k in kinds if k in OPERATION_KINDS and k not in _FILE_KINDS})
         if other and not undo:
             problems.append(
                 (

@@ -32,7 +32,7 @@ def restore_file(
     current_sha = None if current is None else hashlib.sha256(current).hexdigest()
     if current_sha == entry["sha256"]:
         return f"{path}: already as it was"
-    expected = set(entry.get("after", [])) | set(entry.get("planned", []))
+    expected = set(entry.get("planned", []))
     if current_sha not in expected and not force:
         before = unseal(entry["sealed"], secrets, entry["sha256"]) if entry["existed"] else None
         diff = unified_diff(path, before, current)
@@ -60,15 +60,13 @@ def undo_step(
     back, or after a crash its already-done checks show its effect is absent."""
     rollback = step.rollback
     files = journal_step.get("files", {})
-    for key, entry in files.items():
-        entry["planned"] = journal_step.get("planned", {}).get(key, [])
     needs_ops = rollback is not None and bool(rollback.action) and run_ops
     if step.irreversible and not files:
         journal_step["status"] = "irreversible"
-        rt.save()
+        rt.save(journal_step)
         return f"irreversible: {step.irreversible}"
     journal_step["status"] = "rollback_started"
-    rt.save()
+    rt.save(journal_step)
     try:
         if rollback is not None and needs_ops:
             rt.run_checks(step.id, "rollback.precheck", rollback.precheck)
@@ -82,10 +80,10 @@ def undo_step(
     except (StepFailed, UndoFailed, JournalError, psycopg.Error, OSError) as exc:
         journal_step["status"] = "rollback_failed"
         journal_step["error"] = rt.masker(str(exc))
-        rt.save()
+        rt.save(journal_step)
         raise UndoFailed(str(exc), step_id=step.id, phase=getattr(exc, "phase", None)) from None
     journal_step["status"] = "rolled_back"
-    rt.save()
+    rt.save(journal_step)
     return "rolled back" if needs_ops or files else "nothing to undo"
 
 

@@ -71,8 +71,9 @@ class Context:
     dry_run: bool = False
     # In a dry run, planned file contents stand in for the real files (path -> bytes or None).
     overlay: dict[Path, bytes | None] = field(default_factory=dict)
-    # Called with a path before the first byte of it changes (the write-ahead pre-image).
-    before_write: Callable[[Path], None] = lambda path: None
+    # Called with a path and the bytes about to be written, before the first byte of it changes
+    # (the write-ahead pre-image).
+    before_write: Callable[[Path, bytes], None] = lambda path, planned: None
     # Called with a running child process so an interrupt can stop it and its children.
     on_process: Callable[[Any], None] = lambda proc: None
 

@@ -74,7 +74,7 @@ class FileWrite:
         if ctx.dry_run:
             ctx.overlay[self.path] = self.after
             return "planned"
-        ctx.before_write(self.path)
+        ctx.before_write(self.path, self.after)
         mode = self.path.stat().st_mode & 0o7777 if self.before is not None else None
         write_atomic(self.path, self.after, mode)
         return "written"

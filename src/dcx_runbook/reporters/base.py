@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
@@ -35,7 +35,15 @@ class Event:
     time: str = field(default_factory=_now)
 
     def to_json(self) -> dict[str, Any]:
-        return {"event": self.type, **{k: v for k, v in asdict(self).items() if k != "type"}}
+        return {
+            "event": self.type,
+            "step": self.step,
+            "phase": self.phase,
+            "status": self.status,
+            "message": self.message,
+            "detail": self.detail,
+            "time": self.time,
+        }
 
 
 class Reporter(Protocol):
