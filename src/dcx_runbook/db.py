@@ -45,6 +45,14 @@ class Blocker:
         )
 
 
+def application_name(runbook: str, run_id: str, role: str = "") -> str:
+    """`dcx-runbook/<runbook>/<run id>[/<role>]`, within PostgreSQL's 63 bytes: the runbook name
+    is shortened, never the run id (the run lock's holder is found by it)."""
+    tail = f"/{run_id}" + (f"/{role}" if role else "")
+    room = 63 - len("dcx-runbook/") - len(tail) - len("/monitor")
+    return f"dcx-runbook/{runbook[: max(room, 1)]}{tail}"
+
+
 def connect(url: str, application_name: str) -> psycopg.Connection[Any]:
     try:
         conn = psycopg.connect(

@@ -141,7 +141,7 @@ def _runtime(runbook: Runbook, resolved: Resolved, reporter: Reporter, run_id: s
         masker,
         reporter,
         url=url,
-        app_name=f"dcx-runbook/{runbook.name}/{run_id}",
+        app_name=db.application_name(runbook.name, run_id),
     )
 
 
@@ -579,7 +579,7 @@ def rollback(
     """Undo, in reverse, every step of a journaled run that is still applied."""
     runbook = Runbook.model_validate(record.data["runbook"]["spec"])
     rt = _runtime(runbook, resolved, reporter, record.run_id)
-    rt.app_name = f"dcx-runbook/{runbook.name}/{record.run_id}/rollback"
+    rt.app_name = db.application_name(runbook.name, record.run_id, "rollback")
     rt.values["__expected_database"] = record.data.get("target", {}).get("database")
     for entry in record.data["steps"]:
         rt.values.update(entry.get("captured", {}))
@@ -675,7 +675,7 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
                 # After a crash (or an interrupted undo), the already-done checks tell whether
                 # the step's effect is there to undo; the file pre-images are restored either way.
                 uncertain = entry["status"] in ("action_started", "rollback_started")
-                run_ops = not (uncertain and step.done_when and not _goal_holds(rt, step))
+                run_ops = not (uncertain and step.done_when and not _some_effect(rt, step))
                 message = undo_step(rt, step, entry, force=options.force, run_ops=run_ops)
                 status = _undone_status(message)
                 rt.emit("step_undone", step.id, status=status, message=message)
@@ -700,12 +700,15 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
     )
 
 
-def _goal_holds(rt: Runtime, step: Step) -> bool:
-    """After a crash mid-action: did the action take effect? Its already-done checks tell."""
-    if not step.done_when:
-        return True
-    try:
-        ok, _ = rt.run_checks(step.id, "done_when", step.done_when, fail_fast=False)
-    except psycopg.Error:
-        return True
-    return ok
+def _some_effect(rt: Runtime, step: Step) -> bool:
+    """After a crash mid-action or mid-undo: is any of the step's effect there? A step killed
+    between two of its effects (or between two parts of its undo) has only some of its
+    already-done checks holding; one is enough for its rollback operations to run."""
+    for spec in step.done_when:
+        try:
+            ok, _ = rt.run_checks(step.id, "done_when", [spec], fail_fast=False)
+        except psycopg.Error:
+            return True
+        if ok:
+            return True
+    return False

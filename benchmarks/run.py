@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""dcx-runbook benchmarks: startup, engine overhead against psql, writer stall under a blocked DDL,
+and the wallet fix end to end. Prints a table and writes benchmarks/results/latest.json.
+
+    python benchmarks/run.py            # the full run (make bench)
+    python benchmarks/run.py --smoke    # every benchmark at its smallest size (CI keeps them working)
+
+Needs a PostgreSQL admin URL in $DCX_BENCH_DATABASE_URL (default: postgres@127.0.0.1:5432) and psql.
+Numbers are medians of repeated runs or ratios measured in the same run, never single timings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+CLI = [PY, "-m", "dcx_runbook"]
+ADMIN = os.environ.get("DCX_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None, check: bool = True) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, env={**os.environ, **(env or {})}, check=False)
+    elapsed = time.perf_counter() - start
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.decode()[-2000:]}")
+    return elapsed
+
+
+def median_of(argv: list[str], repeat: int, env: dict[str, str] | None = None) -> float:
+    return statistics.median(timed(argv, env) for _ in range(repeat))
+
+
+class Scratch:
+    """A fresh database on the admin server, dropped afterwards."""
+
+    def __enter__(self) -> str:
+        self.name = f"dcx_bench_{secrets.token_hex(4)}"
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        return ADMIN.rsplit("/", 1)[0] + "/" + self.name
+
+    def __exit__(self, *exc: object) -> None:
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+# ----------------------------------------------------------------------------- 1. startup
+
+
+def bench_startup(repeat: int) -> dict[str, Any]:
+    baseline = median_of([PY, "-c", "pass"], repeat)
+    rows = {"python -c pass": baseline}
+    for args in (["--version"], ["--help"], ["list"], ["validate", "wallet-fix"]):
+        rows["dcx-runbook " + " ".join(args)] = median_of([*CLI, *args], repeat)
+    return {"median_seconds": rows, "repeat": repeat}
+
+
+# ----------------------------------------------------------------------------- 2. engine overhead
+
+
+def generated(n: int, tmp: Path) -> tuple[Path, Path]:
+    steps, sql = [], []
+    for i in range(n):
+        steps.append(
+            {
+                "id": f"s{i}",
+                "title": f"step {i}",
+                "precheck": [{"kind": "sql", "query": "SELECT 1", "expect": 1}],
+                "action": [{"kind": "sql", "sql": f"INSERT INTO bench VALUES ({i})"}],
+                "verify": [
+                    {
+                        "kind": "sql",
+                        "query": f"SELECT count(*) FROM bench WHERE id = {i}",
+                        "expect": 1,
+                    }
+                ],
+                "rollback": {
+                    "action": [{"kind": "sql", "sql": f"DELETE FROM bench WHERE id = {i}"}]
+                },
+            }
+        )
+        sql.append(
+            f"SELECT 1;\nBEGIN;\nINSERT INTO bench VALUES ({i});\n"
+            f"SELECT count(*) FROM bench WHERE id = {i};\nCOMMIT;\n"
+        )
+    runbook = {
+        "name": f"bench-{n}",
+        "title": f"{n} trivial sql steps",
+        "vars": {"database_url": {"required": True, "secret": True, "env": "DATABASE_URL"}},
+        "target": {"url": "${database_url}"},
+        "steps": steps,
+    }
+    yaml_path, sql_path = tmp / f"bench-{n}.yaml", tmp / f"bench-{n}.sql"
+    yaml_path.write_text(yaml.safe_dump(runbook, sort_keys=False))
+    sql_path.write_text("".join(sql))
+    return yaml_path, sql_path
+
+
+def bench_engine(sizes: list[int], repeat: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp_name, Scratch() as url:
+        tmp = Path(tmp_name)
+        env = {"DCX_RUNBOOK_STATE_DIR": str(tmp / "state")}  # the journal is on
+        for n in sizes:
+            yaml_path, sql_path = generated(n, tmp)
+            psql_times, dcx_times = [], []
+            for _ in range(repeat):
+                reset = [
+                    "psql",
+                    "-X",
+                    "-q",
+                    url,
+                    "-c",
+                    "DROP TABLE IF EXISTS bench; CREATE TABLE bench (id int)",
+                ]
+                subprocess.run(reset, check=True, capture_output=True)
+                psql_times.append(
+                    timed(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", str(sql_path)])
+                )
+                subprocess.run(reset, check=True, capture_output=True)
+                dcx_times.append(
+                    timed(
+                        [
+                            *CLI,
+                            "run",
+                            str(yaml_path),
+                            "--yes",
+                            "--output",
+                            "json",
+                            "--database-url",
+                            url,
+                        ],
+                        env,
+                    )
+                )
+            validate = median_of([*CLI, "validate", str(yaml_path)], repeat)
+            psql_s, dcx_s = statistics.median(psql_times), statistics.median(dcx_times)
+            out[str(n)] = {
+                "psql_seconds": psql_s,
+                "dcx_seconds": dcx_s,
+                "ratio": dcx_s / psql_s,
+                "validate_seconds": validate,
+            }
+    if "100" in out and "1000" in out:
+        out["growth_1000_over_100"] = out["1000"]["dcx_seconds"] / out["100"]["dcx_seconds"]
+    return out
+
+
+# ----------------------------------------------------------------------------- 3. lock stall
+
+
+def bench_lock_stall(block_for: float, writers: int = 4) -> dict[str, Any]:
+    runbook = ROOT / "tests" / "runbooks" / "ddl.yaml"
+    lock_timeout = 1.0
+    with Scratch() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE busy (id bigserial, at timestamptz DEFAULT now())")
+            conn.execute("CREATE UNIQUE INDEX busy_id_key ON busy (id)")
+        latencies: list[tuple[float, float]] = []
+        stop = threading.Event()
+
+        def write() -> None:
+            with psycopg.connect(url, autocommit=True) as c:
+                while not stop.is_set():
+                    t0 = time.monotonic()
+                    c.execute("INSERT INTO busy DEFAULT VALUES")
+                    latencies.append((t0, time.monotonic() - t0))
+                    time.sleep(0.02)
+
+        def window(ddl: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+            started = threading.Event()
+
+            def blocker() -> None:
+                with psycopg.connect(url) as c:
+                    c.execute("SELECT count(*) FROM busy")
+                    started.set()
+                    time.sleep(block_for)
+                    c.rollback()
+
+            b = threading.Thread(target=blocker)
+            b.start()
+            started.wait()
+            t0 = time.monotonic()
+            subprocess.run(ddl, capture_output=True, env={**os.environ, **(env or {})}, check=False)
+            b.join()
+            t1 = time.monotonic()
+            window_lat = sorted(lat for start, lat in latencies if t0 <= start <= t1)
+            return {
+                "p50": statistics.median(window_lat),
+                "p99": window_lat[int(len(window_lat) * 0.99) - 1] if window_lat else 0.0,
+                "max": max(window_lat),
+                "samples": len(window_lat),
+            }
+
+        threads = [threading.Thread(target=write, daemon=True) for _ in range(writers)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        with tempfile.TemporaryDirectory() as state:
+            tool = window(
+                [
+                    *CLI,
+                    "run",
+                    str(runbook),
+                    "--yes",
+                    "--database-url",
+                    url,
+                    "--var",
+                    f"expected_database={url.rsplit('/', 1)[1]}",
+                ],
+                {"DCX_RUNBOOK_STATE_DIR": state},
+            )
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS busy_id_key ON busy (id)")
+        naive = window(["psql", "-X", "-q", url, "-c", "DROP INDEX busy_id_key"])
+        stop.set()
+        for t in threads:
+            t.join()
+    return {
+        "blocker_seconds": block_for,
+        "lock_timeout_seconds": lock_timeout,
+        "writers": writers,
+        "dcx_runbook": tool,
+        "plain_psql": naive,
+    }
+
+
+# ----------------------------------------------------------------------------- 4. wallet fix
+
+
+def bench_wallet(repeat: int) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))
+    from dcx_runbook.nodetools import ensure_node_tools, link_node_modules
+
+    fixtures = ROOT / "runbooks" / "fixtures" / "wallet-fix"
+    cache = Path(os.environ.get("DCX_TEST_NODE_CACHE", ROOT / ".cache" / "nodetools"))
+    tools = ensure_node_tools(cache) if shutil.which("npm") else None
+    out: dict[str, Any] = {}
+    variants = [("without node steps", False)] + ([("with prisma and tsc", True)] if tools else [])
+    for label, with_node in variants:
+        runs, rollbacks = [], []
+        for _ in range(repeat):
+            with Scratch() as url, tempfile.TemporaryDirectory() as tmp_name:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    for f in ("broken-schema.sql", "seed.sql"):
+                        conn.execute((fixtures / f).read_text().encode())
+                frontend = Path(tmp_name) / "frontend"
+                shutil.copytree(fixtures / "frontend", frontend)
+                env = {"DCX_RUNBOOK_STATE_DIR": str(Path(tmp_name) / "state")}
+                skip: list[str] = []
+                if with_node and tools:
+                    link_node_modules(frontend, tools)
+                    env = {**tools.env, **env}
+                else:
+                    skip = ["--skip", "prisma-generate", "--skip", "typescript-check"]
+                args = ["--yes", "--database-url", url]
+                runs.append(
+                    timed(
+                        [
+                            *CLI,
+                            "run",
+                            "wallet-fix",
+                            *args,
+                            "--var",
+                            f"expected_database={url.rsplit('/', 1)[1]}",
+                            "--var",
+                            f"frontend_dir={frontend}",
+                            *skip,
+                        ],
+                        env,
+                    )
+                )
+                rollbacks.append(timed([*CLI, "rollback", *args], env))
+        out[label] = {
+            "run_seconds": statistics.median(runs),
+            "rollback_seconds": statistics.median(rollbacks),
+        }
+    out["plan_estimate_by_hand_seconds"] = 8 * 60
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def machine() -> dict[str, Any]:
+    with psycopg.connect(ADMIN) as conn:
+        version = conn.execute("SHOW server_version").fetchone()
+    mem = (
+        Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
+        if Path("/proc/meminfo").exists()
+        else "?"
+    )
+    return {
+        "cores": os.cpu_count(),
+        "memory_kib": mem,
+        "python": platform.python_version(),
+        "postgresql": version[0] if version else "?",
+        "platform": platform.platform(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="smallest sizes, one repetition")
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json"
+    )
+    args = parser.parse_args()
+    smoke = args.smoke
+    results = {
+        "machine": machine(),
+        "startup": bench_startup(1 if smoke else 15),
+        "engine": bench_engine([10] if smoke else [10, 100, 1000], 1 if smoke else 5),
+        "lock_stall": bench_lock_stall(2.0 if smoke else 10.0),
+        "wallet_fix": bench_wallet(1 if smoke else 3),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    return 0
+
+
+def table(r: dict[str, Any]) -> str:
+    lines = ["startup (median)"]
+    for name, seconds in r["startup"]["median_seconds"].items():
+        lines.append(f"  {name:<34} {seconds * 1000:8.1f} ms")
+    lines.append("engine overhead (median; journal on)")
+    for n, row in r["engine"].items():
+        if isinstance(row, dict):
+            lines.append(
+                f"  N={n:<5} psql {row['psql_seconds']:.3f}s  dcx-runbook {row['dcx_seconds']:.3f}s  "
+                f"ratio {row['ratio']:.2f}x  validate {row['validate_seconds']:.3f}s"
+            )
+    if "growth_1000_over_100" in r["engine"]:
+        lines.append(f"  N=1000 / N=100: {r['engine']['growth_1000_over_100']:.2f}x")
+    ls = r["lock_stall"]
+    lines.append(
+        f"lock stall ({ls['writers']} writers, blocker {ls['blocker_seconds']:g}s, lock_timeout {ls['lock_timeout_seconds']:g}s)"
+    )
+    for who in ("dcx_runbook", "plain_psql"):
+        w = ls[who]
+        lines.append(
+            f"  {who:<12} p50 {w['p50'] * 1000:7.1f} ms  p99 {w['p99'] * 1000:7.1f} ms  max {w['max']:.2f} s"
+        )
+    lines.append("wallet fix end to end (median)")
+    for label, row in r["wallet_fix"].items():
+        if isinstance(row, dict):
+            lines.append(
+                f"  {label:<22} run {row['run_seconds']:.2f}s  rollback {row['rollback_seconds']:.2f}s"
+            )
+    lines.append(
+        f"  the plan's estimate by hand: {r['wallet_fix']['plan_estimate_by_hand_seconds'] / 60:.0f} min"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
