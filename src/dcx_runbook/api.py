@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dcx_runbook.engine import Options, Outcome
 from dcx_runbook.errors import ExitCode, Problem, ValidationFailed
-from dcx_runbook.journal import Journal
 from dcx_runbook.loader import Loaded, load
-from dcx_runbook.reporters.base import Reporter
 
-DEFAULTS = Options()
+if TYPE_CHECKING:  # the engine imports psycopg: only the commands that run need it
+    from dcx_runbook.engine import Options, Outcome
+    from dcx_runbook.journal import Journal
+    from dcx_runbook.reporters.base import Reporter
 
 
 def resolve_for(
@@ -32,15 +32,16 @@ def run(
     var: Sequence[str] = (),
     env_file: Path | None = None,
     database_url: str | None = None,
-    options: Options = DEFAULTS,
+    options: Options | None = None,
     runbooks_dirs: Sequence[Path] = (),
     journal: Journal | None = None,
 ) -> Outcome:
     from dcx_runbook import engine
+    from dcx_runbook.journal import Journal
 
     loaded = load(name, runbooks_dirs)
     resolved = resolve_for(loaded.runbook, var, env_file, database_url)
-    return engine.run(loaded, resolved, options, reporter, journal or Journal())
+    return engine.run(loaded, resolved, options or engine.Options(), reporter, journal or Journal())
 
 
 def rollback(
@@ -50,22 +51,23 @@ def rollback(
     var: Sequence[str] = (),
     env_file: Path | None = None,
     database_url: str | None = None,
-    options: Options = DEFAULTS,
+    options: Options | None = None,
     journal: Journal | None = None,
 ) -> Outcome:
     from dcx_runbook import engine
+    from dcx_runbook.journal import Journal
     from dcx_runbook.model import Runbook
 
     journal = journal or Journal()
     record = journal.load(run_id) if run_id else journal.latest_to_undo()
     if record is None:
         reporter.emit(_nothing())
-        return Outcome(ExitCode.OK, "nothing_to_undo", None, "no run left changes behind")
+        return engine.Outcome(ExitCode.OK, "nothing_to_undo", None, "no run left changes behind")
     runbook = Runbook.model_validate(record.data["runbook"]["spec"])
     public = {k: v for k, v in record.data.get("vars", {}).items() if v is not None}
     given = [f"{k}={v}" for k, v in public.items() if k in runbook.vars] + list(var)
     resolved = resolve_for(runbook, given, env_file, database_url)
-    return engine.rollback(record, resolved, options, reporter, journal)
+    return engine.rollback(record, resolved, options or engine.Options(), reporter, journal)
 
 
 def _nothing() -> Any:
