@@ -194,7 +194,9 @@ def _read_yaml(text: str, raw: bytes, filename: str) -> tuple[yaml.Node | None, 
             before = text[: exc.position].encode()
             line, col = _byte_position(before, len(before))
         char = exc.character if isinstance(exc.character, str) else chr(exc.character)
-        message = f"YAML syntax error: found character {char!r} ({exc.reason}); expected text"
+        message = (
+            f"YAML syntax error: found character {char!r} ({exc.reason}); expected printable text"
+        )
         return None, None, [Problem(filename, "", message, line, col)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

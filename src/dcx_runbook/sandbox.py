@@ -116,17 +116,19 @@ def _free_port() -> int:
 def local_server(bindir: Path) -> Iterator[Server]:
     """initdb + pg_ctl in a temporary directory; as root, as the `postgres` system user."""
     root = Path(tempfile.mkdtemp(prefix="dcx-sandbox-"))
+    data = root / "data"
     as_user: list[str] = []
-    if os.geteuid() == 0:
-        try:
-            pg = pwd.getpwnam("postgres")
-        except KeyError:
-            raise Refused("running as root and there is no `postgres` user for initdb") from None
-        os.chown(root, pg.pw_uid, pg.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
-    log = root / "server.log"
     try:
+        if os.geteuid() == 0:
+            try:
+                pg = pwd.getpwnam("postgres")
+            except KeyError:
+                raise Refused(
+                    "running as root and there is no `postgres` user for initdb"
+                ) from None
+            os.chown(root, pg.pw_uid, pg.pw_gid)
+            as_user = ["runuser", "-u", "postgres", "--"]
+        port = _free_port()
         _run(
             [
                 *as_user,
@@ -149,7 +151,7 @@ def local_server(bindir: Path) -> Iterator[Server]:
                 "-D",
                 str(data),
                 "-l",
-                str(log),
+                str(root / "server.log"),
                 "-o",
                 options,
                 "-w",
@@ -179,12 +181,21 @@ def local_server(bindir: Path) -> Iterator[Server]:
 
 
 def _run(argv: list[str]) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise Refused(
-            f"{Path(argv[-1] if 'initdb' in argv[-1] else argv[0]).name} failed: "
-            f"{(done.stderr or done.stdout).strip()[-500:]}"
-        )
+    """Run a set-up command in its own process group: on Ctrl-C the whole group (runuser and the
+    initdb under it) is stopped before the directory is removed, so nothing writes into it after."""
+    from dcx_runbook.kinds.shell import stop_group
+
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = proc.communicate()
+    except BaseException:
+        stop_group(proc)
+        raise
+    if proc.returncode != 0:
+        program = next((Path(a).name for a in argv if a.endswith(("initdb", "pg_ctl"))), argv[0])
+        raise Refused(f"{program} failed: {output.strip()[-500:]}")
 
 
 @contextlib.contextmanager
