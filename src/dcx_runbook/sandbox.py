@@ -205,9 +205,11 @@ def scratch_database(srv: Server, prefix: str = "dcx_sandbox") -> Iterator[str]:
     from psycopg import sql
 
     name = f"{prefix}_{secrets.token_hex(4)}"
-    with psycopg.connect(srv.admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
+        # Inside the try: an interrupt that lands after the server created the database, before
+        # the answer came back, must still drop it.
+        with psycopg.connect(srv.admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         yield srv.url_for(name)
     finally:
         deadline = time.monotonic() + 10

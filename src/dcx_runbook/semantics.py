@@ -29,7 +29,8 @@ def check_semantics(data: dict[str, Any]) -> list[tuple[Loc, str]]:
     steps = data.get("steps") if isinstance(data.get("steps"), list) else []
     assert isinstance(steps, list)
 
-    for loc, value in _items(data, ()):
+    items = list(_items(data, ()))  # one walk of the whole document, shared by every rule below
+    for loc, value in items:
         # YAML types that the schema would quietly convert: bytes to text, a set to a list.
         if isinstance(value, bytes):
             problems.append((loc, "expected text; found binary data (!!binary)"))
@@ -37,7 +38,7 @@ def check_semantics(data: dict[str, Any]) -> list[tuple[Loc, str]]:
             problems.append((loc, "expected a list; found a set (!!set), whose order is undefined"))
 
     captures: dict[str, Loc] = {}
-    for loc, value in _items(data, ()):
+    for loc, value in items:
         if loc and loc[-1] == "capture" and isinstance(value, str):
             if value in declared:
                 problems.append(
@@ -50,25 +51,30 @@ def check_semantics(data: dict[str, Any]) -> list[tuple[Loc, str]]:
             captures.setdefault(value, loc)
 
     known = declared | set(captures)
-    for section in ("target", "preflight", "steps", "vars"):
-        for loc, value in _strings(data.get(section), (section,)):
-            for bad in malformed(value):
-                problems.append(
-                    (
-                        loc,
-                        f"malformed reference {bad!r}; expected ${{name}} (or $${{ for a literal ${{)",
-                    )
+    sections = ("target", "preflight", "steps", "vars")
+    rendered = (
+        (loc, value)
+        for loc, value in items
+        if loc[0] in sections and isinstance(value, str) and str(loc[-1]) not in _NOT_RENDERED
+    )
+    for loc, value in rendered:
+        for bad in malformed(value):
+            problems.append(
+                (
+                    loc,
+                    f"malformed reference {bad!r}; expected ${{name}} (or $${{ for a literal ${{)",
                 )
-            allowed = known | {"value"} if loc[-1] == "message" else known
-            for name in refs(value):
-                if name not in allowed:
-                    problems.append((loc, _undeclared(name, allowed)))
+            )
+        allowed = known | {"value"} if loc[-1] == "message" else known
+        for name in refs(value):
+            if name not in allowed:
+                problems.append((loc, _undeclared(name, allowed)))
 
     problems += _step_rules(steps, data)
     ids: list[str] = [
         s["id"] for s in steps if isinstance(s, dict) and isinstance(s.get("id"), str)
     ]
-    for loc, value in _items(data, ()):
+    for loc, value in items:
         if loc and loc[-1] == "needed_by" and isinstance(value, list):
             for j, step_id in enumerate(value):
                 if isinstance(step_id, str) and step_id not in ids:
@@ -241,14 +247,12 @@ def _items(value: Any, loc: Loc) -> Iterator[tuple[Loc, Any]]:
         here, item = stack.pop()
         children: list[tuple[Loc, Any]] = []
         if isinstance(item, dict):
-            children = [((*here, k), v) for k, v in item.items() if isinstance(k, Hashable)]
+            children = [
+                ((*here, k), v)
+                for k, v in item.items()
+                if isinstance(k, str) or isinstance(k, Hashable)
+            ]
         elif isinstance(item, list):
             children = [((*here, i), v) for i, v in enumerate(item)]
         yield from children
         stack.extend(reversed(children))
-
-
-def _strings(value: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:
-    for item_loc, item in _items(value, loc):
-        if isinstance(item, str) and str(item_loc[-1]) not in _NOT_RENDERED:
-            yield item_loc, item

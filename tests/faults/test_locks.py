@@ -56,17 +56,25 @@ class Writers:
 
 
 def hold_lock(url: str, seconds: float, started: threading.Event) -> threading.Thread:
-    """A long transaction holding ACCESS SHARE on busy (a report query left open)."""
+    """A long transaction holding ACCESS SHARE on busy (a report query left open). Returns once
+    the lock is held, so every measurement below really happens behind the blocker."""
+    failure: list[BaseException] = []
 
     def body() -> None:
-        with psycopg.connect(url, application_name="blocker") as conn:
-            conn.execute("SELECT count(*) FROM busy /* the long report */")
+        try:
+            with psycopg.connect(url, application_name="blocker") as conn:
+                conn.execute("SELECT count(*) FROM busy /* the long report */")
+                started.set()
+                time.sleep(seconds)
+                conn.rollback()
+        except BaseException as exc:  # reported by the caller, not lost in the thread
+            failure.append(exc)
             started.set()
-            time.sleep(seconds)
-            conn.rollback()
 
     thread = threading.Thread(target=body, daemon=True)
     thread.start()
+    assert started.wait(30), "the blocker never got its lock"
+    assert not failure, f"the blocker failed: {failure[0]}"
     return thread
 
 
