@@ -181,7 +181,14 @@ def test_rehearse_needs_exactly_one_schema_source(pg_server: sandbox.Server) -> 
 # --------------------------------------------------------------------------- demo
 
 
+def demo_databases(srv: sandbox.Server) -> set[str]:
+    with psycopg.connect(srv.admin_url) as admin:
+        rows = admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'dcx_demo_%'")
+        return {row[0] for row in rows}
+
+
 def test_demo_runs_the_wallet_fix_end_to_end(pg_server: sandbox.Server, node_tools) -> None:  # type: ignore[no-untyped-def]
+    before = demo_databases(pg_server)
     env = {"DCX_SANDBOX_URL": pg_server.admin_url}
     if node_tools is not None:
         env["DCX_NODE_TOOLS_DIR"] = str(node_tools.node_modules.parent)
@@ -195,11 +202,7 @@ def test_demo_runs_the_wallet_fix_end_to_end(pg_server: sandbox.Server, node_too
         assert "the Prisma and TypeScript steps are skipped" in out
     else:
         assert "typescript-check: verified" in out
-    with psycopg.connect(pg_server.admin_url) as admin:
-        left = admin.execute(
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'dcx_demo_%'"
-        ).fetchone()
-    assert left == (0,)
+    assert demo_databases(pg_server) == before  # its scratch database is gone
 
 
 @needs_binaries
@@ -229,12 +232,10 @@ def test_demo_interrupted_while_its_sandbox_starts_stops_and_removes_it(sig) -> 
 def test_demo_interrupted_drops_its_scratch_database(
     pg_server: sandbox.Server, tmp_path: Path
 ) -> None:
+    before = demo_databases(pg_server)  # the server is shared: count only this test's
+
     def scratch() -> int:
-        with psycopg.connect(pg_server.admin_url) as admin:
-            row = admin.execute(
-                "SELECT count(*) FROM pg_database WHERE datname LIKE 'dcx_demo_%'"
-            ).fetchone()
-        return int(row[0]) if row else 0
+        return len(demo_databases(pg_server) - before)
 
     proc = start(
         "demo", "--no-node", env={"DCX_SANDBOX_URL": pg_server.admin_url, "TMPDIR": str(tmp_path)}
