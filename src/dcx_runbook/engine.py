@@ -72,7 +72,7 @@ def open_target(
         )
     rt.conn = db.connect(rt.url, rt.app_name)
     info = db.describe(rt.conn)
-    expected = rt.values.get("__expected_database")
+    expected = rt.expected_database
     if expected and info.database != expected:
         raise Refused(
             f"connected to database {info.database!r} on {info.host}, but this runbook expects "
@@ -120,7 +120,7 @@ def run(
     rt = _runtime(runbook, resolved, reporter, run_id)
     rt.dry_run = options.dry_run
     if options.expect_database:
-        rt.values["__expected_database"] = options.expect_database
+        rt.expected_database = options.expect_database
     try:
         return _run(rt, loaded, resolved, options, journal, run_id)
     finally:
@@ -130,10 +130,11 @@ def run(
 def _runtime(runbook: Runbook, resolved: Resolved, reporter: Reporter, run_id: str) -> Runtime:
     values: dict[str, Any] = dict(resolved.values)
     url = values.get(runbook.url_var) if runbook.url_var else None
+    expected = None
     if runbook.target is not None and runbook.target.database:
         from dcx_runbook.template import render
 
-        values["__expected_database"] = render(runbook.target.database, values)
+        expected = render(runbook.target.database, values)
     secrets = {n: resolved.values.get(n) for n in resolved.secret}
     masker = resolved.masker()
     if url:
@@ -146,6 +147,7 @@ def _runtime(runbook: Runbook, resolved: Resolved, reporter: Reporter, run_id: s
         reporter,
         url=url,
         app_name=db.application_name(runbook.name, run_id),
+        expected_database=expected,
     )
 
 
@@ -173,11 +175,7 @@ def _run(
     with rt.interruptible():
         try:
             rt.run_checks(None, "preflight", _needed(runbook.preflight, options))
-        except StepFailed as exc:
-            return _finish(
-                rt, Outcome(ExitCode.REFUSED, "refused", None, f"preflight failed: {exc}")
-            )
-        except psycopg.Error as exc:
+        except (StepFailed, psycopg.Error) as exc:
             return _finish(
                 rt, Outcome(ExitCode.REFUSED, "refused", None, f"preflight failed: {exc}")
             )
@@ -380,11 +378,7 @@ def _reconnect_if_lost(rt: Runtime) -> None:
 
 def _incomplete(rt: Runtime, reason: str, what: str) -> Outcome:
     assert rt.record is not None
-    still = [
-        s["id"]
-        for s in rt.record.data["steps"]
-        if s["status"] in ("applied", "action_started", "rollback_failed", "rollback_started")
-    ]
+    still = [s["id"] for s in rt.record.data["steps"] if s["status"] in UNDO_STATUSES]
     command = f"dcx-runbook rollback {rt.record.run_id}"
     message = (
         f"{reason}; {what}. Still applied: {', '.join(still) or 'nothing'}. "
@@ -584,7 +578,7 @@ def rollback(
     runbook = Runbook.model_validate(record.data["runbook"]["spec"])
     rt = _runtime(runbook, resolved, reporter, record.run_id)
     rt.app_name = db.application_name(runbook.name, record.run_id, "rollback")
-    rt.values["__expected_database"] = record.data.get("target", {}).get("database")
+    rt.expected_database = record.data.get("target", {}).get("database")
     for entry in record.data["steps"]:
         rt.values.update(entry.get("captured", {}))
     rt.dry_run = options.dry_run

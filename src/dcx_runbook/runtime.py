@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import signal
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -35,27 +34,29 @@ class Runtime:
     reporter: Reporter
     url: str | None = None
     app_name: str = "dcx-runbook"
+    expected_database: str | None = None  # the guard: any other database is refused
     conn: psycopg.Connection[Any] | None = None
     record: RunRecord | None = None
     dry_run: bool = False
     overlay: dict[Path, bytes | None] = field(default_factory=dict)
-    child: subprocess.Popen[Any] | None = None
     blocker_watch: db.BlockerWatch | None = None
 
     # ------------------------------------------------------------------ output
 
-    def emit(self, type_: Any, step: str | None = None, **kw: Any) -> None:
-        event = Event(type_, step, **kw)
-        masked = Event(
-            event.type,
-            event.step,
-            event.phase,
-            event.status,
-            self.masker(event.message) if event.message else event.message,
-            self.masker.deep(event.detail),  # type: ignore[arg-type]
-            event.time,
-        )
-        self.reporter.emit(masked)
+    def emit(
+        self,
+        type_: Any,
+        step: str | None = None,
+        *,
+        phase: str | None = None,
+        status: str | None = None,
+        message: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Every event leaves through here, masked: no secret reaches a reporter."""
+        masked_detail: Any = self.masker.deep(detail or {})
+        text = self.masker(message) if message else message
+        self.reporter.emit(Event(type_, step, phase, status, text, masked_detail))
 
     def save(self, *entries: dict[str, Any], durable: bool = True) -> None:
         """Journal these step entries (and the run's status); durable unless told otherwise."""
@@ -88,9 +89,6 @@ class Runtime:
             files[key]["planned"].append(_sha(planned))
             self.save(step)
 
-        def on_process(proc: subprocess.Popen[Any] | None) -> None:
-            self.child = proc
-
         return Context(
             values=self.values,
             masker=self.masker,
@@ -98,7 +96,6 @@ class Runtime:
             dry_run=self.dry_run,
             overlay=self.overlay,
             before_write=before_write,
-            on_process=on_process,
         )
 
     def policy(self, step: Timeouts | None = None) -> db.Policy:

@@ -74,8 +74,6 @@ class Context:
     # Called with a path and the bytes about to be written, before the first byte of it changes
     # (the write-ahead pre-image).
     before_write: Callable[[Path, bytes], None] = lambda path, planned: None
-    # Called with a running child process so an interrupt can stop it and its children.
-    on_process: Callable[[Any], None] = lambda proc: None
 
     def read_file(self, path: Path) -> bytes | None:
         if path in self.overlay:

@@ -121,18 +121,15 @@ def run_process(effect: ProcessEffect, ctx: Context) -> tuple[int | None, str]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    ctx.on_process(proc)
     try:
         out, _ = proc.communicate(timeout=effect.timeout)
     except subprocess.TimeoutExpired:
         stop_group(proc)
         out, _ = proc.communicate()
         return None, out.decode(errors="replace")
-    except BaseException:
+    except BaseException:  # Ctrl-C, SIGTERM: the whole process group goes, not just the child
         stop_group(proc)
         raise
-    finally:
-        ctx.on_process(None)
     return proc.returncode, out.decode(errors="replace")
 
 
