@@ -245,16 +245,16 @@ def bench_lock_stall(block_for: float, writers: int = 4) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- 4. wallet fix
 
 
-def bench_wallet(repeat: int) -> dict[str, Any]:
+def bench_wallet(repeat: int, with_node: bool = True) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from dcx_runbook.nodetools import ensure_node_tools, link_node_modules
 
     fixtures = ROOT / "runbooks" / "fixtures" / "wallet-fix"
     cache = Path(os.environ.get("DCX_TEST_NODE_CACHE", ROOT / ".cache" / "nodetools"))
-    tools = ensure_node_tools(cache) if shutil.which("npm") else None
+    tools = ensure_node_tools(cache) if with_node and shutil.which("npm") else None
     out: dict[str, Any] = {}
     variants = [("without node steps", False)] + ([("with prisma and tsc", True)] if tools else [])
-    for label, with_node in variants:
+    for label, node_steps in variants:
         runs, rollbacks = [], []
         for _ in range(repeat):
             with Scratch() as url, tempfile.TemporaryDirectory() as tmp_name:
@@ -265,7 +265,7 @@ def bench_wallet(repeat: int) -> dict[str, Any]:
                 shutil.copytree(fixtures / "frontend", frontend)
                 env = {"DCX_RUNBOOK_STATE_DIR": str(Path(tmp_name) / "state")}
                 skip: list[str] = []
-                if with_node and tools:
+                if node_steps and tools:
                     link_node_modules(frontend, tools)
                     env = {**tools.env, **env}
                 else:
@@ -329,7 +329,7 @@ def main() -> int:
         "startup": bench_startup(1 if smoke else 15),
         "engine": bench_engine([10] if smoke else [10, 100, 1000], 1 if smoke else 5),
         "lock_stall": bench_lock_stall(2.0 if smoke else 10.0),
-        "wallet_fix": bench_wallet(1 if smoke else 3),
+        "wallet_fix": bench_wallet(1 if smoke else 3, with_node=not smoke),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))

@@ -3,9 +3,7 @@ the result to a reporter. Errors are caught in exactly one place: `main`."""
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -277,9 +275,10 @@ def rehearse(
 ) -> None:
     """Prove the round trip on a disposable copy: run, rollback, compare schemas, run again."""
     from dcx_runbook import api
+    from dcx_runbook.interrupts import terminate_as_interrupt
 
     reporter = _reporter(output)
-    with _terminate_as_interrupt():
+    with terminate_as_interrupt():
         try:
             code = api.rehearse(
                 runbook,
@@ -319,29 +318,15 @@ def demo(
 ) -> None:
     """The wallet fix end to end on a sandbox: break, fix, verify, roll back, clean up."""
     from dcx_runbook.demo import demo as run_demo
+    from dcx_runbook.interrupts import terminate_as_interrupt
 
     reporter = _reporter(output)
-    with _terminate_as_interrupt():
+    with terminate_as_interrupt():
         try:
             code = run_demo(reporter, sandbox_url=sandbox_url, node=node)
         finally:
             reporter.close()
     raise typer.Exit(code=int(code))
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so sandboxes and scratch databases are always cleaned up."""
-    import signal
-
-    def on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main() -> None:

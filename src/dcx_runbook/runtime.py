@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import signal
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import psycopg
 
 from dcx_runbook import db
 from dcx_runbook.errors import StepFailed
+from dcx_runbook.interrupts import terminate_as_interrupt
 from dcx_runbook.journal import RunRecord, seal
 from dcx_runbook.kinds import KINDS
 from dcx_runbook.kinds.base import CheckSpec, Context, Deferred, Effect, OpSpec
@@ -304,20 +303,9 @@ class Runtime:
 
     # ------------------------------------------------------------------ interrupts
 
-    @contextmanager
-    def interruptible(self) -> Iterator[None]:
-        """SIGTERM behaves like Ctrl-C: a KeyboardInterrupt where the run is, so the running query
-        is cancelled (psycopg does that on KeyboardInterrupt) or the child process group is
-        stopped (run_process does), and the caller unwinds."""
-
-        def on_term(signum: int, frame: FrameType | None) -> None:
-            raise KeyboardInterrupt
-
-        previous = signal.signal(signal.SIGTERM, on_term)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+    def interruptible(self) -> AbstractContextManager[None]:
+        """SIGTERM behaves like Ctrl-C while the run works; the caller unwinds."""
+        return terminate_as_interrupt()
 
 
 def _verify_phase(phase: str) -> str:
