@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,6 @@ def restore_file(
         return f"{path}: removed (the run created it)"
     data = unseal(entry["sealed"], secrets, entry["sha256"])
     write_atomic(path, data, entry["mode"])
-    os.chmod(path, entry["mode"])
     return f"{path}: restored ({len(data)} bytes, mode {entry['mode']:o})"
 
 

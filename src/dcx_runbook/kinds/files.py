@@ -37,6 +37,7 @@ def write_atomic(path: Path, data: bytes, mode: int | None) -> None:
             os.fsync(fh.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
+        _keep_owner(path, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -46,6 +47,18 @@ def write_atomic(path: Path, data: bytes, mode: int | None) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _keep_owner(path: Path, tmp: str) -> None:
+    """The rewritten file keeps its owner and group (when we are allowed to set them)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    try:
+        os.chown(tmp, st.st_uid, st.st_gid)
+    except PermissionError:
+        pass  # not root: the file is ours anyway, or the owner can't be given away
 
 
 @dataclass(frozen=True)
