@@ -112,7 +112,7 @@ def rehearse(
     runbooks_dirs: Sequence[Path] = (),
 ) -> ExitCode:
     from dcx_runbook.errors import InvalidInput
-    from dcx_runbook.rehearse import dump_schema
+    from dcx_runbook.rehearse import dump_schema, server_major
     from dcx_runbook.rehearse import rehearse as rehearse_
     from dcx_runbook.reporters.base import Event
 
@@ -129,6 +129,7 @@ def rehearse(
         reporter=reporter,
         skip=skip,
         sandbox_url=sandbox_url,
+        major=server_major(from_url) if from_url else None,
     )
     table = "\n".join(
         f"{p.name:<16} {'ok' if p.ok else 'FAILED':<7} {p.seconds:6.2f}s  {p.note}"

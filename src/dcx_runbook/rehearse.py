@@ -70,6 +70,19 @@ def dump_schema(url: str, *, read_only: bool = False) -> str:
     return "\n".join(line for line in done.stdout.splitlines() if not line.startswith(noise)) + "\n"
 
 
+def server_major(url: str) -> int | None:
+    """The target's PostgreSQL major version (a Docker sandbox uses the same one)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            url, connect_timeout=10, options="-c default_transaction_read_only=on"
+        ) as conn:
+            return conn.info.server_version // 10000
+    except psycopg.Error:
+        return None
+
+
 def load_sql(url: str, text: str) -> None:
     """Execute a SQL script (a pg_dump file; psql meta-commands are dropped)."""
     import psycopg
@@ -138,12 +151,13 @@ def rehearse(
     reporter: Reporter,
     skip: Sequence[str] = (),
     sandbox_url: str | None = None,
+    major: int | None = None,
 ) -> Rehearsal:
     """`resolved_for(extra_vars, database_url)` resolves the runbook's variables."""
     result = Rehearsal()
     with (
         tempfile.TemporaryDirectory(prefix="dcx-rehearse-") as tmp,
-        sandbox.server(sandbox_url) as srv,
+        sandbox.server(sandbox_url, major=major) as srv,
         sandbox.scratch_database(srv, "dcx_rehearse") as url,
     ):
         root = Path(tmp)

@@ -200,3 +200,51 @@ def test_runs_and_log_in_three_formats(mixed: Mixed) -> None:
 
     missing = cli("log", "nope")
     assert missing.returncode != 0 and "no run 'nope'" in missing.stderr
+
+
+def test_rollback_refuses_a_file_changed_since_the_run_unless_forced(mixed: Mixed) -> None:
+    files_before = snapshot(*mixed.files)
+    assert mixed.run().returncode == 0
+    app_env = mixed.work / "app.env"
+    app_env.write_bytes(app_env.read_bytes() + b"HOTFIX=by-hand\n")  # someone edited it since
+
+    refused = mixed.rollback(output="human")
+
+    assert refused.returncode == 3, refused.stderr
+    assert "changed after the run" in refused.stderr
+    assert "+HOTFIX=by-hand" in refused.stderr  # the diff against the pre-run content
+    assert b"HOTFIX=by-hand" in app_env.read_bytes()  # nothing was overwritten
+    forced = mixed.rollback("--force")
+    assert forced.returncode == 0, forced.stderr
+    assert snapshot(*mixed.files) == files_before
+
+
+def test_a_run_being_rolled_back_elsewhere_is_refused(mixed: Mixed, _isolate) -> None:  # type: ignore[no-untyped-def]
+    from dcx_runbook.journal import Journal
+
+    result = mixed.run()
+    run_id = finished(result)["detail"]["run_id"]
+    record = Journal(_isolate).load(run_id)
+    record.lock()  # another local process is working on this run
+    try:
+        second = mixed.rollback(run_id)
+    finally:
+        record.unlock()
+    assert second.returncode == 4
+    assert "being run or rolled back by another process" in second.stderr
+    assert mixed.rollback(run_id).returncode == 0
+
+
+def test_help_and_version_import_neither_psycopg_nor_pydantic() -> None:
+    import subprocess
+    import sys
+
+    for args in (["--help"], ["--version"]):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "dcx_runbook", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+        assert not {m for m in imported if m.split(".")[0] in ("psycopg", "pydantic", "yaml")}, args
