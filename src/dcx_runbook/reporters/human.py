@@ -93,10 +93,7 @@ class HumanReporter:
         self._print(Panel("\n".join(lines), expand=False))
         self.steps = {s: {"status": "pending"} for s in d.get("steps", [])}
         if self.console.is_terminal and not d.get("dry_run"):
-            self.live = Live(
-                self._table(), console=self.console, refresh_per_second=8, transient=True
-            )
-            self.live.start()
+            self._start_live()
 
     def _on_step_started(self, e: Event) -> None:
         self.steps.setdefault(e.step or "", {}).update(
@@ -175,6 +172,10 @@ class HumanReporter:
         if e.step and e.step in self.steps:
             self.steps[e.step]["phase"] = e.phase or ""
 
+    def _start_live(self) -> None:
+        self.live = Live(self._table(), console=self.console, refresh_per_second=8, transient=True)
+        self.live.start()
+
     def _stop_live(self) -> None:
         if self.live is not None:
             self.live.stop()
@@ -192,7 +193,10 @@ class HumanReporter:
         live, self.live = self.live, None
         if live is not None:
             live.stop()
-        return Confirm.ask(question, console=self.console, default=False)
+        answer = Confirm.ask(question, console=self.console, default=False)
+        if live is not None:  # the live view comes back for the run itself
+            self._start_live()
+        return answer
 
     def close(self) -> None:
         self._stop_live()

@@ -1,0 +1,62 @@
+"""On a real terminal: the confirmation prompt, the live view, and an answer of no."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+
+from tests.conftest import schema_dump, snapshot
+from tests.engine.conftest import MIXED, Mixed
+
+
+def on_a_terminal(args: list[str], answer: bytes, env: dict[str, str]) -> tuple[int, str]:
+    """Run the CLI with stdin, stdout and stderr on a pseudo-terminal; answer its prompt."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dcx_runbook", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, **env},
+        close_fds=True,
+    )
+    os.close(slave)
+    output, answered, deadline = b"", False, time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            if not answered and b"[y/n]" in output:
+                os.write(master, answer)
+                answered = True
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    return proc.returncode, output.decode(errors="replace")
+
+
+def test_yes_at_the_prompt_runs_with_the_live_view(mixed: Mixed) -> None:
+    code, out = on_a_terminal(["run", MIXED, *mixed.args()], b"y\n", {"COLUMNS": "120"})
+    assert code == 0, out
+    assert "Run mixed (4 steps) against postgresql://" in out
+    assert "done and verified" in out
+    assert "add-column" in out
+
+
+def test_no_at_the_prompt_changes_nothing(mixed: Mixed) -> None:
+    before = schema_dump(mixed.url), snapshot(*mixed.files)
+    code, out = on_a_terminal(["run", MIXED, *mixed.args()], b"n\n", {"COLUMNS": "120"})
+    assert code == 4, out
+    assert "not confirmed" in out
+    assert (schema_dump(mixed.url), snapshot(*mixed.files)) == before
