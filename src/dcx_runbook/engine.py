@@ -155,7 +155,12 @@ def _run(
     rt: Runtime, loaded: Loaded, resolved: Resolved, options: Options, journal: Journal, run_id: str
 ) -> Outcome:
     runbook = rt.runbook
-    info = open_target(rt, runbook.name, journal) if runbook.target is not None else None
+    try:
+        info = open_target(rt, runbook.name, journal) if runbook.target is not None else None
+    except Refused as exc:
+        # Wrong database, run lock held, can't connect: said as an event too, so a JSON reader
+        # sees every run end with run_finished.
+        return _finish(rt, Outcome(ExitCode.REFUSED, "refused", None, str(exc)))
     target = _target_view(rt, info)
     rt.emit(
         "run_started",
@@ -316,7 +321,10 @@ def _unwind(
 ) -> Outcome:
     assert rt.record is not None
     rt.emit("unwind_started", current.id if current else None, message=reason)
-    _reconnect_if_lost(rt)
+    if not _reconnect_if_lost(rt):
+        return _incomplete(
+            rt, reason, "the database connection was lost and the unwind could not safely continue"
+        )
     todo: list[tuple[Step, bool]] = []
     if current is not None:
         entry = rt.record.step(current.id)
@@ -362,18 +370,22 @@ def _undone_status(message: str) -> str:
     return "nothing_to_undo" if message == "nothing to undo" else "rolled_back"
 
 
-def _reconnect_if_lost(rt: Runtime) -> None:
+def _reconnect_if_lost(rt: Runtime) -> bool:
+    """A new connection (and the run lock again) when the old one died; False when the unwind
+    must not go on: no connection, or another run took the lock meanwhile."""
     if rt.conn is None or not rt.conn.closed and not rt.conn.broken:
-        return
+        return True
     rt.emit("log", message="the database connection was lost; reconnecting to unwind")
     try:
         rt.conn = db.connect(rt.url or "", rt.app_name)
         rt.blocker_watch = None  # it watched the old backend
     except Refused as exc:
         rt.emit("log", message=f"reconnect failed: {exc}")
-        return
+        return False
     if not db.try_run_lock(rt.conn, rt.runbook.name):
         rt.emit("log", message="another process took the run lock while the connection was down")
+        return False
+    return True
 
 
 def _incomplete(rt: Runtime, reason: str, what: str) -> Outcome:

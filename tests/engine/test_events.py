@@ -58,3 +58,28 @@ def test_success_dry_run_and_rollback_streams_validate(mixed: Mixed) -> None:
         validate_all(events(result.stdout))
     assert events(dry.stdout)[-1]["status"] == "dry_run"
     assert events(undo.stdout)[0]["detail"]["mode"] == "rollback"
+
+
+def test_a_refused_run_ends_its_json_stream_with_run_finished(mixed: Mixed) -> None:
+    from tests.conftest import cli
+    from tests.engine.conftest import MIXED
+
+    result = cli(
+        "run",
+        MIXED,
+        "--yes",
+        "--output",
+        "json",
+        "--database-url",
+        mixed.url,
+        "--var",
+        "expected_database=elsewhere",
+        "--var",
+        f"workdir={mixed.work}",
+    )
+    assert result.returncode == 4
+    (event,) = events(result.stdout)
+    validate_all([event])
+    assert event["event"] == "run_finished" and event["status"] == "refused"
+    assert "expects 'elsewhere'" in event["message"]
+    assert event["detail"]["exit_code"] == 4
