@@ -57,6 +57,7 @@ def rollback(
     from dcx_runbook import engine
     from dcx_runbook.journal import Journal
     from dcx_runbook.model import Runbook
+    from dcx_runbook.rollback import rollback as rollback_run
 
     journal = journal or Journal()
     record = journal.load(run_id) if run_id else journal.latest_to_undo()
@@ -67,7 +68,7 @@ def rollback(
     public = {k: v for k, v in record.data.get("vars", {}).items() if v is not None}
     given = [f"{k}={v}" for k, v in public.items() if k in runbook.vars] + list(var)
     resolved = resolve_for(runbook, given, env_file, database_url)
-    return engine.rollback(record, resolved, options or engine.Options(), reporter, journal)
+    return rollback_run(record, resolved, options or engine.Options(), reporter, journal)
 
 
 def _nothing() -> Any:

@@ -1,0 +1,174 @@
+"""`--dry-run`: live read-only checks, the exact SQL and argv, in-memory file diffs, every step;
+nothing is written anywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from dcx_runbook import db
+from dcx_runbook.errors import ExitCode
+from dcx_runbook.model import Step
+from dcx_runbook.runtime import Runtime
+from dcx_runbook.session import (
+    Options,
+    Outcome,
+    finish,
+    needed,
+)
+
+
+def dry_run(rt: Runtime, options: Options) -> Outcome:
+    """Live read-only checks, the exact SQL and argv, in-memory file diffs; nothing is written."""
+    assert rt.conn is not None or rt.runbook.target is None
+    failures: list[str] = []
+    changing: list[Step] = []  # steps that would act before the current one
+    from contextlib import nullcontext
+
+    window = db.read_only(rt.conn) if rt.conn is not None else nullcontext()
+    with window:
+        preflight = needed(rt.runbook.preflight, options)
+        failures += _dry_checks(rt, None, "preflight", preflight, [])
+        for step in rt.runbook.steps:
+            if step.id in options.skip:
+                rt.emit(
+                    "step_finished", step.id, status="skipped", message="would be skipped (--skip)"
+                )
+                continue
+            rt.emit("step_started", step.id, message=step.title)
+            if step.done_when and _dry_all_hold(rt, step, changing):
+                rt.emit(
+                    "step_finished",
+                    step.id,
+                    status="already_done",
+                    message="already done: would change nothing",
+                )
+                continue
+            failures += _dry_checks(rt, step, "precheck", step.precheck, changing)
+            ctx = rt.context()
+            try:
+                for effect in rt.plan(step.action, ctx):
+                    rt.emit(
+                        "operation",
+                        step.id,
+                        phase="action",
+                        status="planned",
+                        message=effect.describe(),
+                    )
+                    if effect.paths():
+                        effect.execute(ctx)  # in a dry run, into the in-memory overlay only
+            except Exception as exc:  # noqa: BLE001 - a plan that can't be made is a failed check
+                failures.append(f"{step.id}: {exc}")
+                rt.emit("operation", step.id, phase="action", status="failed", message=str(exc))
+            if step.action:
+                changing.append(step)
+            failures += _dry_checks(rt, step, "verify", step.verify, changing, own=True)
+            if step.rollback is not None:
+                for op in step.rollback.action:
+                    rt.emit(
+                        "operation",
+                        step.id,
+                        phase="rollback.action",
+                        status="planned",
+                        message=describe_rollback(rt, op),
+                    )
+            rt.emit(
+                "step_finished",
+                step.id,
+                status="would_apply" if step.action else "would_verify",
+                message="would apply" if step.action else "would verify",
+            )
+    code = ExitCode.OK if not failures else ExitCode.UNDONE
+    message = (
+        "dry run: every check that could run passed"
+        if not failures
+        else "dry run: " + "; ".join(failures)
+    )
+    return finish(rt, Outcome(code, "dry_run", None, message))
+
+
+def describe_rollback(rt: Runtime, op: Any) -> str:
+    try:
+        return next(iter(rt.plan([op], rt.context()))).describe()
+    except Exception as exc:  # noqa: BLE001
+        return f"{op.kind}: {exc}"
+
+
+def _dry_all_hold(rt: Runtime, step: Step, changing: list[Step]) -> bool:
+    """True only when every already-done check ran now and held (a deferred one doesn't count)."""
+    for spec in step.done_when:
+        if _depends_on(spec, changing, step, own=False):
+            return False
+        ok, _ = _one_check(rt, step.id, "done_when", spec)
+        if not ok:
+            return False
+    return True
+
+
+def _depends_on(spec: Any, changing: list[Step], step: Step, *, own: bool) -> str | None:
+    """Why a check can't be evaluated in a dry run yet, or None.
+
+    File checks see planned edits through the in-memory overlay, so they wait only for shell
+    actions (which may write anything). A sql check waits for sql or shell actions; a shell check
+    waits for any action."""
+    waits_for = {
+        "sql": {"sql", "shell"},
+        "shell": {"sql", "shell", "file", "env_file"},
+        "file": {"shell"},
+        "env_file": {"shell"},
+    }
+    kinds = waits_for.get(spec.kind)
+    if not kinds:
+        return None
+    if own and any(op.kind in kinds for op in step.action):
+        return "this step's action"
+    earlier = [s.id for s in changing if s is not step and any(op.kind in kinds for op in s.action)]
+    return f"the effect of {', '.join(earlier)}" if earlier else None
+
+
+def _dry_checks(
+    rt: Runtime,
+    step: Step | None,
+    phase: str,
+    specs: Sequence[Any],
+    changing: list[Step],
+    *,
+    own: bool = False,
+) -> list[str]:
+    """Evaluate what can be evaluated now; defer what depends on an earlier (or this) step."""
+    failures: list[str] = []
+    step_id = step.id if step is not None else None
+    for spec in specs:
+        label = spec.name or f"{spec.kind} check"
+        why = _depends_on(spec, changing, step, own=own) if step is not None else None
+        if why:
+            rt.emit(
+                "check",
+                step_id,
+                phase=phase,
+                status="deferred",
+                message=f"{label}: can't be evaluated yet: depends on {why}",
+                detail={"name": label},
+            )
+            continue
+        ok, _ = _one_check(rt, step_id, phase, spec)
+        if not ok:
+            failures.append(f"{step_id or 'preflight'} {phase}: {label}")
+    return failures
+
+
+def _one_check(rt: Runtime, step_id: str | None, phase: str, spec: Any) -> tuple[bool, str]:
+    from contextlib import nullcontext
+
+    # A savepoint per check: one failing query must not abort the dry run's whole window.
+    savepoint = (
+        rt.conn.transaction() if rt.conn is not None and spec.kind == "sql" else nullcontext()
+    )
+    try:
+        with savepoint:
+            ok, _ = rt.run_checks(step_id, phase, [spec], fail_fast=False)
+    except psycopg.Error as exc:
+        return False, str(exc)
+    return ok, ""

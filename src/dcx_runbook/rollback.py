@@ -1,0 +1,167 @@
+"""`dcx-runbook rollback`: undo, newest first, every step of a journaled run still applied;
+resumable after a crash or a failed undo, and from the journal alone."""
+
+from __future__ import annotations
+
+import psycopg
+
+from dcx_runbook import db
+from dcx_runbook.dryrun import describe_rollback
+from dcx_runbook.errors import ExitCode
+from dcx_runbook.journal import UNDO_STATUSES, Journal, RunRecord, now, operator
+from dcx_runbook.model import Runbook, Step
+from dcx_runbook.reporters.base import Reporter
+from dcx_runbook.runtime import Runtime
+from dcx_runbook.session import (
+    Options,
+    Outcome,
+    finish,
+    incomplete,
+    open_target,
+    runtime_for,
+    target_view,
+    undone_status,
+)
+from dcx_runbook.undo import UndoFailed, undo_step
+from dcx_runbook.variables import Resolved
+
+
+def rollback(
+    record: RunRecord, resolved: Resolved, options: Options, reporter: Reporter, journal: Journal
+) -> Outcome:
+    """Undo, in reverse, every step of a journaled run that is still applied."""
+    runbook = Runbook.model_validate(record.data["runbook"]["spec"])
+    rt = runtime_for(runbook, resolved, reporter, record.run_id)
+    rt.app_name = db.application_name(runbook.name, record.run_id, "rollback")
+    rt.expected_database = record.data.get("target", {}).get("database")
+    for entry in record.data["steps"]:
+        rt.values.update(entry.get("captured", {}))
+    rt.dry_run = options.dry_run
+    try:
+        return _rollback(rt, record, options, journal)
+    finally:
+        rt.close()
+
+
+def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal) -> Outcome:
+    todo = [s for s in reversed(record.data["steps"]) if s["status"] in UNDO_STATUSES]
+    info = (
+        open_target(rt, rt.runbook.name, journal, own_run=record.run_id)
+        if rt.runbook.target is not None
+        else None
+    )
+    rt.emit(
+        "run_started",
+        message=f"rollback of {record.run_id} ({rt.runbook.name})",
+        detail={
+            "run_id": record.run_id,
+            "mode": "rollback",
+            "runbook": rt.runbook.name,
+            "dry_run": options.dry_run,
+            "target": target_view(rt, info),
+            "steps": [s["id"] for s in todo],
+            "skip": [],
+        },
+    )
+    if not todo:
+        return finish(
+            rt,
+            Outcome(
+                ExitCode.OK,
+                "nothing_to_undo",
+                record.run_id,
+                f"run {record.run_id} left no changes behind: nothing to undo",
+            ),
+        )
+    if options.dry_run:
+        for entry in todo:
+            step = rt.runbook.step(entry["id"])
+            for path in entry.get("files", {}):
+                rt.emit(
+                    "operation",
+                    step.id,
+                    phase="rollback.action",
+                    status="planned",
+                    message=f"restore the exact pre-run bytes of {path}",
+                )
+            if step.rollback is not None:
+                for op in step.rollback.action:
+                    rt.emit(
+                        "operation",
+                        step.id,
+                        phase="rollback.action",
+                        status="planned",
+                        message=describe_rollback(rt, op),
+                    )
+        return finish(
+            rt,
+            Outcome(
+                ExitCode.OK,
+                "dry_run",
+                record.run_id,
+                "dry run: would undo " + ", ".join(s["id"] for s in todo),
+            ),
+        )
+    question = (
+        f"Undo {len(todo)} step(s) of run {record.run_id} ({', '.join(s['id'] for s in todo)})"
+        f" on {target_view(rt, info).get('url', 'this machine')}?"
+    )
+    if not options.yes and not rt.reporter.confirm(question):
+        return finish(
+            rt,
+            Outcome(
+                ExitCode.REFUSED,
+                "refused",
+                record.run_id,
+                "not confirmed (no terminal? pass --yes); nothing was changed",
+            ),
+        )
+    record.lock()
+    rt.record = record
+    history = record.data.setdefault("rollbacks", [])
+    history.append({"started_at": now(), "operator": operator(), "status": "running"})
+    rt.save()
+    try:
+        with rt.interruptible():
+            for entry in todo:
+                step = rt.runbook.step(entry["id"])
+                # After a crash (or an interrupted undo), the already-done checks tell whether
+                # the step's effect is there to undo; the file pre-images are restored either way.
+                uncertain = entry["status"] in ("action_started", "rollback_started")
+                run_ops = not (uncertain and step.done_when and not _some_effect(rt, step))
+                message = undo_step(rt, step, entry, force=options.force, run_ops=run_ops)
+                status = undone_status(message)
+                rt.emit("step_undone", step.id, status=status, message=message)
+    except UndoFailed as exc:
+        rt.emit("step_undone", exc.step_id, status="rollback_failed", message=str(exc))
+        history[-1].update(status="undo_incomplete", finished_at=now())
+        return incomplete(rt, "rollback stopped", f"undo of {exc.step_id} failed: {exc.message}")
+    except KeyboardInterrupt:
+        history[-1].update(status="interrupted", finished_at=now())
+        return incomplete(rt, "rollback interrupted", "not every step was undone")
+    finally:
+        record.unlock()
+    history[-1].update(status="rolled_back", finished_at=now())
+    return finish(
+        rt,
+        Outcome(
+            ExitCode.OK,
+            "rolled_back",
+            record.run_id,
+            f"run {record.run_id} rolled back: every change was undone",
+        ),
+    )
+
+
+def _some_effect(rt: Runtime, step: Step) -> bool:
+    """After a crash mid-action or mid-undo: is any of the step's effect there? A step killed
+    between two of its effects (or between two parts of its undo) has only some of its
+    already-done checks holding; one is enough for its rollback operations to run."""
+    for spec in step.done_when:
+        try:
+            ok, _ = rt.run_checks(step.id, "done_when", [spec], fail_fast=False)
+        except psycopg.Error:
+            return True
+        if ok:
+            return True
+    return False

@@ -1,0 +1,179 @@
+"""What run, dry run and rollback share: options and outcome, the runtime, connecting with the
+guard and the run lock, and how a run ends (its journal snapshot and its last event)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dcx_runbook import db
+from dcx_runbook.errors import ExitCode, Refused, RunbookError
+from dcx_runbook.journal import UNDO_STATUSES, Journal, now
+from dcx_runbook.model import Runbook
+from dcx_runbook.reporters.base import Reporter
+from dcx_runbook.runtime import Runtime
+from dcx_runbook.secrets import mask_url
+from dcx_runbook.variables import Resolved
+
+OWN_LOCK_GRACE = 10.0  # seconds a rollback waits for the lock of its own dead run
+
+
+@dataclass(frozen=True)
+class Options:
+    dry_run: bool = False
+    yes: bool = False
+    skip: tuple[str, ...] = ()
+    force: bool = False
+    # The database name the guard expects instead of the runbook's (rehearsals and the demo run
+    # against a scratch database).
+    expect_database: str | None = None
+
+
+@dataclass
+class Outcome:
+    exit_code: ExitCode
+    status: str
+    run_id: str | None = None
+    message: str = ""
+    still_applied: list[str] = field(default_factory=list)
+
+
+def _take_run_lock(rt: Runtime, runbook_name: str, own_run: str | None) -> bool:
+    """The run lock; a rollback waits a little when the holder is the very run it undoes (its
+    process was killed and the server has not yet noticed the dead client)."""
+    assert rt.conn is not None
+    deadline = time.monotonic() + OWN_LOCK_GRACE
+    while not db.try_run_lock(rt.conn, runbook_name):
+        holder = db.lock_holder(rt.conn, runbook_name) or {}
+        mine = own_run is not None and f"/{own_run}" in str(holder.get("application") or "")
+        if not mine or time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def open_target(
+    rt: Runtime, runbook_name: str, journal: Journal | None, own_run: str | None = None
+) -> db.TargetInfo:
+    """Connect, check the guard, take the run lock. Raises Refused: nothing changed."""
+    if rt.runbook.target is None:
+        raise RunbookError("this runbook has no database target")
+    if not rt.url:
+        raise RunbookError(
+            "no database URL: pass --database-url or set it (see `dcx-runbook show`)"
+        )
+    rt.conn = db.connect(rt.url, rt.app_name)
+    info = db.describe(rt.conn)
+    expected = rt.expected_database
+    if expected and info.database != expected:
+        raise Refused(
+            f"connected to database {info.database!r} on {info.host}, but this runbook expects "
+            f"{expected!r}: refusing before any change (override with --var if that is really meant)"
+        )
+    if not _take_run_lock(rt, runbook_name, own_run):
+        holder = db.lock_holder(rt.conn, runbook_name) or {}
+        raise Refused(
+            f"another dcx-runbook holds the lock for {runbook_name} on {info.database}: "
+            + _describe_holder(holder, journal)
+        )
+    return info
+
+
+def _describe_holder(holder: Mapping[str, Any], journal: Journal | None) -> str:
+    if not holder:
+        return "it ended just now; try again"
+    app = str(holder.get("application") or "")
+    run_id = app.split("/")[2] if app.count("/") >= 2 else "unknown"
+    who = f"{holder.get('user')} from {holder.get('client')}"
+    if journal is not None and run_id != "unknown":
+        try:
+            op = journal.load(run_id).data.get("operator", {})
+            who = f"{op.get('user')}@{op.get('host')}"
+        except RunbookError:
+            pass
+    return f"run {run_id} by {who}, backend pid {holder.get('pid')}, since {holder.get('since')}"
+
+
+def runtime_for(runbook: Runbook, resolved: Resolved, reporter: Reporter, run_id: str) -> Runtime:
+    values: dict[str, Any] = dict(resolved.values)
+    url = values.get(runbook.url_var) if runbook.url_var else None
+    expected = None
+    if runbook.target is not None and runbook.target.database:
+        from dcx_runbook.template import render
+
+        expected = render(runbook.target.database, values)
+    secrets = {n: resolved.values.get(n) for n in resolved.secret}
+    masker = resolved.masker()
+    if url:
+        masker.add(url)
+    return Runtime(
+        runbook,
+        values,
+        secrets,
+        masker,
+        reporter,
+        url=url,
+        app_name=db.application_name(runbook.name, run_id),
+        expected_database=expected,
+    )
+
+
+def needed(checks: Sequence[Any], options: Options) -> list[Any]:
+    """Preflight checks, without those only skipped steps need."""
+    return [c for c in checks if not c.needed_by or set(c.needed_by) - set(options.skip)]
+
+
+def target_view(rt: Runtime, info: db.TargetInfo | None) -> dict[str, Any]:
+    if info is None:
+        return {}
+    return {
+        "url": mask_url(rt.url or ""),
+        "host": info.host,
+        "port": info.port,
+        "database": info.database,
+        "user": info.user,
+        "server_version": info.server_version,
+    }
+
+
+def undone_status(message: str) -> str:
+    if message.startswith("irreversible"):
+        return "irreversible"
+    return "nothing_to_undo" if message == "nothing to undo" else "rolled_back"
+
+
+def incomplete(rt: Runtime, reason: str, what: str) -> Outcome:
+    assert rt.record is not None
+    still = [s["id"] for s in rt.record.data["steps"] if s["status"] in UNDO_STATUSES]
+    command = f"dcx-runbook rollback {rt.record.run_id}"
+    message = (
+        f"{reason}; {what}. Still applied: {', '.join(still) or 'nothing'}. "
+        f"Fix the cause, then run: {command}"
+    )
+    return finish(
+        rt, Outcome(ExitCode.UNDO_INCOMPLETE, "undo_incomplete", rt.record.run_id, message, still)
+    )
+
+
+def finish(rt: Runtime, outcome: Outcome) -> Outcome:
+    if rt.record is not None and not rt.dry_run:
+        rt.record.data.update(
+            status=outcome.status,
+            exit_code=int(outcome.exit_code),
+            finished_at=now(),
+            message=rt.masker(outcome.message),
+        )
+        rt.record.snapshot()
+    rt.emit(
+        "run_finished",
+        status=outcome.status,
+        message=outcome.message,
+        detail={
+            "run_id": outcome.run_id,
+            "exit_code": int(outcome.exit_code),
+            "still_applied": outcome.still_applied,
+        },
+    )
+    return outcome
