@@ -65,15 +65,7 @@ def dry_run(rt: Runtime, options: Options) -> Outcome:
             if step.action:
                 changing.append(step)
             failures += _dry_checks(rt, step, "verify", step.verify, changing, own=True)
-            if step.rollback is not None:
-                for op in step.rollback.action:
-                    rt.emit(
-                        "operation",
-                        step.id,
-                        phase="rollback.action",
-                        status="planned",
-                        message=describe_rollback(rt, op),
-                    )
+            preview_rollback(rt, step)
             rt.emit(
                 "step_finished",
                 step.id,
@@ -89,11 +81,16 @@ def dry_run(rt: Runtime, options: Options) -> Outcome:
     return finish(rt, Outcome(code, "dry_run", None, message))
 
 
-def describe_rollback(rt: Runtime, op: Any) -> str:
-    try:
-        return next(iter(rt.plan([op], rt.context()))).describe()
-    except Exception as exc:  # noqa: BLE001
-        return f"{op.kind}: {exc}"
+def preview_rollback(rt: Runtime, step: Step) -> None:
+    """The planned rollback operations of a step, as events (dry runs of run and of rollback)."""
+    if step.rollback is None:
+        return
+    for op in step.rollback.action:
+        try:
+            message = next(iter(rt.plan([op], rt.context()))).describe()
+        except Exception as exc:  # noqa: BLE001 - shown, not raised: a preview must not stop
+            message = f"{op.kind}: {exc}"
+        rt.emit("operation", step.id, phase="rollback.action", status="planned", message=message)
 
 
 def _dry_all_hold(rt: Runtime, step: Step, changing: list[Step]) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 
 from dcx_runbook import db
-from dcx_runbook.dryrun import describe_rollback
+from dcx_runbook.dryrun import preview_rollback
 from dcx_runbook.errors import ExitCode
 from dcx_runbook.journal import UNDO_STATUSES, Journal, RunRecord, now, operator
 from dcx_runbook.model import Runbook, Step
@@ -84,15 +84,7 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
                     status="planned",
                     message=f"restore the exact pre-run bytes of {path}",
                 )
-            if step.rollback is not None:
-                for op in step.rollback.action:
-                    rt.emit(
-                        "operation",
-                        step.id,
-                        phase="rollback.action",
-                        status="planned",
-                        message=describe_rollback(rt, op),
-                    )
+            preview_rollback(rt, step)
         return finish(
             rt,
             Outcome(

@@ -248,3 +248,23 @@ def test_help_and_version_import_neither_psycopg_nor_pydantic() -> None:
         )
         imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
         assert not {m for m in imported if m.split(".")[0] in ("psycopg", "pydantic", "yaml")}, args
+
+
+def test_rollback_dry_run_shows_what_it_would_undo_and_changes_nothing(mixed: Mixed) -> None:
+    assert mixed.run().returncode == 0
+    after = schema_dump(mixed.url), snapshot(*mixed.files)
+
+    preview = mixed.rollback("--dry-run")
+
+    assert preview.returncode == 0, preview.stderr
+    planned = [e for e in events(preview.stdout) if e["event"] == "operation"]
+    assert {e["step"] for e in planned} == {
+        "add-column",
+        "edit-config",
+        "env-setting",
+        "create-table",
+    }
+    assert any("DROP TABLE widgets" in e["message"] for e in planned)
+    assert any("restore the exact pre-run bytes" in e["message"] for e in planned)
+    assert (schema_dump(mixed.url), snapshot(*mixed.files)) == after
+    assert mixed.rollback().returncode == 0  # the dry run left the run to undo
