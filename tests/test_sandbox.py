@@ -246,3 +246,21 @@ def test_demo_interrupted_drops_its_scratch_database(
     assert proc.returncode == 130, err
     assert scratch() == 0
     assert not list(tmp_path.glob("dcx-demo-*"))
+
+
+def test_a_schema_file_that_does_not_load_is_invalid_input(
+    pg_server: sandbox.Server, tmp_path: Path
+) -> None:
+    schema = tmp_path / "schema.sql"
+    schema.write_text("CREATE TABLE (;\n")
+    result = cli(
+        "rehearse",
+        str(RUNBOOKS / "leaky.yaml"),
+        "--schema-file",
+        str(schema),
+        "--sandbox-url",
+        pg_server.admin_url,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "the schema or data file does not load" in result.stderr
+    assert "Traceback" not in result.stderr

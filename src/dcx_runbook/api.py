@@ -56,7 +56,7 @@ def rollback(
 ) -> Outcome:
     from dcx_runbook import engine
     from dcx_runbook.journal import Journal
-    from dcx_runbook.model import Runbook
+    from dcx_runbook.rollback import journaled_runbook
     from dcx_runbook.rollback import rollback as rollback_run
 
     journal = journal or Journal()
@@ -64,11 +64,11 @@ def rollback(
     if record is None:
         reporter.emit(_nothing())
         return engine.Outcome(ExitCode.OK, "nothing_to_undo", None, "no run left changes behind")
-    runbook = Runbook.model_validate(record.data["runbook"]["spec"])
+    runbook = journaled_runbook(record)
     public = {k: v for k, v in record.data.get("vars", {}).items() if v is not None}
     given = [f"{k}={v}" for k, v in public.items() if k in runbook.vars] + list(var)
     resolved = resolve_for(runbook, given, env_file, database_url)
-    return rollback_run(record, resolved, options or engine.Options(), reporter, journal)
+    return rollback_run(record, resolved, options or engine.Options(), reporter, journal, runbook)
 
 
 def _nothing() -> Any:

@@ -17,8 +17,10 @@ from dcx_runbook.model import Runbook, Step
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.runtime import Runtime
 from dcx_runbook.session import (
+    NOT_CONFIRMED,
     Options,
     Outcome,
+    confirmed,
     finish,
     incomplete,
     needed,
@@ -94,16 +96,8 @@ def _run(
                 rt, Outcome(ExitCode.REFUSED, "refused", None, f"preflight failed: {exc}")
             )
     question = f"Run {runbook.name} ({len(runbook.steps)} steps) against {target.get('url', 'no database')}?"
-    if not options.yes and not rt.reporter.confirm(question):
-        return finish(
-            rt,
-            Outcome(
-                ExitCode.REFUSED,
-                "refused",
-                None,
-                "not confirmed (no terminal? pass --yes); nothing was changed",
-            ),
-        )
+    if not confirmed(rt, options, question):
+        return finish(rt, NOT_CONFIRMED)
     rt.record = journal.create(
         {
             "run_id": run_id,

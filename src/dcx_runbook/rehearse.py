@@ -90,7 +90,11 @@ def load_sql(url: str, text: str) -> None:
 
     script = "\n".join(line for line in text.splitlines() if not line.startswith("\\"))
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(script.encode())
+        try:
+            conn.execute(script.encode())
+        except psycopg.Error as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InvalidInput(f"the schema or data file does not load: {first}") from None
 
 
 def copy_dirs(loaded: Loaded, resolve: Callable[[list[str]], Resolved], root: Path) -> list[str]:

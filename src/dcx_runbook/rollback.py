@@ -7,14 +7,16 @@ import psycopg
 
 from dcx_runbook import db
 from dcx_runbook.dryrun import preview_rollback
-from dcx_runbook.errors import ExitCode
+from dcx_runbook.errors import ExitCode, JournalError
 from dcx_runbook.journal import UNDO_STATUSES, Journal, RunRecord, now, operator
 from dcx_runbook.model import Runbook, Step
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.runtime import Runtime
 from dcx_runbook.session import (
+    NOT_CONFIRMED,
     Options,
     Outcome,
+    confirmed,
     finish,
     incomplete,
     open_target,
@@ -26,11 +28,30 @@ from dcx_runbook.undo import UndoFailed, undo_step
 from dcx_runbook.variables import Resolved
 
 
+def journaled_runbook(record: RunRecord) -> Runbook:
+    """The runbook as it was run, from the journal: rollback never needs the original file."""
+    from pydantic import ValidationError
+
+    try:
+        return Runbook.model_validate(record.data["runbook"]["spec"])
+    except (ValidationError, KeyError, TypeError) as exc:
+        raise JournalError(
+            f"run {record.run_id}: the journaled runbook can't be read back ({exc.__class__.__name__}); "
+            f"the record is left as is in {record.path}"
+        ) from None
+
+
 def rollback(
-    record: RunRecord, resolved: Resolved, options: Options, reporter: Reporter, journal: Journal
+    record: RunRecord,
+    resolved: Resolved,
+    options: Options,
+    reporter: Reporter,
+    journal: Journal,
+    runbook: Runbook | None = None,
 ) -> Outcome:
-    """Undo, in reverse, every step of a journaled run that is still applied."""
-    runbook = Runbook.model_validate(record.data["runbook"]["spec"])
+    """Undo, in reverse, every step of a journaled run that is still applied. `runbook` is the
+    journaled one (read from the record when not given)."""
+    runbook = runbook or journaled_runbook(record)
     rt = runtime_for(runbook, resolved, reporter, record.run_id)
     rt.app_name = db.application_name(runbook.name, record.run_id, "rollback")
     rt.expected_database = record.data.get("target", {}).get("database")
@@ -98,16 +119,8 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
         f"Undo {len(todo)} step(s) of run {record.run_id} ({', '.join(s['id'] for s in todo)})"
         f" on {target_view(rt, info).get('url', 'this machine')}?"
     )
-    if not options.yes and not rt.reporter.confirm(question):
-        return finish(
-            rt,
-            Outcome(
-                ExitCode.REFUSED,
-                "refused",
-                record.run_id,
-                "not confirmed (no terminal? pass --yes); nothing was changed",
-            ),
-        )
+    if not confirmed(rt, options, question):
+        return finish(rt, NOT_CONFIRMED)
     record.lock()
     rt.record = record
     history = record.data.setdefault("rollbacks", [])

@@ -40,6 +40,19 @@ class Outcome:
     still_applied: list[str] = field(default_factory=list)
 
 
+NOT_CONFIRMED = Outcome(
+    ExitCode.REFUSED,
+    "refused",
+    None,
+    "not confirmed (no terminal? pass --yes); nothing was changed",
+)
+
+
+def confirmed(rt: Runtime, options: Options, question: str) -> bool:
+    """--yes, or the operator's answer; no terminal and no --yes is a no."""
+    return options.yes or rt.reporter.confirm(question)
+
+
 def _take_run_lock(rt: Runtime, runbook_name: str, own_run: str | None) -> bool:
     """The run lock; a rollback waits a little when the holder is the very run it undoes (its
     process was killed and the server has not yet noticed the dead client)."""

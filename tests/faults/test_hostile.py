@@ -193,3 +193,16 @@ def test_corrupt_journal_is_reported_and_never_silently_skipped(
     log = cli("log", record.stem)
     assert log.returncode == 3 and "unreadable" in log.stderr
     assert record.read_bytes() == original[: len(original) // 2]  # left as it was, for inspection
+
+
+def test_a_journaled_runbook_that_no_longer_reads_back_is_a_clear_error(
+    database_url: str, dbname: str, target: Path, _isolate: Path
+) -> None:
+    assert run_inject(database_url, dbname, target, "plain").returncode == 0
+    record = next((_isolate / "runs").glob("*.json"))
+    data = json.loads(record.read_text())
+    data["runbook"]["spec"]["steps"][0]["rolback"] = {}  # edited by hand, or a future format
+    record.write_text(json.dumps(data))
+    undo = cli("rollback", "--yes", "--database-url", database_url)
+    assert undo.returncode == 3, undo.stderr
+    assert "can't be read back" in undo.stderr and "Traceback" not in undo.stderr
