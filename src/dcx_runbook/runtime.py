@@ -208,8 +208,13 @@ class Runtime:
         deadline = time.monotonic() + policy.retry_budget
         delays = db.backoff_delays(policy)
         attempt = 0
+        # Outside a transaction, what an attempt did before its lock timeout stays done: the
+        # retry starts at the operation that timed out instead of repeating the ones before it.
+        done = [0]
         while True:
             attempt += 1
+            if in_tx:
+                done[0] = 0
             files_before = dict(journal_step.get("files", {}))
             watch = self._watcher().watching() if uses_sql and self.conn else nullcontext(None)
             try:
@@ -218,7 +223,7 @@ class Runtime:
                     with tx:
                         if uses_sql and self.conn is not None:
                             db.set_timeouts(self.conn, policy, local=in_tx)
-                        self._execute(step.id, phase, ops, journal_step)
+                        self._execute(step.id, phase, ops[done[0] :], journal_step, done)
                         if in_tx:
                             self.run_checks(step.id, _verify_phase(phase), verify)
                 if not in_tx:
@@ -226,7 +231,8 @@ class Runtime:
                 return
             except psycopg.errors.LockNotAvailable as exc:
                 blockers = [str(b) for b in (watcher.blockers if watcher else [])]
-                self._restore_attempt(journal_step, files_before)
+                if in_tx:  # the transaction rolled back: so do the files the attempt wrote
+                    self._restore_attempt(journal_step, files_before)
                 delay = next(delays, None)
                 self.emit(
                     "lock_wait",
@@ -262,8 +268,14 @@ class Runtime:
         return self.blocker_watch
 
     def _execute(
-        self, step_id: str, phase: str, ops: Sequence[OpSpec], journal_step: dict[str, Any]
+        self,
+        step_id: str,
+        phase: str,
+        ops: Sequence[OpSpec],
+        journal_step: dict[str, Any],
+        done: list[int],
     ) -> None:
+        """Plan and execute each operation in turn; `done[0]` counts those that completed."""
         ctx = self.context(journal_step)
         for spec in ops:
             try:
@@ -291,6 +303,7 @@ class Runtime:
             except Exception as exc:  # ProcessFailed and kind errors
                 raise StepFailed(self.masker(str(exc)), step_id=step_id, phase=phase) from None
             self.emit("operation", step_id, phase=phase, status="done", message=output or "done")
+            done[0] += 1
 
     def _restore_attempt(self, journal_step: dict[str, Any], files_before: dict[str, Any]) -> None:
         """A retried attempt starts from the files as they were before it."""

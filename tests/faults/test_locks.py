@@ -219,3 +219,52 @@ def test_second_run_is_refused_naming_the_first_and_the_lock_dies_with_it(
         "wait-sql",
     )
     assert third.returncode == 0, third.stderr  # the killed run's lock did not stick
+
+
+def test_a_retry_outside_a_transaction_resumes_at_the_operation_that_timed_out(
+    database_url: str, dbname: str, busy: None, tmp_path: Path, db: psycopg.Connection
+) -> None:
+    runbook = tmp_path / "two-ops.yaml"
+    runbook.write_text(
+        Path(DDL)
+        .read_text()
+        .replace(
+            "    action:\n      - {kind: sql, sql: DROP INDEX busy_id_key}",
+            "    transaction: false\n"
+            "    action:\n"
+            "      - {kind: sql, sql: CREATE TABLE audit_marker (id int)}\n"
+            "      - {kind: sql, sql: DROP INDEX busy_id_key}",
+        )
+        .replace(
+            "        - {kind: sql, sql: CREATE UNIQUE INDEX busy_id_key ON busy (id)}",
+            "        - {kind: sql, sql: CREATE UNIQUE INDEX IF NOT EXISTS busy_id_key ON busy (id)}\n"
+            "        - {kind: sql, sql: DROP TABLE IF EXISTS audit_marker}",
+        )
+    )
+    assert "audit_marker" in runbook.read_text()
+    started = threading.Event()
+    blocker = hold_lock(database_url, 3, started)
+    result = cli(
+        "run",
+        str(runbook),
+        "--yes",
+        "--output",
+        "json",
+        "--database-url",
+        database_url,
+        "--var",
+        f"expected_database={dbname}",
+    )
+    blocker.join()
+    assert result.returncode == 0, result.stdout + result.stderr
+    stream = events(result.stdout)
+    assert any(e["event"] == "lock_wait" for e in stream)
+    creates = [
+        e
+        for e in stream
+        if e["event"] == "operation"
+        and e["status"] == "started"
+        and "CREATE TABLE audit_marker" in e["message"]
+    ]
+    assert len(creates) == 1, "the CREATE before the timed-out DROP ran again"
+    assert db.execute("SELECT to_regclass('audit_marker') IS NOT NULL").fetchone() == (True,)
