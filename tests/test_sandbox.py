@@ -153,19 +153,24 @@ def test_rehearse_wallet_fix_from_url_is_clean_and_leaves_the_source_untouched(
     assert {p: p.read_bytes() for p in frontend.rglob("*") if p.is_file()} == files_before
 
 
-def test_a_rollback_that_leaks_fails_rehearsal_with_the_schema_diff(
-    database_url: str, pg_server: sandbox.Server, tmp_path: Path
-) -> None:
+def rehearse_leaky(srv: sandbox.Server, tmp_path: Path, schema_sql: str):  # type: ignore[no-untyped-def]
+    """Rehearse tests/runbooks/leaky.yaml (its rollback forgets a table) on this schema."""
     schema = tmp_path / "schema.sql"
-    schema.write_text("CREATE TABLE orders (id int);\n")
-    result = cli(
+    schema.write_text(schema_sql)
+    return cli(
         "rehearse",
         str(RUNBOOKS / "leaky.yaml"),
         "--schema-file",
         str(schema),
         "--sandbox-url",
-        pg_server.admin_url,
+        srv.admin_url,
     )
+
+
+def test_a_rollback_that_leaks_fails_rehearsal_with_the_schema_diff(
+    database_url: str, pg_server: sandbox.Server, tmp_path: Path
+) -> None:
+    result = rehearse_leaky(pg_server, tmp_path, "CREATE TABLE orders (id int);\n")
     assert result.returncode == 1, result.stderr
     assert "schema differs after rollback" in result.stderr
     assert "+CREATE TABLE public.audit" in result.stderr
@@ -251,16 +256,7 @@ def test_demo_interrupted_drops_its_scratch_database(
 def test_a_schema_file_that_does_not_load_is_invalid_input(
     pg_server: sandbox.Server, tmp_path: Path
 ) -> None:
-    schema = tmp_path / "schema.sql"
-    schema.write_text("CREATE TABLE (;\n")
-    result = cli(
-        "rehearse",
-        str(RUNBOOKS / "leaky.yaml"),
-        "--schema-file",
-        str(schema),
-        "--sandbox-url",
-        pg_server.admin_url,
-    )
+    result = rehearse_leaky(pg_server, tmp_path, "CREATE TABLE (;\n")
     assert result.returncode == 2, result.stderr
     assert "the schema or data file does not load" in result.stderr
     assert "Traceback" not in result.stderr

@@ -98,7 +98,7 @@ def _dry_all_hold(rt: Runtime, step: Step, changing: list[Step]) -> bool:
     for spec in step.done_when:
         if _depends_on(spec, changing, step, own=False):
             return False
-        ok, _ = _one_check(rt, step.id, "done_when", spec)
+        ok = _one_check(rt, step.id, "done_when", spec)
         if not ok:
             return False
     return True
@@ -150,13 +150,13 @@ def _dry_checks(
                 detail={"name": label},
             )
             continue
-        ok, _ = _one_check(rt, step_id, phase, spec)
+        ok = _one_check(rt, step_id, phase, spec)
         if not ok:
             failures.append(f"{step_id or 'preflight'} {phase}: {label}")
     return failures
 
 
-def _one_check(rt: Runtime, step_id: str | None, phase: str, spec: Any) -> tuple[bool, str]:
+def _one_check(rt: Runtime, step_id: str | None, phase: str, spec: Any) -> bool:
     from contextlib import nullcontext
 
     # A savepoint per check: one failing query must not abort the dry run's whole window.
@@ -165,7 +165,8 @@ def _one_check(rt: Runtime, step_id: str | None, phase: str, spec: Any) -> tuple
     )
     try:
         with savepoint:
-            ok, _ = rt.run_checks(step_id, phase, [spec], fail_fast=False)
-    except psycopg.Error as exc:
-        return False, str(exc)
-    return ok, ""
+            ok = rt.run_checks(step_id, phase, [spec], fail_fast=False)
+    except psycopg.Error as exc:  # the connection itself failed: say so, count it as failed
+        rt.emit("log", step_id, message=f"the check could not run: {exc}")
+        return False
+    return ok

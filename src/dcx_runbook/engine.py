@@ -170,7 +170,7 @@ def _run_step(rt: Runtime, step: Step, options: Options) -> bool:
         return False
     rt.emit("step_started", step.id, message=step.title)
     if step.done_when:
-        ok, _ = rt.run_checks(step.id, "done_when", step.done_when, fail_fast=False)
+        ok = rt.run_checks(step.id, "done_when", step.done_when, fail_fast=False)
         if ok:
             entry["status"] = "already_done"
             rt.save(entry, durable=False)

@@ -8,7 +8,6 @@ are sealed (secret values replaced by markers, restored from the live value, che
 from __future__ import annotations
 
 import base64
-import contextlib
 import fcntl
 import getpass
 import hashlib
@@ -270,12 +269,3 @@ class Journal:
             if any(s["status"] in UNDO_STATUSES for s in data["steps"]):
                 return RunRecord(path, data)
         return None
-
-
-@contextlib.contextmanager
-def held(record: RunRecord) -> Iterator[RunRecord]:
-    record.lock()
-    try:
-        yield record
-    finally:
-        record.unlock()

@@ -164,7 +164,7 @@ def _some_effect(rt: Runtime, step: Step) -> bool:
     already-done checks holding; one is enough for its rollback operations to run."""
     for spec in step.done_when:
         try:
-            ok, _ = rt.run_checks(step.id, "done_when", [spec], fail_fast=False)
+            ok = rt.run_checks(step.id, "done_when", [spec], fail_fast=False)
         except psycopg.Error:
             return True
         if ok:

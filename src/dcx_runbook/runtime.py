@@ -111,9 +111,8 @@ class Runtime:
 
     def run_checks(
         self, step_id: str | None, phase: str, specs: Sequence[CheckSpec], *, fail_fast: bool = True
-    ) -> tuple[bool, list[str]]:
-        """Evaluate checks; returns (all passed, deferred reasons). Raises StepFailed on failure."""
-        deferred: list[str] = []
+    ) -> bool:
+        """Evaluate checks; True when all passed. Raises StepFailed on a failure when fail_fast."""
         ok = True
         for index, spec in enumerate(specs):
             label = spec.name or f"{spec.kind} check {index + 1}"
@@ -122,7 +121,6 @@ class Runtime:
             try:
                 result = kind.check(spec, ctx)
             except Deferred as why:
-                deferred.append(f"{label}: {why}")
                 self.emit(
                     "check",
                     step_id,
@@ -158,7 +156,7 @@ class Runtime:
                     if spec.message:
                         message += f"\n{self._render_message(spec.message, result.value)}"
                     raise StepFailed(message, step_id=step_id, phase=phase)
-        return ok, deferred
+        return ok
 
     def _render_message(self, template: str, value: Any) -> str:
         try:

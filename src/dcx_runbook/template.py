@@ -18,7 +18,6 @@ REF = re.compile(
     r"(?<!\$)\$\{\s*(?:(?P<mode>ident|literal):)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*\}"
 )
 OPENER = re.compile(r"(?<!\$)\$\{")
-MODES = ("ident", "literal")
 
 
 class TemplateError(ValueError):

@@ -104,9 +104,6 @@ class Effect(Protocol):
 
     def paths(self) -> list[Path]: ...
 
-    @property
-    def transactional(self) -> bool: ...
-
 
 class Kind(Protocol):
     """A registered step kind (sql, shell, env_file, file, command)."""
@@ -123,9 +120,6 @@ class Kind(Protocol):
     def check(self, spec: Any, ctx: Context) -> CheckResult: ...
 
     def plan(self, spec: Any, ctx: Context) -> Effect: ...
-
-    # True when running the check in a dry run has no side effects.
-    def check_is_pure(self, spec: Any) -> bool: ...
 
 
 def compare(actual: Any, expected: Any, op: str) -> bool:

@@ -21,9 +21,6 @@ class CommandKind:
     check_model = CommandCheck
     op_model = None
 
-    def check_is_pure(self, spec: CommandCheck) -> bool:
-        return True
-
     def plan(self, spec: object, ctx: Context) -> object:
         raise TypeError("command is a check kind only")
 

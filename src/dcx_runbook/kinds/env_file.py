@@ -99,9 +99,6 @@ class EnvFileKind:
     check_model = EnvFileCheck
     op_model = EnvFileOp
 
-    def check_is_pure(self, spec: EnvFileCheck) -> bool:
-        return True
-
     def plan(self, spec: EnvFileOp, ctx: Context) -> FileWrite:
         path = Path(render(spec.path, ctx.values))
         before = ctx.read_file(path)

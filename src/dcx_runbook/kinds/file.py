@@ -165,9 +165,6 @@ class FileKind:
     check_model = FileCheck
     op_model = FileOp
 
-    def check_is_pure(self, spec: FileCheck) -> bool:
-        return True
-
     def plan(self, spec: FileOp, ctx: Context) -> FileWrite:
         path = Path(render(spec.path, ctx.values))
         before = ctx.read_file(path)

@@ -70,8 +70,6 @@ class FileWrite:
     after: bytes
     display: str
 
-    transactional = False
-
     def describe(self) -> str:
         return self.display
 

@@ -66,8 +66,6 @@ class ProcessEffect:
     expect_exit: int
     display: str
 
-    transactional = False
-
     def describe(self) -> str:
         return self.display
 
@@ -151,9 +149,6 @@ class ShellKind:
     name = "shell"
     check_model = ShellCheck
     op_model = ShellOp
-
-    def check_is_pure(self, spec: ShellCheck) -> bool:
-        return spec.pure
 
     def plan(self, spec: ShellOp, ctx: Context) -> ProcessEffect:
         return plan_process(spec, ctx)

@@ -77,8 +77,6 @@ class SqlEffect:
     composed: Any  # psycopg.sql.Composed
     display: str
 
-    transactional = True
-
     def describe(self) -> str:
         return self.display
 
@@ -111,9 +109,6 @@ class SqlKind:
     name = "sql"
     check_model = SqlCheck
     op_model = SqlOp
-
-    def check_is_pure(self, spec: SqlCheck) -> bool:
-        return not spec.always_rollback  # dry runs execute checks inside a READ ONLY transaction
 
     def plan(self, spec: SqlOp, ctx: Context) -> SqlEffect:
         composed, params = render_sql(spec.sql, ctx.values)
