@@ -174,6 +174,7 @@ def bench_lock_stall(block_for: float, writers: int = 4) -> dict[str, Any]:
             conn.execute("CREATE TABLE busy (id bigserial, at timestamptz DEFAULT now())")
             conn.execute("CREATE UNIQUE INDEX busy_id_key ON busy (id)")
         latencies: list[tuple[float, float]] = []
+        last_start: dict[int, float] = {}
         stop = threading.Event()
 
         def write() -> None:
@@ -182,6 +183,7 @@ def bench_lock_stall(block_for: float, writers: int = 4) -> dict[str, Any]:
                     t0 = time.monotonic()
                     c.execute("INSERT INTO busy DEFAULT VALUES")
                     latencies.append((t0, time.monotonic() - t0))
+                    last_start[threading.get_ident()] = t0
                     time.sleep(0.02)
 
         def window(ddl: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
@@ -201,6 +203,10 @@ def bench_lock_stall(block_for: float, writers: int = 4) -> dict[str, Any]:
             subprocess.run(ddl, capture_output=True, env={**os.environ, **(env or {})}, check=False)
             b.join()
             t1 = time.monotonic()
+            # Every writer must finish an insert started after t1, so inserts still queued behind
+            # the lock are counted rather than missed.
+            while len(last_start) < writers or min(last_start.values()) < t1:
+                time.sleep(0.02)
             window_lat = sorted(lat for start, lat in latencies if t0 <= start <= t1)
             return {
                 "p50": statistics.median(window_lat),

@@ -26,6 +26,7 @@ class Writers:
     def __init__(self, url: str, clients: int = 4, interval: float = 0.02):
         self.url, self.clients, self.interval = url, clients, interval
         self.latencies: list[tuple[float, float]] = []
+        self.last_start: dict[int, float] = {}
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._write, daemon=True) for _ in range(clients)]
@@ -39,6 +40,7 @@ class Writers:
                 except psycopg.Error as exc:
                     self.errors.append(str(exc))
                 self.latencies.append((start, time.monotonic() - start))
+                self.last_start[threading.get_ident()] = start
                 time.sleep(self.interval)
 
     def __enter__(self) -> Writers:
@@ -52,6 +54,13 @@ class Writers:
             t.join(timeout=30)
 
     def max_stall(self, since: float) -> float:
+        """The longest insert started since `since`, once every writer has finished an insert
+        started after now: an insert still queued behind a lock is counted, not missed."""
+        now = time.monotonic()
+        deadline = now + 30
+        while len(self.last_start) < self.clients or min(self.last_start.values()) < now:
+            assert time.monotonic() < deadline, "the writers stopped writing"
+            time.sleep(0.02)
         return max(latency for start, latency in self.latencies if start >= since)
 
 
