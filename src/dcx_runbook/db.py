@@ -58,6 +58,8 @@ def connect(url: str, application_name: str) -> psycopg.Connection[Any]:
         conn = psycopg.connect(
             url,
             autocommit=True,
+            # Statements are rarely repeated; preparing them would only add bookkeeping.
+            prepare_threshold=None,
             application_name=application_name[:63],
             connect_timeout=CONNECT_TIMEOUT,
         )
@@ -131,13 +133,41 @@ def set_timeouts(conn: psycopg.Connection[Any], policy: Policy, local: bool) -> 
     """Both timeouts in one round trip; `local` limits them to the current transaction."""
     conn.execute(
         "SELECT set_config('lock_timeout', %s, %s), set_config('statement_timeout', %s, %s)",
-        (
-            f"{int(policy.lock_timeout * 1000)}ms",
-            local,
-            f"{int(policy.statement_timeout * 1000)}ms",
-            local,
-        ),
+        (_ms(policy.lock_timeout), local, _ms(policy.statement_timeout), local),
     )
+
+
+def _ms(seconds: float) -> str:
+    return f"{int(seconds * 1000)}ms"
+
+
+@contextmanager
+def transaction(
+    conn: psycopg.Connection[Any], policy: Policy, before_commit: Callable[[], None]
+) -> Iterator[None]:
+    """A transaction whose timeouts are SET LOCAL in the same round trip as its BEGIN (they end
+    with it, whatever the statements inside SET). COMMIT only after `before_commit` returns; any
+    exception rolls back. A COMMIT the server turned into a ROLLBACK is an error, not success."""
+    # One simple-protocol message: the values are integers formatted here, never operator input.
+    conn.execute(
+        f"BEGIN; SELECT set_config('lock_timeout', '{_ms(policy.lock_timeout)}', true), "
+        f"set_config('statement_timeout', '{_ms(policy.statement_timeout)}', true)"
+    )
+    try:
+        yield
+        before_commit()
+        status = conn.execute("COMMIT").statusmessage
+    except BaseException:
+        if not conn.closed:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass  # a broken connection: the server rolls back on its own
+        raise
+    if status != "COMMIT":
+        raise psycopg.errors.InFailedSqlTransaction(
+            f"the server answered {status} to COMMIT: nothing of the transaction was kept"
+        )
 
 
 BLOCKERS_SQL = """

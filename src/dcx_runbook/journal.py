@@ -95,6 +95,7 @@ class RunRecord:
         self.data = data
         self._lock_fd: int | None = None
         self._log: Any = None
+        self._steps: dict[str, dict[str, Any]] | None = None
 
     @property
     def log_path(self) -> Path:
@@ -105,10 +106,9 @@ class RunRecord:
         return str(self.data["run_id"])
 
     def step(self, step_id: str) -> dict[str, Any]:
-        for step in self.data["steps"]:
-            if step["id"] == step_id:
-                return step  # type: ignore[no-any-return]
-        raise KeyError(step_id)
+        if self._steps is None:  # the entries are updated in place, never replaced: index once
+            self._steps = {step["id"]: step for step in self.data["steps"]}
+        return self._steps[step_id]
 
     def save(self, *steps: dict[str, Any], durable: bool = True) -> None:
         """Append the given step entries and the mutable top-level fields to the log."""
@@ -133,7 +133,8 @@ class RunRecord:
         """Write the whole record atomically (temporary file, fsync, rename); the log's lines up
         to this point are then superseded (their sequence numbers are not above the snapshot's)."""
         self.data["updated_at"] = now()
-        payload = json.dumps(self.data, indent=1, default=str).encode()
+        # Compact: only then does json use its C encoder (a 1000-step record in ms, not 0.3 s).
+        payload = json.dumps(self.data, separators=(",", ":"), default=str).encode()
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         try:
             with os.fdopen(fd, "wb") as fh:

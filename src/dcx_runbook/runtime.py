@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from dcx_runbook import db
 from dcx_runbook.errors import StepFailed
@@ -22,6 +23,12 @@ from dcx_runbook.model import Runbook, Step, Timeouts
 from dcx_runbook.reporters.base import Event, Reporter
 from dcx_runbook.secrets import Masker
 from dcx_runbook.template import TemplateError, render
+
+IDLE = TransactionStatus.IDLE
+
+
+def _nothing() -> None:
+    pass
 
 
 @dataclass
@@ -195,11 +202,14 @@ class Runtime:
         ops: Sequence[OpSpec],
         verify: Sequence[CheckSpec],
         journal_step: dict[str, Any],
+        before_effect: Callable[[], None] = _nothing,
     ) -> None:
         """Run operations then verify checks, under the step's timeouts, retrying on lock timeout.
 
         With `transaction: true`, sql operations and the verify share one transaction committed
-        only after verify passes; anything else undone on failure is up to the caller."""
+        only after verify passes; anything else undone on failure is up to the caller.
+        `before_effect` returns once the caller's write-ahead record is durable: it is called
+        before the first operation that takes effect at once, and before COMMIT."""
         policy = self.policy(step)
         uses_sql = any(op.kind == "sql" for op in ops) and self.conn is not None
         in_tx = step.transaction and uses_sql
@@ -217,13 +227,16 @@ class Runtime:
             watch = self._watcher().watching() if uses_sql and self.conn else nullcontext(None)
             try:
                 with watch as watcher:
-                    tx = self.conn.transaction() if in_tx and self.conn else nullcontext()
-                    with tx:
-                        if uses_sql and self.conn is not None:
-                            db.set_timeouts(self.conn, policy, local=in_tx)
-                        self._execute(step.id, phase, ops[done[0] :], journal_step, done)
-                        if in_tx:
+                    if in_tx:
+                        assert self.conn is not None
+                        with db.transaction(self.conn, policy, before_commit=before_effect):
+                            self._execute(step.id, phase, ops, journal_step, done, before_effect)
                             self.run_checks(step.id, _verify_phase(phase), verify)
+                    else:
+                        if uses_sql and self.conn is not None:
+                            db.set_timeouts(self.conn, policy, local=False)
+                        todo = ops[done[0] :]
+                        self._execute(step.id, phase, todo, journal_step, done, before_effect)
                 if not in_tx:
                     self.run_checks(step.id, _verify_phase(phase), verify)
                 return
@@ -272,9 +285,11 @@ class Runtime:
         ops: Sequence[OpSpec],
         journal_step: dict[str, Any],
         done: list[int],
+        before_effect: Callable[[], None],
     ) -> None:
         """Plan and execute each operation in turn; `done[0]` counts those that completed."""
         ctx = self.context(journal_step)
+        in_tx = self.conn is not None and self.conn.info.transaction_status != IDLE
         for spec in ops:
             try:
                 effect = KINDS[spec.kind].plan(spec, ctx)
@@ -284,6 +299,8 @@ class Runtime:
                 raise StepFailed(
                     self.masker(_first_line(exc)), step_id=step_id, phase=phase
                 ) from None
+            if not (in_tx and spec.kind == "sql"):  # it takes effect now, not at COMMIT
+                before_effect()
             description = effect.describe()
             self.emit("operation", step_id, phase=phase, status="started", message=description)
             try:
