@@ -10,8 +10,9 @@ from typing import Any
 import psycopg
 
 from dcx_runbook import db
+from dcx_runbook.clock import now
 from dcx_runbook.errors import ExitCode, Refused, RunbookError, StepFailed
-from dcx_runbook.journal import Journal, new_run_id, now, operator
+from dcx_runbook.journal import Journal, new_run_id, operator
 from dcx_runbook.loader import Loaded
 from dcx_runbook.model import Runbook, Step
 from dcx_runbook.reporters.base import Reporter
@@ -190,8 +191,10 @@ def _run_step(rt: Runtime, step: Step, options: Options) -> bool:
         return False
     entry["status"] = "action_started"
     entry["started_at"] = now()
-    rt.save(entry)  # write-ahead: durable before the action runs
-    rt.act(step, "action", step.action, step.verify, entry)
+    # Write-ahead: durable before anything of the action takes effect. A transactional action
+    # takes effect at COMMIT, so the flush overlaps its statements and verify.
+    durable = rt.save_ahead(entry)
+    rt.act(step, "action", step.action, step.verify, entry, before_effect=durable)
     entry["status"] = "applied"
     entry["finished_at"] = now()
     # Not fsynced: should this line be lost, "action started" and the step's already-done checks

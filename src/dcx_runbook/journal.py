@@ -16,11 +16,13 @@ import os
 import secrets as _random
 import socket
 import tempfile
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dcx_runbook.clock import now
 from dcx_runbook.errors import JournalError, Refused
 
 FORMAT = 1
@@ -33,10 +35,6 @@ def state_dir() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "dcx-runbook"
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_run_id() -> str:
@@ -96,6 +94,7 @@ class RunRecord:
         self._lock_fd: int | None = None
         self._log: Any = None
         self._steps: dict[str, dict[str, Any]] | None = None
+        self._syncer: _Syncer | None = None
 
     @property
     def log_path(self) -> Path:
@@ -129,6 +128,16 @@ class RunRecord:
         if durable:
             os.fdatasync(self._log.fileno())
 
+    def save_ahead(self, *steps: dict[str, Any]) -> Callable[[], None]:
+        """Append the entries now and start making them durable on a worker thread; the function
+        returned waits until they are. Between the two, the caller can talk to the database: a
+        transactional action only takes effect at COMMIT, so the disk's flush and the database's
+        work overlap instead of adding up."""
+        self.save(*steps, durable=False)
+        if self._syncer is None:
+            self._syncer = _Syncer(self._log.fileno())
+        return self._syncer.request()
+
     def snapshot(self) -> None:
         """Write the whole record atomically (temporary file, fsync, rename); the log's lines up
         to this point are then superseded (their sequence numbers are not above the snapshot's)."""
@@ -146,9 +155,7 @@ class RunRecord:
             Path(tmp).unlink(missing_ok=True)
             raise
         _fsync_dir(self.path.parent)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._close_log()
         self.log_path.unlink(missing_ok=True)
 
     def lock(self) -> None:
@@ -167,9 +174,70 @@ class RunRecord:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._syncer is not None:
+            self._syncer.close()
+            self._syncer = None
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+class _Syncer:
+    """fdatasync of one file on a daemon thread, on request. Each request is a ticket; waiting on
+    it returns once an fdatasync that began after the request has finished (one flush can serve
+    several tickets)."""
+
+    def __init__(self, fd: int):
+        self._fd = fd
+        self._cond = threading.Condition()
+        self._asked = self._synced = 0
+        self._error: OSError | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="dcx-journal-sync", daemon=True)
+        self._thread.start()
+
+    def request(self) -> Callable[[], None]:
+        with self._cond:
+            self._asked += 1
+            ticket = self._asked
+            self._cond.notify_all()
+        return lambda: self._wait(ticket)
+
+    def _wait(self, ticket: int) -> None:
+        with self._cond:
+            while self._synced < ticket and self._error is None:
+                self._cond.wait()
+            if self._error is not None:
+                raise JournalError(f"the journal could not be made durable: {self._error}")
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._synced == self._asked and not self._closed:
+                    self._cond.wait()
+                if self._synced == self._asked:  # closed, nothing left to flush
+                    return
+                target = self._asked
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._synced = target
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        """Waits for a flush in progress: the file must not be closed under it."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import psycopg
 
 from dcx_runbook import db
+from dcx_runbook.clock import now
 from dcx_runbook.dryrun import preview_rollback
 from dcx_runbook.errors import ExitCode, JournalError
-from dcx_runbook.journal import UNDO_STATUSES, Journal, RunRecord, now, operator
+from dcx_runbook.journal import UNDO_STATUSES, Journal, RunRecord, operator
 from dcx_runbook.model import Runbook, Step
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.runtime import Runtime

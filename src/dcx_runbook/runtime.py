@@ -69,6 +69,12 @@ class Runtime:
         if self.record is not None and not self.dry_run:
             self.record.save(*entries, durable=durable)
 
+    def save_ahead(self, entry: dict[str, Any]) -> Callable[[], None]:
+        """Journal a write-ahead entry; the function returned waits until it is durable."""
+        if self.record is None or self.dry_run:
+            return _nothing
+        return self.record.save_ahead(entry)
+
     # ------------------------------------------------------------------ context
 
     def context(self, step: dict[str, Any] | None = None) -> Context:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dcx_runbook import db
+from dcx_runbook.clock import now
 from dcx_runbook.errors import ExitCode, Refused, RunbookError
-from dcx_runbook.journal import UNDO_STATUSES, Journal, now
+from dcx_runbook.journal import UNDO_STATUSES, Journal
 from dcx_runbook.model import Runbook
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.runtime import Runtime

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
+
+from dcx_runbook.clock import now
 
 EventType = Literal[
     "run_started",  # detail: run_id, runbook, target, steps, dry_run, mode (run|rollback)
@@ -20,10 +21,6 @@ EventType = Literal[
 ]
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 @dataclass(frozen=True)
 class Event:
     type: EventType
@@ -32,7 +29,7 @@ class Event:
     status: str | None = None
     message: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
-    time: str = field(default_factory=_now)
+    time: str = field(default_factory=now)
 
     def to_json(self) -> dict[str, Any]:
         return {
