@@ -30,7 +30,7 @@ db:
 node-tools: install
 	@if command -v npm >/dev/null; then \
 	  $(BIN)/python -c 'import os, pathlib; from tests.support.nodetools import ensure_node_tools as e; \
-	  print("node tools:", e(pathlib.Path(os.environ["DCX_TEST_NODE_CACHE"])))'; \
+	  print("node tools:", e(pathlib.Path(os.environ["DCX_TEST_NODE_CACHE"])).bin_dir)'; \
 	else echo "node/npm missing: the Prisma and TypeScript tests will be skipped"; fi
 
 lint: install

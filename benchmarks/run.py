@@ -11,6 +11,7 @@ Numbers are medians of repeated runs or ratios measured in the same run, never s
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+import timeit
 from pathlib import Path
 from typing import Any
 
@@ -113,51 +115,72 @@ def generated(n: int, tmp: Path) -> tuple[Path, Path]:
     return yaml_path, sql_path
 
 
+BARE = [PY, str(ROOT / "benchmarks" / "bare_psycopg.py")]
+
+
 def bench_engine(sizes: list[int], repeat: int) -> dict[str, Any]:
+    """Whole processes, start-up included, of three tools running the same statements: psql,
+    bare psycopg (the floor of any Python tool) and dcx-runbook with its journal on. The per-step
+    cost is the slope between two sizes, the fixed cost what is left at N = 0."""
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp_name, Scratch() as url:
         tmp = Path(tmp_name)
         env = {"DCX_RUNBOOK_STATE_DIR": str(tmp / "state")}  # the journal is on
+        reset = [
+            "psql",
+            "-X",
+            "-q",
+            url,
+            "-c",
+            "DROP TABLE IF EXISTS bench; CREATE TABLE bench (id int)",
+        ]
         for n in sizes:
             yaml_path, sql_path = generated(n, tmp)
-            psql_times, dcx_times = [], []
-            for _ in range(repeat):
-                reset = [
-                    "psql",
-                    "-X",
-                    "-q",
-                    url,
-                    "-c",
-                    "DROP TABLE IF EXISTS bench; CREATE TABLE bench (id int)",
-                ]
-                subprocess.run(reset, check=True, capture_output=True)
-                psql_times.append(
-                    timed(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", str(sql_path)])
-                )
-                subprocess.run(reset, check=True, capture_output=True)
-                dcx_times.append(
-                    timed(
-                        [
-                            *CLI,
-                            "run",
-                            str(yaml_path),
-                            "--yes",
-                            "--output",
-                            "json",
-                            "--database-url",
-                            url,
-                        ],
-                        env,
-                    )
-                )
-            validate = median_of([*CLI, "validate", str(yaml_path)], repeat)
-            psql_s, dcx_s = statistics.median(psql_times), statistics.median(dcx_times)
-            out[str(n)] = {
-                "psql_seconds": psql_s,
-                "dcx_seconds": dcx_s,
-                "ratio": dcx_s / psql_s,
-                "validate_seconds": validate,
+            commands = {
+                "psql": (
+                    ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", str(sql_path)],
+                    None,
+                ),
+                "bare_psycopg": ([*BARE, url, str(sql_path)], None),
+                "dcx": (
+                    [
+                        *CLI,
+                        "run",
+                        str(yaml_path),
+                        "--yes",
+                        "--output",
+                        "json",
+                        "--database-url",
+                        url,
+                    ],
+                    env,
+                ),
             }
+            times: dict[str, list[float]] = {tool: [] for tool in commands}
+            for _ in range(repeat):
+                for tool, (argv, tool_env) in commands.items():  # interleaved: drift hits all three
+                    subprocess.run(reset, check=True, capture_output=True)
+                    times[tool].append(timed(argv, tool_env))
+            row = {f"{tool}_seconds": statistics.median(ts) for tool, ts in times.items()}
+            row["ratio"] = row["dcx_seconds"] / row["psql_seconds"]
+            row["bare_psycopg_ratio"] = row["bare_psycopg_seconds"] / row["psql_seconds"]
+            row["validate_seconds"] = median_of([*CLI, "validate", str(yaml_path)], repeat)
+            out[str(n)] = row
+    for a, b in itertools.pairwise(sizes):
+        slope = {
+            tool: (out[str(b)][f"{tool}_seconds"] - out[str(a)][f"{tool}_seconds"]) / (b - a)
+            for tool in ("psql", "bare_psycopg", "dcx")
+        }
+        out[f"per_step_{a}_to_{b}"] = {
+            **{f"{tool}_seconds": s for tool, s in slope.items()},
+            **{
+                f"{tool}_fixed_seconds": out[str(a)][f"{tool}_seconds"] - a * s
+                for tool, s in slope.items()
+            },
+            "ratio": slope["dcx"] / slope["psql"],
+            "bare_psycopg_ratio": slope["bare_psycopg"] / slope["psql"],
+            "engine_over_bare_psycopg": slope["dcx"] / slope["bare_psycopg"],
+        }
     if "100" in out and "1000" in out:
         out["growth_1000_over_100"] = out["1000"]["dcx_seconds"] / out["100"]["dcx_seconds"]
     return out
@@ -313,7 +336,12 @@ def machine() -> dict[str, Any]:
         if Path("/proc/meminfo").exists()
         else "?"
     )
+    # A fixed pure-Python workload: today's figures beside another day's (or machine's) are
+    # only comparable once scaled by this.
+    cpu = statistics.median(timeit.repeat("sum(range(10**6))", number=10, repeat=7))
     return {
+        "cpu_reference_seconds": cpu,
+        "cpu_reference": "sum(range(10**6)) ten times, median of 7",
         "cores": os.cpu_count(),
         "memory_kib": mem,
         "python": platform.python_version(),
@@ -333,7 +361,7 @@ def main() -> int:
     results = {
         "machine": machine(),
         "startup": bench_startup(1 if smoke else 15),
-        "engine": bench_engine([10] if smoke else [10, 100, 1000], 1 if smoke else 5),
+        "engine": bench_engine([2, 10] if smoke else [10, 100, 1000], 1 if smoke else 5),
         "lock_stall": bench_lock_stall(2.0 if smoke else 10.0),
         "wallet_fix": bench_wallet(1 if smoke else 3, with_node=not smoke),
     }
@@ -344,15 +372,34 @@ def main() -> int:
 
 
 def table(r: dict[str, Any]) -> str:
-    lines = ["startup (median)"]
+    lines = [
+        f"cpu reference ({r['machine']['cpu_reference']}): {r['machine']['cpu_reference_seconds'] * 1000:.0f} ms"
+    ]
+    lines.append("startup (median)")
     for name, seconds in r["startup"]["median_seconds"].items():
         lines.append(f"  {name:<34} {seconds * 1000:8.1f} ms")
-    lines.append("engine overhead (median; journal on)")
+    lines.append("engine overhead (median; whole processes; dcx-runbook's journal on)")
     for n, row in r["engine"].items():
-        if isinstance(row, dict):
+        if n.isdigit():
             lines.append(
-                f"  N={n:<5} psql {row['psql_seconds']:.3f}s  dcx-runbook {row['dcx_seconds']:.3f}s  "
-                f"ratio {row['ratio']:.2f}x  validate {row['validate_seconds']:.3f}s"
+                f"  N={n:<5} psql {row['psql_seconds']:.3f}s  "
+                f"bare psycopg {row['bare_psycopg_seconds']:.3f}s  "
+                f"dcx-runbook {row['dcx_seconds']:.3f}s  ratio {row['ratio']:.2f}x  "
+                f"validate {row['validate_seconds']:.3f}s"
+            )
+    for key, row in r["engine"].items():
+        if key.startswith("per_step_"):
+            span = key.removeprefix("per_step_").replace("_to_", "->")
+            lines.append(
+                f"  per step N={span:<9} psql {row['psql_seconds'] * 1000:.2f} ms  "
+                f"bare psycopg {row['bare_psycopg_seconds'] * 1000:.2f} ms  "
+                f"dcx-runbook {row['dcx_seconds'] * 1000:.2f} ms  ratio {row['ratio']:.2f}x "
+                f"(bare psycopg {row['bare_psycopg_ratio']:.2f}x)"
+            )
+            lines.append(
+                f"  fixed cost             psql {row['psql_fixed_seconds']:.3f}s  "
+                f"bare psycopg {row['bare_psycopg_fixed_seconds']:.3f}s  "
+                f"dcx-runbook {row['dcx_fixed_seconds']:.3f}s"
             )
     if "growth_1000_over_100" in r["engine"]:
         lines.append(f"  N=1000 / N=100: {r['engine']['growth_1000_over_100']:.2f}x")

@@ -29,6 +29,9 @@ def test_every_benchmark_runs_at_its_smallest_size(
     results = json.loads(out.read_text())
     assert set(results) == {"machine", "startup", "engine", "lock_stall", "wallet_fix"}
     assert results["engine"]["10"]["psql_seconds"] > 0
+    assert results["engine"]["10"]["bare_psycopg_seconds"] > 0
+    assert set(results["engine"]["per_step_2_to_10"]) >= {"ratio", "dcx_fixed_seconds"}
+    assert results["machine"]["cpu_reference_seconds"] > 0
     assert results["lock_stall"]["plain_psql"]["samples"] > 0
     assert "without node steps" in results["wallet_fix"]
     assert "startup (median)" in done.stdout

@@ -84,6 +84,8 @@ def render_sql(text: str, values: Mapping[str, Any]) -> tuple[sql.Composed, list
     """
     from psycopg import sql
 
+    if "${" not in text:  # no reference (and no $${ escape): the text is the statement
+        return sql.Composed([sql.SQL(text)]), []
     parts: list[sql.Composable] = []
     params: list[Any] = []
     pos = 0

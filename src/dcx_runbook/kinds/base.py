@@ -144,6 +144,8 @@ def compare(actual: Any, expected: Any, op: str) -> bool:
 
 
 def _coerce(actual: Any, expected: Any) -> tuple[Any, Any]:
+    if type(actual) is int and type(expected) is int:  # the common count(*) = 1: exact already
+        return actual, expected
     if isinstance(actual, bool) or isinstance(expected, bool):
         return _as_bool(actual), _as_bool(expected)
     if actual is None or expected is None:
