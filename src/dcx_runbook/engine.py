@@ -11,7 +11,7 @@ import psycopg
 
 from dcx_runbook import db
 from dcx_runbook.clock import now
-from dcx_runbook.errors import ExitCode, Refused, RunbookError, StepFailed
+from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError, StepFailed
 from dcx_runbook.journal import Journal, new_run_id, operator
 from dcx_runbook.loader import Loaded
 from dcx_runbook.model import Runbook, Step
@@ -238,6 +238,9 @@ def _unwind(
         return incomplete(rt, reason, f"undo of {exc.step_id} failed: {exc.message}")
     except KeyboardInterrupt:
         return incomplete(rt, reason, "the unwind was interrupted")
+    except JournalError as exc:
+        # Nothing is undone before the journal says so: with the journal unwritable, stop here.
+        return incomplete(rt, reason, f"the unwind stopped: {exc}")
     for step, _ in todo:
         if rt.record.step(step.id)["status"] == "rolled_back" and step is current:
             rt.record.step(step.id)["status"] = "failed"

@@ -8,6 +8,7 @@ are sealed (secret values replaced by markers, restored from the live value, che
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import getpass
 import hashlib
@@ -118,15 +119,47 @@ class RunRecord:
             "top": {k: self.data[k] for k in MUTABLE if k in self.data},
             "steps": list(steps),
         }
-        if self._log is None:
-            created = not self.log_path.exists()
-            self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the run
-            if created:
-                _fsync_dir(self.path.parent)
-        self._log.write(json.dumps(line, separators=(",", ":"), default=str).encode() + b"\n")
-        self._log.flush()
-        if durable:
-            os.fdatasync(self._log.fileno())
+        payload = json.dumps(line, separators=(",", ":"), default=str).encode() + b"\n"
+        end: int | None = None
+        try:
+            if self._log is None:
+                self._log = self._open_log()
+            end = self._log.tell()
+            self._log.write(payload)
+            self._log.flush()
+            if durable:
+                os.fdatasync(self._log.fileno())
+        except OSError as exc:  # a full or failing disk: said plainly, never a traceback
+            self._drop_unwritten(end)
+            raise JournalError(f"can't write the journal {self.log_path}: {_reason(exc)}") from None
+
+    def _open_log(self) -> Any:
+        created = not self.log_path.exists()
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the run
+        if created:
+            _fsync_dir(self.path.parent)
+        elif log.tell() > 0:
+            # A last line without its newline is a write that was never acknowledged (a crash or
+            # a full disk in the middle of it): cut it off, or the next line would be glued to it.
+            data = self.log_path.read_bytes()
+            if not data.endswith(b"\n"):
+                log.truncate(data.rfind(b"\n") + 1)
+                log.seek(0, os.SEEK_END)
+        return log
+
+    def _drop_unwritten(self, end: int | None) -> None:
+        """After a failed append: the part of the line that reached the file is cut off, so that
+        the log stays whole lines if later appends succeed (once there is room again)."""
+        log, self._log = self._log, None
+        if self._syncer is not None:
+            self._syncer.close()
+            self._syncer = None
+        if log is not None:
+            with contextlib.suppress(OSError):
+                log.close()  # its buffer may still hold the line: it goes with the file object
+        if end is not None:
+            with contextlib.suppress(OSError):
+                os.truncate(self.log_path, end)
 
     def save_ahead(self, *steps: dict[str, Any]) -> Callable[[], None]:
         """Append the entries now and start making them durable on a worker thread; the function
@@ -144,17 +177,20 @@ class RunRecord:
         self.data["updated_at"] = now()
         # Compact: only then does json use its C encoder (a 1000-step record in ms, not 0.3 s).
         payload = json.dumps(self.data, separators=(",", ":"), default=str).encode()
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.path.parent)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(payload)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            _fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise JournalError(f"can't write the journal {self.path}: {_reason(exc)}") from None
         self._close_log()
         self.log_path.unlink(missing_ok=True)
 
@@ -211,7 +247,7 @@ class _Syncer:
             while self._synced < ticket and self._error is None:
                 self._cond.wait()
             if self._error is not None:
-                raise JournalError(f"the journal could not be made durable: {self._error}")
+                raise JournalError(f"the journal could not be made durable: {_reason(self._error)}")
 
     def _run(self) -> None:
         while True:
@@ -238,6 +274,10 @@ class _Syncer:
             self._closed = True
             self._cond.notify_all()
         self._thread.join()
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from dcx_runbook import db
 from dcx_runbook.clock import now
-from dcx_runbook.errors import ExitCode, Refused, RunbookError
+from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError
 from dcx_runbook.journal import UNDO_STATUSES, Journal
 from dcx_runbook.model import Runbook
 from dcx_runbook.reporters.base import Reporter
@@ -179,7 +179,10 @@ def finish(rt: Runtime, outcome: Outcome) -> Outcome:
             finished_at=now(),
             message=rt.masker(outcome.message),
         )
-        rt.record.snapshot()
+        try:
+            rt.record.snapshot()
+        except JournalError as exc:  # its log still holds every step's state for a rollback
+            rt.emit("log", message=f"the journal could not record how the run ended: {exc}")
     rt.emit(
         "run_finished",
         status=outcome.status,
