@@ -16,13 +16,13 @@ from typing import Any
 
 import psycopg
 import pytest
-import yaml
 
 from dcx_runbook import api
 from dcx_runbook.errors import ExitCode, JournalError
 from dcx_runbook.journal import Journal, RunRecord, _Syncer
 from dcx_runbook.reporters.base import Collecting
 from dcx_runbook.session import Options
+from tests.conftest import write_runbook
 
 
 def insert(n: int, *, transaction: bool = True) -> dict[str, Any]:
@@ -46,19 +46,6 @@ def touch(path: Path) -> dict[str, Any]:
         "verify": [{"kind": "file", "path": str(path), "exists": True}],
         "rollback": {"action": [{"kind": "shell", "argv": ["rm", "-f", str(path)]}]},
     }
-
-
-def write_runbook(tmp_path: Path, steps: list[dict[str, Any]]) -> Path:
-    path = tmp_path / "write-ahead.yaml"
-    runbook = {
-        "name": "write-ahead",
-        "title": "write-ahead ordering",
-        "vars": {"database_url": {"required": True, "secret": True, "env": "DATABASE_URL"}},
-        "target": {"url": "${database_url}"},
-        "steps": steps,
-    }
-    path.write_text(yaml.safe_dump(runbook, sort_keys=False))
-    return path
 
 
 def run(path: Path, url: str, state: Path) -> Any:
@@ -85,7 +72,11 @@ def test_nothing_takes_effect_before_its_write_ahead_record_is_durable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     marker = tmp_path / "marker"
-    path = write_runbook(tmp_path, [insert(1), insert(2, transaction=False), touch(marker)])
+    path = write_runbook(
+        tmp_path / "write-ahead.yaml",
+        "write-ahead",
+        [insert(1), insert(2, transaction=False), touch(marker)],
+    )
     seen: list[tuple[str, list[int], bool]] = []
     real = RunRecord.save_ahead
 
@@ -121,7 +112,7 @@ def test_a_record_that_cannot_be_flushed_stops_the_step_before_it_takes_effect(
     _isolate: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    path = write_runbook(tmp_path, [insert(1), insert(2)])
+    path = write_runbook(tmp_path / "write-ahead.yaml", "write-ahead", [insert(1), insert(2)])
     real_fdatasync = os.fdatasync
     calls = {"n": 0}
 

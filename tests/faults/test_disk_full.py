@@ -16,10 +16,9 @@ from typing import Any
 
 import psycopg
 import pytest
-import yaml
 
 from dcx_runbook.journal import Journal
-from tests.conftest import cli
+from tests.conftest import cli, write_runbook
 from tests.faults.support import events
 
 STEPS = 12
@@ -41,16 +40,7 @@ def step(n: int) -> dict[str, Any]:
 
 @pytest.fixture
 def runbook(tmp_path: Path) -> Path:
-    path = tmp_path / "ledger.yaml"
-    document = {
-        "name": "ledger",
-        "title": "twelve inserts",
-        "vars": {"database_url": {"required": True, "secret": True, "env": "DATABASE_URL"}},
-        "target": {"url": "${database_url}"},
-        "steps": [step(n) for n in range(1, STEPS + 1)],
-    }
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
+    return write_runbook(tmp_path / "ledger.yaml", "ledger", [step(n) for n in range(1, STEPS + 1)])
 
 
 def rows(db: psycopg.Connection) -> int:
