@@ -15,7 +15,7 @@ import yaml
 
 from dcx_runbook.errors import Problem, RunbookNotFound, ValidationFailed
 from dcx_runbook.problems import Loc, describe_found, in_order, problem_at, schema_errors
-from dcx_runbook.yaml_source import byte_position, duplicate_keys, read_yaml
+from dcx_runbook.yaml_source import byte_position, read_yaml
 
 if TYPE_CHECKING:
     from dcx_runbook.model import Runbook
@@ -122,7 +122,7 @@ def _parse(raw: bytes, filename: str) -> Loaded:
     from pydantic import ValidationError
 
     from dcx_runbook.model import Runbook
-    from dcx_runbook.semantics import check_patterns, check_semantics
+    from dcx_runbook.semantics import check_patterns, check_semantics, walk
 
     try:
         text = raw.decode("utf-8")
@@ -133,7 +133,7 @@ def _parse(raw: bytes, filename: str) -> Loaded:
             "expected a UTF-8 encoded YAML file"
         )
         raise ValidationFailed([Problem(filename, "", message, line, col)]) from None
-    node, data, problems = read_yaml(text, raw, filename)
+    node, data, problems, duplicates = read_yaml(text, raw, filename)
     if problems:
         raise ValidationFailed(problems)
     if node is None:
@@ -143,17 +143,18 @@ def _parse(raw: bytes, filename: str) -> Loaded:
     if not isinstance(data, dict):
         message = f"expected a mapping (name:, title:, steps: ...) at the top level; found {describe_found(data)}"
         raise ValidationFailed([problem_at(filename, node, (), message)])
-    problems = duplicate_keys(node, filename)
+    problems = duplicates
     # Patterns are compiled here rather than by the schema: some bad ones raise OverflowError or
     # RecursionError, which pydantic does not turn into a validation error.
-    bad_patterns = check_patterns(data)
+    items = walk(data)
+    bad_patterns = check_patterns(items)
     try:
         runbook = Runbook.model_validate(_blank(data, [loc for loc, _ in bad_patterns]))
     except ValidationError as exc:
         runbook = None
         for parts, message in schema_errors(exc.errors(include_url=False)):
             problems.append(problem_at(filename, node, parts, message))
-    for loc, message in [*bad_patterns, *check_semantics(data)]:
+    for loc, message in [*bad_patterns, *check_semantics(data, items)]:
         problems.append(problem_at(filename, node, loc, message))
     if problems or runbook is None:
         raise ValidationFailed(in_order(problems))

@@ -22,14 +22,18 @@ _EDIT_PATTERNS = ("replace", "remove_line", "after")
 _CHECK_PATTERNS = ("matches", "not_matches", "stdout_matches")
 
 
-def check_semantics(data: dict[str, Any]) -> list[tuple[Loc, str]]:
+def walk(data: dict[str, Any]) -> list[tuple[Loc, Any]]:
+    """Every (location, value) of the document: one walk, shared by every rule."""
+    return list(_items(data, ()))
+
+
+def check_semantics(data: dict[str, Any], items: list[tuple[Loc, Any]]) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
     raw_vars = data.get("vars")
     declared = {k for k in raw_vars if isinstance(k, str)} if isinstance(raw_vars, dict) else set()
     steps = data.get("steps") if isinstance(data.get("steps"), list) else []
     assert isinstance(steps, list)
 
-    items = list(_items(data, ()))  # one walk of the whole document, shared by every rule below
     for loc, value in items:
         # YAML types that the schema would quietly convert: bytes to text, a set to a list.
         if isinstance(value, bytes):
@@ -91,11 +95,11 @@ def check_semantics(data: dict[str, Any]) -> list[tuple[Loc, str]]:
     return problems
 
 
-def check_patterns(data: dict[str, Any]) -> list[tuple[Loc, str]]:
+def check_patterns(items: list[tuple[Loc, Any]]) -> list[tuple[Loc, str]]:
     """Every regular expression compiles (edits, file checks, `stdout_matches`, `matches`)."""
     problems: list[tuple[Loc, str]] = []
-    for loc, value in _items({k: data.get(k) for k in ("preflight", "steps")}, ()):
-        if not (isinstance(value, str) and _is_pattern(loc)):
+    for loc, value in items:
+        if not (isinstance(value, str) and loc[0] in ("preflight", "steps") and _is_pattern(loc)):
             continue
         try:
             re.compile(value)

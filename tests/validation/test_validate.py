@@ -252,3 +252,33 @@ def test_bundled_runbook_by_name() -> None:
     done = validate("wallet-fix")
     assert done.returncode == 0, done.stderr
     assert "wallet-fix.yaml: ok (6 steps)" in done.stderr
+
+
+MERGED = """\
+version: 1
+name: merged
+title: Checks sharing a base through a merge key
+steps:
+  - id: first
+    title: First
+    verify: [&disk {kind: command, command: df, name: disk space}]
+  - id: second
+    title: Second
+    verify:
+      - <<: *disk
+        name: disk space again
+"""
+
+
+def test_a_key_that_overrides_a_merged_one_is_not_a_duplicate() -> None:
+    loaded = parse(MERGED.encode(), "merged.yaml")
+    assert loaded.runbook.steps[1].verify[0].name == "disk space again"
+
+
+def test_a_duplicate_beside_a_merge_key_is_still_found() -> None:
+    text = MERGED + "        name: and a third name\n"
+    with pytest.raises(ValidationFailed) as caught:
+        parse(text.encode(), "merged.yaml")
+    (problem,) = caught.value.problems
+    assert "duplicate key 'name' (first at line 12)" in problem.message
+    assert (problem.line, problem.column) == (13, 9)
