@@ -8,13 +8,16 @@ from typing import TextIO
 
 from dcx_runbook.reporters.base import Event
 
+# One encoder for the run: json.dumps with any option builds a new one per call.
+_ENCODER = json.JSONEncoder(default=str)
+
 
 class JsonReporter:
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stdout
 
     def emit(self, event: Event) -> None:
-        self.stream.write(json.dumps(event.to_json(), default=str) + "\n")
+        self.stream.write(_ENCODER.encode(event.to_json()) + "\n")
         self.stream.flush()
 
     def confirm(self, question: str) -> bool:
