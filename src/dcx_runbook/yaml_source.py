@@ -39,7 +39,41 @@ def _unreadable(node: yaml.Node, exc: Exception) -> yaml.YAMLError:
     )
 
 
-_RunbookLoader: Any = type("_RunbookLoader", (_Loader,), {"construct_object": _construct_object})
+# The tag of a plain scalar depends on its text only (the safe loader has no path resolvers):
+# keys and kinds repeat in every step, and resolving each one again costs a Python call and
+# regular expressions. Short texts only, and a bounded number of them.
+_RESOLVED: dict[tuple[str, Any], str] = {}
+
+
+_resolve_any: Any = _Loader.resolve  # untyped in PyYAML's stubs
+
+
+def _resolve(self: Any, kind: Any, value: Any, implicit: Any) -> Any:
+    if kind is not yaml.ScalarNode or len(value) > 64:
+        return _resolve_any(self, kind, value, implicit)
+    key = (value, implicit)
+    tag = _RESOLVED.get(key)
+    if tag is None:
+        tag = _resolve_any(self, kind, value, implicit)
+        if len(_RESOLVED) < 4096:
+            _RESOLVED[key] = tag
+    return tag
+
+
+def _no_path(self: Any, *args: Any) -> None:
+    """Path resolvers: the safe loader has none, so there is no path to follow."""
+
+
+_RunbookLoader: Any = type(
+    "_RunbookLoader",
+    (_Loader,),
+    {"construct_object": _construct_object}
+    | (
+        {"resolve": _resolve, "descend_resolver": _no_path, "ascend_resolver": _no_path}
+        if not _Loader.yaml_path_resolvers
+        else {}
+    ),
+)
 
 
 def read_yaml(
