@@ -361,7 +361,7 @@ def main() -> int:
     results = {
         "machine": machine(),
         "startup": bench_startup(1 if smoke else 15),
-        "engine": bench_engine([2, 10] if smoke else [10, 100, 1000], 1 if smoke else 5),
+        "engine": bench_engine([2, 10] if smoke else [10, 100, 1000], 1 if smoke else 7),
         "lock_stall": bench_lock_stall(2.0 if smoke else 10.0),
         "wallet_fix": bench_wallet(1 if smoke else 3, with_node=not smoke),
     }
