@@ -126,8 +126,8 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
     rt.record = record
     history = record.data.setdefault("rollbacks", [])
     history.append({"started_at": now(), "operator": operator(), "status": "running"})
-    rt.save()
     try:
+        rt.save()
         with rt.interruptible():
             for entry in todo:
                 step = rt.runbook.step(entry["id"])
@@ -145,6 +145,9 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
     except KeyboardInterrupt:
         history[-1].update(status="interrupted", finished_at=now())
         return incomplete(rt, "rollback interrupted", "not every step was undone")
+    except JournalError as exc:  # nothing is undone that the journal can't record first
+        history[-1].update(status="undo_incomplete", finished_at=now())
+        return incomplete(rt, "rollback stopped", str(exc))
     finally:
         record.unlock()
     history[-1].update(status="rolled_back", finished_at=now())

@@ -99,6 +99,16 @@ def test_a_full_disk_mid_run_stops_cleanly_and_rollback_finishes_once_there_is_r
     assert finished == [f"insert-{n}" for n in range(1, len(finished) + 1)]
     assert len(finished) in (applied - 1, applied)
 
+    # Rolling back on the same full disk stops the same way, having undone nothing.
+    stuck = run_limited(["rollback", "--yes", "--output", "json", "--database-url", database_url],
+                        limit, state)  # fmt: skip
+    assert stuck.returncode == 3, stuck.stderr + stuck.stdout
+    assert "Traceback" not in stuck.stderr
+    end = events(stuck.stdout)[-1]
+    assert end["event"] == "run_finished" and end["status"] == "undo_incomplete"
+    assert "can't write the journal" in end["message"]
+    assert rows(db) == applied
+
     # A line torn by a crash in the middle of a write (the failed append above was cut off):
     # rollback must not glue its own lines to it.
     (log,) = (state / "runs").glob("*.jsonl")
