@@ -2,8 +2,8 @@
 once there is room again `dcx-runbook rollback` puts everything back.
 
 The disk is filled for real, by the kernel: the run's process gets a file size limit
-(RLIMIT_FSIZE) just under what its journal needs, so an append fails with EFBIG part-way through
-a line, exactly as it would with a full file system."""
+(RLIMIT_FSIZE) just under what its journal needs, so an append fails part-way through a line,
+the way a full file system fails it (EFBIG here, ENOSPC there: the same OSError path)."""
 
 from __future__ import annotations
 
