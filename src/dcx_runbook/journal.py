@@ -153,13 +153,8 @@ class RunRecord:
     def _drop_unwritten(self, end: int | None) -> None:
         """After a failed append: the part of the line that reached the file is cut off, so that
         the log stays whole lines if later appends succeed (once there is room again)."""
-        log, self._log = self._log, None
-        if self._syncer is not None:
-            self._syncer.close()
-            self._syncer = None
-        if log is not None:
-            with contextlib.suppress(OSError):
-                log.close()  # its buffer may still hold the line: it goes with the file object
+        with contextlib.suppress(OSError):  # the buffer may still hold the line: it goes too
+            self._close_log()
         if end is not None:
             with contextlib.suppress(OSError):
                 os.truncate(self.log_path, end)
@@ -219,9 +214,9 @@ class RunRecord:
         if self._syncer is not None:
             self._syncer.close()
             self._syncer = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        log, self._log = self._log, None  # forgotten even if closing it fails
+        if log is not None:
+            log.close()
 
 
 class _Syncer:

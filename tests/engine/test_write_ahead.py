@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from dcx_runbook import api
+from dcx_runbook import api, db
 from dcx_runbook.errors import ExitCode, JournalError
 from dcx_runbook.journal import Journal, RunRecord, _Syncer
 from dcx_runbook.reporters.base import Collecting
@@ -133,7 +133,7 @@ def test_a_record_that_cannot_be_flushed_stops_the_step_before_it_takes_effect(
     assert ledger.execute("SELECT count(*) FROM ledger").fetchone() == (0,)
 
 
-def test_a_flush_ticket_waits_for_a_flush_that_began_after_it() -> None:
+def test_a_failing_flush_reaches_the_waiter_instead_of_hanging_it() -> None:
     read, write = os.pipe()
     try:
         # fdatasync on a pipe fails (EINVAL): the waiter hears of it instead of hanging.
@@ -146,11 +146,37 @@ def test_a_flush_ticket_waits_for_a_flush_that_began_after_it() -> None:
         os.close(write)
 
 
-def test_closing_flushes_what_was_asked(tmp_path: Path) -> None:
+def test_closing_flushes_what_was_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flushed: list[int] = []
+    real_fdatasync = os.fdatasync
+
+    def counting(fd: int) -> None:
+        flushed.append(fd)
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counting)
     with open(tmp_path / "log", "ab") as fh:
         fh.write(b"line\n")
         fh.flush()
         syncer = _Syncer(fh.fileno())
         wait = syncer.request()
         syncer.close()  # joins the worker after its last flush
+        assert flushed == [fh.fileno()]
         wait()
+
+
+def test_a_commit_the_server_turns_into_a_rollback_is_an_error(
+    ledger: psycopg.Connection, database_url: str
+) -> None:
+    conn = db.connect(database_url, "dcx-runbook/test")
+    try:
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction, match="ROLLBACK to COMMIT"):
+            with db.transaction(conn, db.Policy(), before_commit=lambda: None):
+                conn.execute("INSERT INTO ledger VALUES (1)")
+                try:  # a statement fails and someone swallows the error: the transaction is dead
+                    conn.execute("SELECT 1 / 0")
+                except psycopg.errors.DivisionByZero:
+                    pass
+        assert ledger.execute("SELECT count(*) FROM ledger").fetchone() == (0,)
+    finally:
+        conn.close()

@@ -20,6 +20,21 @@ LOCK_TIMEOUT = 1.0
 BLOCK_FOR = 10.0
 
 
+def run_json(runbook: str, database_url: str, dbname: str) -> subprocess.CompletedProcess[str]:
+    """`dcx-runbook run` with JSON events, against the test's database."""
+    return cli(
+        "run",
+        runbook,
+        "--yes",
+        "--output",
+        "json",
+        "--database-url",
+        database_url,
+        "--var",
+        f"expected_database={dbname}",
+    )
+
+
 class Writers:
     """Several clients inserting at a steady rate; records every insert's latency."""
 
@@ -102,17 +117,7 @@ def test_ddl_under_a_blocker_keeps_writers_moving_where_psql_stalls_them(
         blocker = hold_lock(database_url, BLOCK_FOR, started)
         started.wait(10)
         window = time.monotonic()
-        result = cli(
-            "run",
-            DDL,
-            "--yes",
-            "--output",
-            "json",
-            "--database-url",
-            database_url,
-            "--var",
-            f"expected_database={dbname}",
-        )
+        result = run_json(DDL, database_url, dbname)
         blocker.join()
         tool_stall = writers.max_stall(window)
 
@@ -153,17 +158,7 @@ def test_attempts_run_out_then_the_run_unwinds(
     started = threading.Event()
     blocker = hold_lock(database_url, 8, started)
     started.wait(10)
-    result = cli(
-        "run",
-        str(short),
-        "--yes",
-        "--output",
-        "json",
-        "--database-url",
-        database_url,
-        "--var",
-        f"expected_database={dbname}",
-    )
+    result = run_json(str(short), database_url, dbname)
     blocker.join()
     assert result.returncode == 1, result.stderr + result.stdout
     end = events(result.stdout)[-1]
@@ -253,17 +248,7 @@ def test_a_retry_outside_a_transaction_resumes_at_the_operation_that_timed_out(
     assert "audit_marker" in runbook.read_text()
     started = threading.Event()
     blocker = hold_lock(database_url, 3, started)
-    result = cli(
-        "run",
-        str(runbook),
-        "--yes",
-        "--output",
-        "json",
-        "--database-url",
-        database_url,
-        "--var",
-        f"expected_database={dbname}",
-    )
+    result = run_json(str(runbook), database_url, dbname)
     blocker.join()
     assert result.returncode == 0, result.stdout + result.stderr
     stream = events(result.stdout)
