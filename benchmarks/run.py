@@ -350,21 +350,51 @@ def machine() -> dict[str, Any]:
     }
 
 
+SECTIONS = ("startup", "engine", "lock_stall", "wallet_fix")
+
+
+def compile_bytecode() -> str:
+    """What an installed package has: its modules compiled to bytecode. An editable install run
+    with PYTHONDONTWRITEBYTECODE (as on this machine) would otherwise compile dcx-runbook's source
+    in every process it starts, and count that as start-up."""
+    import dcx_runbook
+
+    package = Path(dcx_runbook.__file__).parent
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    done = subprocess.run(
+        [PY, "-m", "compileall", "-q", str(package)], capture_output=True, env=env, check=False
+    )
+    return f"compiled ({package})" if done.returncode == 0 else f"as found ({package})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="smallest sizes, one repetition")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run (default: all of {', '.join(SECTIONS)})",
+    )
     parser.add_argument(
         "--output", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json"
     )
     args = parser.parse_args()
     smoke = args.smoke
-    results = {
-        "machine": machine(),
-        "startup": bench_startup(1 if smoke else 15),
-        "engine": bench_engine([2, 10] if smoke else [10, 100, 1000], 1 if smoke else 7),
-        "lock_stall": bench_lock_stall(2.0 if smoke else 10.0),
-        "wallet_fix": bench_wallet(1 if smoke else 3, with_node=not smoke),
-    }
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; expected {', '.join(SECTIONS)}")
+    results: dict[str, Any] = {"machine": machine()}
+    # The smoke test must not write outside its temporary directory: it measures nothing anyway.
+    results["machine"]["bytecode"] = "as found" if smoke else compile_bytecode()
+    if "startup" in only:
+        results["startup"] = bench_startup(1 if smoke else 15)
+    if "engine" in only:
+        results["engine"] = bench_engine([2, 10] if smoke else [10, 100, 1000], 1 if smoke else 7)
+    if "lock_stall" in only:
+        results["lock_stall"] = bench_lock_stall(2.0 if smoke else 10.0)
+    if "wallet_fix" in only:
+        results["wallet_fix"] = bench_wallet(1 if smoke else 3, with_node=not smoke)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))
     print(table(results))
@@ -372,14 +402,30 @@ def main() -> int:
 
 
 def table(r: dict[str, Any]) -> str:
-    lines = [
-        f"cpu reference ({r['machine']['cpu_reference']}): {r['machine']['cpu_reference_seconds'] * 1000:.0f} ms"
-    ]
-    lines.append("startup (median)")
-    for name, seconds in r["startup"]["median_seconds"].items():
+    m = r["machine"]
+    lines = [f"cpu reference ({m['cpu_reference']}): {m['cpu_reference_seconds'] * 1000:.0f} ms"]
+    lines.append(f"bytecode: {m.get('bytecode', 'as found')}")
+    for section, render in (
+        ("startup", _startup_lines),
+        ("engine", _engine_lines),
+        ("lock_stall", _lock_stall_lines),
+        ("wallet_fix", _wallet_lines),
+    ):
+        if section in r:
+            lines += render(r[section])
+    return "\n".join(lines)
+
+
+def _startup_lines(startup: dict[str, Any]) -> list[str]:
+    lines = ["startup (median)"]
+    for name, seconds in startup["median_seconds"].items():
         lines.append(f"  {name:<34} {seconds * 1000:8.1f} ms")
-    lines.append("engine overhead (median; whole processes; dcx-runbook's journal on)")
-    for n, row in r["engine"].items():
+    return lines
+
+
+def _engine_lines(engine: dict[str, Any]) -> list[str]:
+    lines = ["engine overhead (median; whole processes; dcx-runbook's journal on)"]
+    for n, row in engine.items():
         if n.isdigit():
             lines.append(
                 f"  N={n:<5} psql {row['psql_seconds']:.3f}s  "
@@ -387,7 +433,7 @@ def table(r: dict[str, Any]) -> str:
                 f"dcx-runbook {row['dcx_seconds']:.3f}s  ratio {row['ratio']:.2f}x  "
                 f"validate {row['validate_seconds']:.3f}s"
             )
-    for key, row in r["engine"].items():
+    for key, row in engine.items():
         if key.startswith("per_step_"):
             span = key.removeprefix("per_step_").replace("_to_", "->")
             lines.append(
@@ -401,27 +447,36 @@ def table(r: dict[str, Any]) -> str:
                 f"bare psycopg {row['bare_psycopg_fixed_seconds']:.3f}s  "
                 f"dcx-runbook {row['dcx_fixed_seconds']:.3f}s"
             )
-    if "growth_1000_over_100" in r["engine"]:
-        lines.append(f"  N=1000 / N=100: {r['engine']['growth_1000_over_100']:.2f}x")
-    ls = r["lock_stall"]
-    lines.append(
-        f"lock stall ({ls['writers']} writers, blocker {ls['blocker_seconds']:g}s, lock_timeout {ls['lock_timeout_seconds']:g}s)"
-    )
+    if "growth_1000_over_100" in engine:
+        lines.append(f"  N=1000 / N=100: {engine['growth_1000_over_100']:.2f}x")
+    return lines
+
+
+def _lock_stall_lines(ls: dict[str, Any]) -> list[str]:
+    lines = [
+        f"lock stall ({ls['writers']} writers, blocker {ls['blocker_seconds']:g}s, "
+        f"lock_timeout {ls['lock_timeout_seconds']:g}s)"
+    ]
     for who in ("dcx_runbook", "plain_psql"):
         w = ls[who]
         lines.append(
-            f"  {who:<12} p50 {w['p50'] * 1000:7.1f} ms  p99 {w['p99'] * 1000:7.1f} ms  max {w['max']:.2f} s"
+            f"  {who:<12} p50 {w['p50'] * 1000:7.1f} ms  p99 {w['p99'] * 1000:7.1f} ms  "
+            f"max {w['max']:.2f} s"
         )
-    lines.append("wallet fix end to end (median)")
-    for label, row in r["wallet_fix"].items():
+    return lines
+
+
+def _wallet_lines(wallet: dict[str, Any]) -> list[str]:
+    lines = ["wallet fix end to end (median)"]
+    for label, row in wallet.items():
         if isinstance(row, dict):
             lines.append(
-                f"  {label:<22} run {row['run_seconds']:.2f}s  rollback {row['rollback_seconds']:.2f}s"
+                f"  {label:<22} run {row['run_seconds']:.2f}s  "
+                f"rollback {row['rollback_seconds']:.2f}s"
             )
-    lines.append(
-        f"  the plan's estimate by hand: {r['wallet_fix']['plan_estimate_by_hand_seconds'] / 60:.0f} min"
-    )
-    return "\n".join(lines)
+    hand = wallet["plan_estimate_by_hand_seconds"] / 60
+    lines.append(f"  the plan's estimate by hand: {hand:.0f} min")
+    return lines
 
 
 if __name__ == "__main__":
