@@ -27,7 +27,9 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, empty:
 def show_runbook(loaded: Loaded) -> None:
     rb = loaded.runbook
     console = Console()
-    console.print(f"[bold]{escape(rb.name)}[/]: {escape(rb.title)}  [dim]({loaded.path})[/]")
+    console.print(
+        f"[bold]{escape(rb.name)}[/]: {escape(rb.title)}  [dim]({escape(str(loaded.path))})[/]"
+    )
     if rb.description:
         console.print(escape(rb.description.strip()))
     if rb.vars:
@@ -38,9 +40,8 @@ def show_runbook(loaded: Loaded) -> None:
             default = (
                 f" (default {var.default!r})" if var.default is not None and not var.secret else ""
             )
-            console.print(
-                f"  {name}{source}{default} {' '.join(flags)}  [dim]{escape(var.description)}[/]"
-            )
+            line = escape(f"  {name}{source}{default} {' '.join(flags)}")
+            console.print(f"{line}  [dim]{escape(var.description)}[/]")
     if rb.preflight:
         console.print(f"\n[bold]preflight[/]: {len(rb.preflight)} check(s)")
         for check in rb.preflight:

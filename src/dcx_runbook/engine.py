@@ -12,7 +12,7 @@ import psycopg
 from dcx_runbook import db
 from dcx_runbook.clock import now
 from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError, StepFailed
-from dcx_runbook.journal import Journal, new_run_id, operator
+from dcx_runbook.journal import Journal, RunRecord, new_run_id, operator
 from dcx_runbook.loader import Loaded
 from dcx_runbook.model import Runbook, Step
 from dcx_runbook.reporters.base import Reporter
@@ -30,7 +30,7 @@ from dcx_runbook.session import (
     target_view,
     undone_status,
 )
-from dcx_runbook.undo import UndoFailed, has_non_transactional, undo_step
+from dcx_runbook.undo import UndoFailed, undo_step
 from dcx_runbook.variables import Resolved
 
 __all__ = ["Options", "Outcome", "run"]
@@ -99,7 +99,28 @@ def _run(
     question = f"Run {runbook.name} ({len(runbook.steps)} steps) against {target.get('url', 'no database')}?"
     if not confirmed(rt, options, question):
         return finish(rt, NOT_CONFIRMED)
-    rt.record = journal.create(
+    try:
+        rt.record = _create_record(rt, loaded, resolved, options, journal, run_id, target)
+    except JournalError as exc:  # nothing has changed yet: a refusal, not an incomplete undo
+        return finish(rt, Outcome(ExitCode.REFUSED, "refused", None, f"{exc}: nothing was changed"))
+    rt.record.lock()
+    try:
+        return _execute(rt, options)
+    finally:
+        rt.record.unlock()
+
+
+def _create_record(
+    rt: Runtime,
+    loaded: Loaded,
+    resolved: Resolved,
+    options: Options,
+    journal: Journal,
+    run_id: str,
+    target: dict[str, Any],
+) -> RunRecord:
+    runbook = rt.runbook
+    return journal.create(
         {
             "run_id": run_id,
             "mode": "run",
@@ -114,7 +135,7 @@ def _run(
             },
             "vars": rt.masker.deep(resolved.public()),
             "secret_vars": sorted(resolved.secret),
-            "target": target,
+            "target": rt.masker.deep(target),
             "operator": operator(),
             "pid": os.getpid(),
             "started_at": now(),
@@ -124,11 +145,6 @@ def _run(
             "steps": [{"id": s.id, "title": s.title, "status": "pending"} for s in runbook.steps],
         }
     )
-    rt.record.lock()
-    try:
-        return _execute(rt, options)
-    finally:
-        rt.record.unlock()
 
 
 def _journal_spec(runbook: Runbook) -> dict[str, Any]:
@@ -155,6 +171,9 @@ def _execute(rt: Runtime, options: Options) -> Outcome:
             return _unwind(rt, applied, current, f"{exc}", ExitCode.UNDONE)
         except KeyboardInterrupt:
             return _unwind(rt, applied, current, "interrupted", ExitCode.INTERRUPTED)
+        except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen error: undo all the same
+            reason = f"unexpected error {type(exc).__name__}: {str(exc).strip() or '-'}"
+            return _unwind(rt, applied, current, reason.splitlines()[0], ExitCode.UNDONE)
     return finish(rt, Outcome(ExitCode.OK, "succeeded", rt.record.run_id, "done and verified"))
 
 
@@ -224,13 +243,11 @@ def _unwind(
     try:
         with rt.interruptible():
             for step, in_flight in todo:
-                message = undo_step(
-                    rt,
-                    step,
-                    rt.record.step(step.id),
-                    force=False,
-                    run_ops=not in_flight or has_non_transactional(step),
-                )
+                entry = rt.record.step(step.id)
+                # A step failed in flight has its transaction rolled back: its rollback
+                # operations run only if something no transaction takes back had started.
+                lasting = bool(entry.get("effects_started"))
+                message = undo_step(rt, step, entry, force=False, run_ops=not in_flight or lasting)
                 status = undone_status(message)
                 rt.emit("step_undone", step.id, status=status, message=message)
     except UndoFailed as exc:

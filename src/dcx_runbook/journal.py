@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dcx_runbook.clock import now
-from dcx_runbook.errors import JournalError, Refused
+from dcx_runbook.errors import JournalError, Refused, RunbookError
 
 FORMAT = 1
 # Compact, so that json uses its C encoder; one encoder for the run (json.dumps with options
@@ -204,6 +204,12 @@ class RunRecord:
             ) from None
         self._lock_fd = fd
 
+    def reload(self) -> None:
+        """Read the record again. Taken after `lock()`: until then another process (the run
+        itself unwinding, another rollback) may have changed it."""
+        self.data = read_record(self.path)
+        self._steps = None
+
     def unlock(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -317,6 +323,51 @@ def _replay(data: dict[str, Any], log_path: Path) -> None:
                 data["steps"][steps[step["id"]]] = step
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """A run's record as last written: its snapshot, then the log's lines past it."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise JournalError(
+            f"journal record {path} is unreadable ({exc}); it was left as is: "
+            "inspect it, and do not delete it before the run's changes are accounted for"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or "steps" not in data:
+        raise JournalError(
+            f"journal record {path} is not a dcx-runbook run record (format {FORMAT})"
+        )
+    damage = _damage(data)
+    if damage is None:
+        _replay(data, path.with_suffix(".jsonl"))
+        damage = _damage(data)
+    if damage is not None:
+        raise JournalError(
+            f"journal record {path} is damaged ({damage}); it was left as is: inspect it, and do "
+            "not delete it before the run's changes are accounted for"
+        )
+    return data
+
+
+def _damage(data: dict[str, Any]) -> str | None:
+    """What of a record's shape `runs`, `log` and `rollback` rely on is missing, if anything."""
+    if not isinstance(data.get("run_id"), str):
+        return "no run id"
+    runbook = data.get("runbook")
+    if not isinstance(runbook, dict) or not isinstance(runbook.get("name"), str):
+        return "no runbook name"
+    steps = data["steps"]
+    if not isinstance(steps, list):
+        return "its steps are not a list"
+    for i, step in enumerate(steps, 1):
+        if not (
+            isinstance(step, dict)
+            and isinstance(step.get("id"), str)
+            and isinstance(step.get("status"), str)
+        ):
+            return f"step {i} has no id or status"
+    return None
+
+
 class Journal:
     def __init__(self, root: Path | None = None):
         self.root = root or state_dir()
@@ -335,27 +386,13 @@ class Journal:
         return record
 
     def load(self, run_id: str) -> RunRecord:
+        # A run id that names no run is a typo (exit 2), not a journal in trouble (exit 3).
         if not run_id or "/" in run_id or run_id.startswith("."):
-            raise JournalError(f"no run {run_id!r}")
+            raise RunbookError(f"no run {run_id!r}: see `dcx-runbook runs`")
         path = self.runs_dir / f"{run_id}.json"
         if not path.is_file():
-            raise JournalError(f"no run {run_id!r} in {self.runs_dir}")
-        return RunRecord(path, self._read(path))
-
-    def _read(self, path: Path) -> dict[str, Any]:
-        try:
-            data = json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise JournalError(
-                f"journal record {path} is unreadable ({exc}); it was left as is: "
-                "inspect it, and do not delete it before the run's changes are accounted for"
-            ) from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT or "steps" not in data:
-            raise JournalError(
-                f"journal record {path} is not a dcx-runbook run record (format {FORMAT})"
-            )
-        _replay(data, path.with_suffix(".jsonl"))
-        return data
+            raise RunbookError(f"no run {run_id!r} in {self.runs_dir}: see `dcx-runbook runs`")
+        return RunRecord(path, read_record(path))
 
     def records(self) -> Iterator[tuple[Path, dict[str, Any] | JournalError]]:
         """Every record, newest first; an unreadable one is returned as its error, never skipped."""
@@ -363,7 +400,7 @@ class Journal:
             return
         for path in sorted(self.runs_dir.glob("*.json"), reverse=True):
             try:
-                yield path, self._read(path)
+                yield path, read_record(path)
             except JournalError as exc:
                 yield path, exc
 

@@ -6,7 +6,7 @@ import copy
 import gc
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,24 +69,45 @@ def discover(extra: Sequence[Path] = ()) -> list[Found]:
     """Every runbook in the search path; an earlier directory shadows a later one."""
     found: dict[str, Found] = {}
     for directory, origin in search_dirs(extra):
-        if not directory.is_dir():
+        if not _exists(directory, origin, Path.is_dir):
             continue
-        for path in sorted(directory.iterdir()):
-            if path.suffix in SUFFIXES and path.is_file() and path.stem not in found:
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError as exc:
+            raise _unreadable(directory, origin, exc) from None
+        for path in entries:
+            if (
+                path.suffix in SUFFIXES
+                and path.stem not in found
+                and _exists(path, origin, Path.is_file)
+            ):
                 found[path.stem] = Found(path.stem, path, origin)
     return sorted(found.values(), key=lambda f: f.name)
+
+
+def _exists(path: Path, origin: str, test: Callable[[Path], bool]) -> bool:
+    """`test(path)`, but a folder of the search path that can't be read is an error: skipping it
+    could run another runbook of the same name from a later folder."""
+    try:
+        return test(path)
+    except OSError as exc:
+        raise _unreadable(path, origin, exc) from None
+
+
+def _unreadable(path: Path, origin: str, exc: OSError) -> RunbookNotFound:
+    return RunbookNotFound(f"can't read {path} (from {origin}): {exc.strerror or exc}")
 
 
 def locate(name_or_path: str, extra: Sequence[Path] = ()) -> Path:
     if name_or_path.endswith(SUFFIXES) or os.sep in name_or_path or "/" in name_or_path:
         path = Path(name_or_path)
-        if not path.is_file():
+        if not _exists(path, "the command line", Path.is_file):
             raise RunbookNotFound(f"no runbook file at {name_or_path}")
         return path
-    for directory, _ in search_dirs(extra):
+    for directory, origin in search_dirs(extra):
         for suffix in SUFFIXES:
             candidate = directory / f"{name_or_path}{suffix}"
-            if candidate.is_file():
+            if _exists(candidate, origin, Path.is_file):
                 return candidate
     names = ", ".join(f.name for f in discover(extra)) or "none"
     raise RunbookNotFound(f"no runbook named {name_or_path!r} (available: {names})")

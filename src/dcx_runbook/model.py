@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from dcx_runbook.kinds import Check, Operation
+from dcx_runbook.kinds.base import Printable
 
 KEBAB = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -48,7 +49,7 @@ class Model(BaseModel):
 
 
 class Var(Model):
-    description: str = ""
+    description: Printable = ""
     default: ScalarDefault = Field(
         default=None, description="May reference other variables: ${frontend_dir}/backend.env."
     )
@@ -89,8 +90,8 @@ class Rollback(Model):
 
 class Step(Timeouts):
     id: str = Field(pattern=KEBAB, description="Unique, kebab-case; used by --skip and in events.")
-    title: str
-    description: str = ""
+    title: Printable
+    description: Printable = ""
     done_when: list[Check] = Field(
         default_factory=list,
         description="When all hold, the step's goal is already reached: reported, not run.",
@@ -99,7 +100,7 @@ class Step(Timeouts):
     action: list[Operation] = Field(default_factory=list)
     verify: list[Check] = Field(default_factory=list)
     rollback: Rollback | None = None
-    irreversible: str | None = Field(
+    irreversible: Printable | None = Field(
         default=None, min_length=1, description="Why this step can't be undone."
     )
     transaction: bool = Field(
@@ -112,8 +113,8 @@ class Step(Timeouts):
 class Runbook(Model):
     version: Literal[1] = 1
     name: str = Field(pattern=KEBAB)
-    title: str
-    description: str = ""
+    title: Printable
+    description: Printable = ""
     vars: dict[Annotated[str, Field(pattern=IDENT)], Var] = Field(default_factory=dict)
     target: Target | None = None
     preflight: list[Check] = Field(

@@ -3,6 +3,8 @@ resumable after a crash or a failed undo, and from the journal alone."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 
 from dcx_runbook import db
@@ -66,7 +68,7 @@ def rollback(
 
 
 def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal) -> Outcome:
-    todo = [s for s in reversed(record.data["steps"]) if s["status"] in UNDO_STATUSES]
+    todo = _to_undo(record)
     info = (
         open_target(rt, rt.runbook.name, journal, own_run=record.run_id)
         if rt.runbook.target is not None
@@ -86,15 +88,7 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
         },
     )
     if not todo:
-        return finish(
-            rt,
-            Outcome(
-                ExitCode.OK,
-                "nothing_to_undo",
-                record.run_id,
-                f"run {record.run_id} left no changes behind: nothing to undo",
-            ),
-        )
+        return _nothing_to_undo(rt, record, "left no changes behind")
     if options.dry_run:
         for entry in todo:
             step = rt.runbook.step(entry["id"])
@@ -123,6 +117,20 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
     if not confirmed(rt, options, question):
         return finish(rt, NOT_CONFIRMED)
     record.lock()
+    try:
+        # What to undo is read again under the lock: while this process read the record and
+        # waited for the run lock, the run may have unwound itself or another rollback finished.
+        # Undoing from the earlier reading would undo those steps a second time.
+        record.reload()
+    except JournalError:
+        record.unlock()
+        raise
+    todo = _to_undo(record)
+    if not todo:
+        record.unlock()
+        return _nothing_to_undo(
+            rt, record, "was undone meanwhile (by its own unwind or another rollback)"
+        )
     rt.record = record
     history = record.data.setdefault("rollbacks", [])
     history.append({"started_at": now(), "operator": operator(), "status": "running"})
@@ -160,6 +168,16 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
             f"run {record.run_id} rolled back: every change was undone",
         ),
     )
+
+
+def _to_undo(record: RunRecord) -> list[dict[str, Any]]:
+    """The step entries still applied, newest first."""
+    return [s for s in reversed(record.data["steps"]) if s["status"] in UNDO_STATUSES]
+
+
+def _nothing_to_undo(rt: Runtime, record: RunRecord, why: str) -> Outcome:
+    message = f"run {record.run_id} {why}: nothing to undo"
+    return finish(rt, Outcome(ExitCode.OK, "nothing_to_undo", record.run_id, message))
 
 
 def _some_effect(rt: Runtime, step: Step) -> bool:

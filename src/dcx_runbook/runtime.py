@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -143,7 +144,7 @@ class Runtime:
                     detail={"name": label},
                 )
                 continue
-            except (psycopg.Error, OSError, TemplateError, ValueError) as exc:
+            except (psycopg.Error, OSError, TemplateError, ValueError, re.error) as exc:
                 if isinstance(exc, psycopg.Error) and self.conn is not None and self.conn.closed:
                     raise
                 result_ok, detail = False, f"{type(exc).__name__}: {_first_line(exc)}"
@@ -222,13 +223,12 @@ class Runtime:
         deadline = time.monotonic() + policy.retry_budget
         delays = db.backoff_delays(policy)
         attempt = 0
-        # Outside a transaction, what an attempt did before its lock timeout stays done: the
-        # retry starts at the operation that timed out instead of repeating the ones before it.
-        done = [0]
+        # Operations whose effect outlives a failed attempt (a shell command; anything outside a
+        # transaction) stay done: a retry after a lock timeout never repeats them. Inside a
+        # transaction the rest is rolled back and runs again.
+        kept: set[int] = set()
         while True:
             attempt += 1
-            if in_tx:
-                done[0] = 0
             files_before = dict(journal_step.get("files", {}))
             watch = self._watcher().watching() if uses_sql and self.conn else nullcontext(None)
             try:
@@ -236,13 +236,12 @@ class Runtime:
                     if in_tx:
                         assert self.conn is not None
                         with db.transaction(self.conn, policy, before_commit=before_effect):
-                            self._execute(step.id, phase, ops, journal_step, done, before_effect)
+                            self._execute(step.id, phase, ops, journal_step, kept, before_effect)
                             self.run_checks(step.id, _verify_phase(phase), verify)
                     else:
                         if uses_sql and self.conn is not None:
                             db.set_timeouts(self.conn, policy, local=False)
-                        todo = ops[done[0] :]
-                        self._execute(step.id, phase, todo, journal_step, done, before_effect)
+                        self._execute(step.id, phase, ops, journal_step, kept, before_effect)
                 if not in_tx:
                     self.run_checks(step.id, _verify_phase(phase), verify)
                 return
@@ -290,16 +289,23 @@ class Runtime:
         phase: str,
         ops: Sequence[OpSpec],
         journal_step: dict[str, Any],
-        done: list[int],
+        kept: set[int],
         before_effect: Callable[[], None],
     ) -> None:
-        """Plan and execute each operation in turn; `done[0]` counts those that completed."""
+        """Plan and execute each operation in turn, but those in `kept` (done by an earlier
+        attempt, for good); add to it each one whose effect outlives a rolled-back attempt.
+
+        `journal_step["effects_started"]` is set once an operation that no transaction can take
+        back has started (a shell command, non-transactional sql): only then has an unwind of
+        this step, failed in flight, rollback operations to run."""
         ctx = self.context(journal_step)
         in_tx = self.conn is not None and self.conn.info.transaction_status != IDLE
-        for spec in ops:
+        for index, spec in enumerate(ops):
+            if index in kept:
+                continue
             try:
                 effect = KINDS[spec.kind].plan(spec, ctx)
-            except (OSError, ValueError, TemplateError) as exc:
+            except (OSError, ValueError, TemplateError, re.error) as exc:
                 # A plan that can't be made (a missing file, an edit that doesn't match, a value
                 # that can't be written safely) fails the step before anything of it is done.
                 raise StepFailed(
@@ -307,6 +313,9 @@ class Runtime:
                 ) from None
             if not (in_tx and spec.kind == "sql"):  # it takes effect now, not at COMMIT
                 before_effect()
+            lasting = not in_tx or spec.kind == "shell"  # no ROLLBACK takes it back
+            if lasting and spec.kind in ("shell", "sql"):
+                journal_step["effects_started"] = True
             description = effect.describe()
             self.emit("operation", step_id, phase=phase, status="started", message=description)
             try:
@@ -321,10 +330,11 @@ class Runtime:
                         phase=phase,
                     ) from None
                 raise StepFailed(f"{_first_line(exc)}", step_id=step_id, phase=phase) from None
-            except Exception as exc:  # ProcessFailed and kind errors
+            except Exception as exc:  # ProcessFailed, kind errors, re.error
                 raise StepFailed(self.masker(str(exc)), step_id=step_id, phase=phase) from None
             self.emit("operation", step_id, phase=phase, status="done", message=output or "done")
-            done[0] += 1
+            if lasting:
+                kept.add(index)
 
     def _restore_attempt(self, journal_step: dict[str, Any], files_before: dict[str, Any]) -> None:
         """A retried attempt starts from the files as they were before it."""

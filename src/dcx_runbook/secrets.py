@@ -4,17 +4,60 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 MASK = "***"
 MIN_SECRET_LENGTH = 3  # masking a one-letter secret everywhere would make output unreadable
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s/]*)(?=@)")
-_CONNINFO_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)")
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+# `scheme://user:` then the rest of the word; the password is the part of the rest before an '@'.
+_URL_USERINFO = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:(?P<rest>\S*)")
+_QUERY_PASSWORD = re.compile(r"(?<=[?&])password=(?P<pw>[^&#\s]*)")
+_CONNINFO_PASSWORD = re.compile(r"(?<![\w?&])password\s*=\s*(?P<pw>'(?:[^'\\]|\\.)*'|\S+)")
+
+
+def _password_spans(text: str) -> list[tuple[int, int]]:
+    """Where the passwords in `text` are: URL userinfo, a URL's ?password=, conninfo password=."""
+    spans: list[tuple[int, int]] = []
+    if "://" in text:
+        for m in _URL_USERINFO.finditer(text):
+            # libpq ends the userinfo at an '@', but a password may hold '@', '/' or '?' itself:
+            # the last '@' hides it whole (and, if a query holds an '@' too, hides more than
+            # the password rather than less).
+            end = m.group("rest").rfind("@")
+            if end >= 0:
+                spans.append((m.start("rest"), m.start("rest") + end))
+    if "password" in text:
+        for pattern in (_QUERY_PASSWORD, _CONNINFO_PASSWORD):
+            spans.extend(m.span("pw") for m in pattern.finditer(text))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _mask_passwords(text: str) -> str:
+    for start, end in reversed(_password_spans(text)):
+        text = text[:start] + MASK + text[end:]
+    return text
+
+
+def passwords(text: str) -> list[str]:
+    """The passwords written in a URL or conninfo string (unquoted), as `mask_url` finds them."""
+    found = []
+    for start, end in _password_spans(text):
+        value = text[start:end]
+        if len(value) >= 2 and value[0] == value[-1] == "'":
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        found.append(value)
+    return found
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***."""
-    return _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, url)
+    """The URL or conninfo string with every password in it replaced by ***."""
+    return _mask_passwords(url)
 
 
 class Masker:
@@ -28,30 +71,25 @@ class Masker:
     def add(self, secret: str | None) -> None:
         if not secret:
             return
-        candidates = {secret}
-        try:
-            parts = urlsplit(secret)
-        except ValueError:
-            parts = None
-        if parts is not None and parts.scheme and parts.netloc and parts.password is not None:
-            # A secret URL stays readable (host, database); its password is what is hidden.
-            candidates = {parts.password, unquote(parts.password)}
-        elif parts is not None and parts.scheme and parts.netloc:
-            candidates = set()
+        candidates = set() if _URL.match(secret) else {secret}
+        for password in passwords(secret):
+            # A secret URL stays readable (host, database); its password is what is hidden. libpq
+            # may split a password holding '@' or '/' and quote a piece as a host or database.
+            for value in (password, unquote(password)):
+                candidates.update({value, *re.split(r"[@/]", value)})
         for value in candidates:
             if len(value) >= MIN_SECRET_LENGTH and value not in self._secrets:
                 self._secrets.append(value)
         self._secrets.sort(key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
-        # Every event's text passes here: the patterns run only where they could match.
-        if "://" in text:
-            text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
-        if "password" in text:
-            text = _CONNINFO_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
+        # Known secrets first: a password that a URL pattern would cut in two is still hidden whole.
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
+        # Every event's text passes here: the patterns run only where they could match.
+        if "://" in text or "password" in text:
+            text = _mask_passwords(text)
         return text
 
     def deep(self, value: object) -> object:

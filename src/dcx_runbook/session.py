@@ -118,6 +118,12 @@ def runtime_for(runbook: Runbook, resolved: Resolved, reporter: Reporter, run_id
         from dcx_runbook.template import render
 
         expected = render(runbook.target.database, values)
+        if not expected.strip():
+            # An empty name would turn the guard off: `--var expected_database=$DB` with $DB unset.
+            raise RunbookError(
+                f"target.database ({runbook.target.database}) is empty: give the name of the "
+                "database this runbook is meant for; the guard refuses any other"
+            )
     secrets = {n: resolved.values.get(n) for n in resolved.secret}
     masker = resolved.masker()
     if url:

@@ -83,10 +83,3 @@ def undo_step(
     journal_step["status"] = "rolled_back"
     rt.save(journal_step)
     return "rolled back" if needs_ops or files else "nothing to undo"
-
-
-def has_non_transactional(step: Step) -> bool:
-    """Whether the step's action has effects its transaction can't take back."""
-    return any(op.kind == "shell" for op in step.action) or (
-        not step.transaction and any(op.kind == "sql" for op in step.action)
-    )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dcx_runbook.errors import InvalidInput
-from dcx_runbook.model import Runbook
+from dcx_runbook.model import IDENT, Runbook
 from dcx_runbook.secrets import Masker
 from dcx_runbook.template import TemplateError, refs, render
 
@@ -28,23 +30,44 @@ class Resolved:
 
 def parse_assignments(items: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for item in items:
+    for n, item in enumerate(items, 1):
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInput(f"--var expects KEY=VALUE, got {item.split('=')[0]!r}")
+        if not sep or not re.match(IDENT, key.strip()):
+            # The argument may well be a secret (a URL passed without its name): never echo it.
+            problem = "has no '='" if not sep else "does not start with a variable name"
+            raise InvalidInput(
+                f"--var expects KEY=VALUE; the {_ordinal(n)} --var {problem} "
+                "(not shown, in case it holds a secret)"
+            )
         out[key.strip()] = value
     return out
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def read_env_file(path: Path) -> dict[str, str | None]:
     from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
 
     if not path.is_file():
         raise InvalidInput(f"--env-file {path}: no such file")
     try:
-        return dict(dotenv_values(path, interpolate=False))
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"--env-file {path}: can't read ({exc})") from None
+    # python-dotenv skips a line it can't parse with a warning; that line could be the very
+    # DATABASE_URL the operator meant. Its content is not shown: it may hold a secret.
+    bad = [b.original.line for b in parse_stream(io.StringIO(text)) if b.error]
+    if bad:
+        lines = ", ".join(str(n) for n in bad)
+        raise InvalidInput(
+            f"--env-file {path}: line(s) {lines} can't be read as KEY=VALUE "
+            "(an unclosed quote?); nothing was run"
+        )
+    return dict(dotenv_values(stream=io.StringIO(text), interpolate=False))
 
 
 def resolve(
@@ -57,7 +80,12 @@ def resolve(
     unknown = sorted(set(cli_vars) - set(runbook.vars))
     if unknown:
         declared = ", ".join(sorted(runbook.vars)) or "none"
-        raise InvalidInput(f"unknown variable(s) {', '.join(unknown)} (declared: {declared})")
+        # Only names are echoed: anything else may be a value given without its name.
+        shown = [k for k in unknown if re.match(IDENT, k)]
+        hidden = len(unknown) - len(shown)
+        if hidden:
+            shown.append(f"{hidden} more that {'is' if hidden == 1 else 'are'} no variable name")
+        raise InvalidInput(f"unknown variable(s) {', '.join(shown)} (declared: {declared})")
     given: dict[str, str | None] = {}
     sources: dict[str, str] = {}
     url_var = runbook.url_var

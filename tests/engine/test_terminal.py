@@ -60,3 +60,22 @@ def test_no_at_the_prompt_changes_nothing(mixed: Mixed) -> None:
     assert code == 4, out
     assert "not confirmed" in out
     assert (schema_dump(mixed.url), snapshot(*mixed.files)) == before
+
+
+def test_show_prints_markup_like_text_as_it_is(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A default such as `[/]` or a path with brackets is text, not Rich markup (it was a
+    MarkupError traceback)."""
+    from tests.conftest import cli
+
+    folder = tmp_path / "[ops]"
+    folder.mkdir()
+    path = folder / "brackets.yaml"
+    path.write_text(
+        "name: brackets\ntitle: brackets [bold]\n"
+        "vars:\n  pattern: {default: '[/]', description: 'closing [/] tag'}\n"
+        "steps:\n  - id: s\n    title: s\n    verify: [{kind: shell, argv: ['true']}]\n"
+    )
+    done = cli("show", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "pattern (default '[/]')" in done.stdout
+    assert "closing [/] tag" in done.stdout and str(path) in done.stdout.replace("\n", "")

@@ -127,7 +127,9 @@ def test_a_full_disk_mid_run_stops_cleanly_and_rollback_finishes_once_there_is_r
 def test_an_append_after_a_torn_line_starts_on_a_line_of_its_own(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "state")
     steps = [{"id": "a", "status": "pending"}, {"id": "b", "status": "pending"}]
-    record = journal.create({"run_id": "r1", "mode": "run", "dry_run": False, "steps": steps})
+    record = journal.create(
+        {"run_id": "r1", "mode": "run", "runbook": {"name": "t"}, "dry_run": False, "steps": steps}
+    )
     record.step("a")["status"] = "applied"
     record.save(record.step("a"))
     record.unlock()

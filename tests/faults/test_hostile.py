@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -193,6 +195,54 @@ def test_corrupt_journal_is_reported_and_never_silently_skipped(
     log = cli("log", record.stem)
     assert log.returncode == 3 and "unreadable" in log.stderr
     assert record.read_bytes() == original[: len(original) // 2]  # left as it was, for inspection
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda d: d.pop("run_id"), "no run id"),
+        (lambda d: d.update(steps=5), "its steps are not a list"),
+        (lambda d: d["steps"][0].pop("status"), "step 1 has no id or status"),
+        (lambda d: d.update(runbook=None), "no runbook name"),
+    ],
+)
+def test_a_record_of_the_wrong_shape_is_damaged_not_a_traceback(
+    database_url: str,
+    dbname: str,
+    target: Path,
+    _isolate: Path,
+    damage: Callable[[dict[str, Any]], object],
+    said: str,
+) -> None:
+    """Valid JSON, wrong shape (a hand edit, another tool): `runs`, `log` and `rollback` used to
+    fail with KeyError or TypeError tracebacks."""
+    assert run_inject(database_url, dbname, target, "plain").returncode == 0
+    record = next((_isolate / "runs").glob("*.json"))
+    data = json.loads(record.read_bytes())
+    damage(data)
+    record.write_text(json.dumps(data))
+    before = record.read_bytes()
+
+    runs = cli("runs", "--output", "json")
+    assert runs.returncode == 0, runs.stderr
+    assert json.loads(runs.stdout.splitlines()[0])["status"] == "unreadable"
+    for done in (
+        cli("rollback", "--yes", "--database-url", database_url),
+        cli("log", record.stem),
+    ):
+        assert done.returncode == 3, done.stderr
+        assert f"damaged ({said})" in done.stderr and "Traceback" not in done.stderr
+    assert record.read_bytes() == before
+
+
+@pytest.mark.parametrize("run_id", ["nope", "../x", ".hidden"])
+def test_a_run_id_that_names_no_run_is_invalid_input(run_id: str, database_url: str) -> None:
+    for done in (
+        cli("log", run_id),
+        cli("rollback", run_id, "--yes", "--database-url", database_url),
+    ):
+        assert done.returncode == 2, done.stderr
+        assert f"no run {run_id!r}" in done.stderr
 
 
 def test_a_journaled_runbook_that_no_longer_reads_back_is_a_clear_error(

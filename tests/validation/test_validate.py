@@ -9,6 +9,7 @@ leading comments:
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -228,6 +229,26 @@ def test_bad_runbook_found_by_name(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert_located(done.stderr, books / "broken.yaml")
     assert "duplicate step id 'check-disk'" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["validate", "wallet-fix"], ["list"], ["show", "wallet-fix"]])
+def test_a_search_folder_that_cant_be_read_is_an_error_not_skipped(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A folder of the search path that can't be read (here: a name too long for the file
+    system; for an operator, usually permissions) was a traceback. Skipping it instead could
+    pick a runbook of the same name from a later folder: it is one clear error, exit 2."""
+    unreadable = tmp_path / ("x" * 300)
+    done = subprocess.run(
+        [sys.executable, "-m", "dcx_runbook", *command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DCX_RUNBOOK_PATH": str(unreadable)},
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"can't read {unreadable}" in done.stderr and "(from DCX_RUNBOOK_PATH)" in done.stderr
 
 
 # ---------------------------------------------------------------------- the bundled runbooks

@@ -6,18 +6,39 @@ engine either executes or previews: the dry run and the real run come from the s
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from dcx_runbook.secrets import Masker
 
 if TYPE_CHECKING:
     import psycopg
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(value: str) -> str:
+    """Text shown to the operator: an escape sequence in a title could recolour or clear their
+    terminal, or hide what a step does."""
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(
+            f"expected printable text; found the control character U+{ord(found.group()):04X} "
+            f"at character {found.start() + 1}"
+        )
+    return value
+
+
+# Titles, descriptions, names and messages: printed as they are, so without control characters
+# (line breaks and tabs are fine).
+Printable = Annotated[str, AfterValidator(_printable)]
 
 
 class Spec(BaseModel):
@@ -26,14 +47,14 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
-    name: str | None = Field(default=None, description="A short description shown in output.")
+    name: Printable | None = Field(default=None, description="A short description shown in output.")
 
     # Fields whose strings are SQL text: `${x}` there becomes a bound parameter, never text.
     sql_fields: ClassVar[tuple[str, ...]] = ()
 
 
 class CheckSpec(Spec):
-    message: str | None = Field(
+    message: Printable | None = Field(
         default=None,
         description="Shown when the check fails, to say what it means and what to do; "
         "${value} is the value found.",
@@ -123,24 +144,37 @@ class Kind(Protocol):
 
 
 def compare(actual: Any, expected: Any, op: str) -> bool:
-    """Compare a value read from the system with an expectation, tolerating text vs number."""
+    """Compare a value read from the system with an expectation, tolerating text vs number.
+
+    A value that can't be ordered against the expectation (NULL, text against a number) does not
+    meet `gt`/`ge`/`lt`/`le`: the check fails, it doesn't crash the run."""
     a, e = _coerce(actual, expected)
     match op:
         case "eq":
             return bool(a == e)
         case "ne":
             return bool(a != e)
-        case "gt":
-            return bool(a > e)
-        case "ge":
-            return bool(a >= e)
-        case "lt":
-            return bool(a < e)
-        case "le":
-            return bool(a <= e)
+        case "gt" | "ge" | "lt" | "le":
+            if a is None or e is None:
+                return False
+            try:
+                return bool(_ORDER[op](a, e))
+            except TypeError:
+                return False
         case "matches":
-            return re.search(str(e), "" if a is None else str(a)) is not None
+            try:
+                return re.search(str(e), "" if a is None else str(a)) is not None
+            except re.error as exc:  # the pattern came from a variable: validation never saw it
+                raise ValueError(f"invalid regular expression {str(e)!r}: {exc}") from None
     raise ValueError(f"unknown comparison {op!r}")
+
+
+_ORDER: dict[str, Callable[[Any, Any], Any]] = {
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
+}
 
 
 def _coerce(actual: Any, expected: Any) -> tuple[Any, Any]:

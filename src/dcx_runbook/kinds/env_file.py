@@ -12,10 +12,14 @@ from pydantic import Field, model_validator
 
 from dcx_runbook.kinds.base import CheckResult, CheckSpec, Context, OpSpec
 from dcx_runbook.kinds.files import FileWrite, plan_write
+from dcx_runbook.secrets import MASK
 from dcx_runbook.template import render
 
 KEY = r"^[A-Za-z_][A-Za-z0-9_.]*$"
 _LEADING_BLANK_LINES = re.compile(r"(?:[ \t]*\r?\n)*")
+_COMMENTED_VALUE = re.compile(
+    r"^([ \t]*#[ \t]*(?:export[ \t]+)?[A-Za-z_][A-Za-z0-9_.]*[ \t]*=).+$", re.M
+)
 
 
 class EnvFileCheck(CheckSpec):
@@ -68,6 +72,27 @@ def bindings(text: str) -> list[Binding]:
     return list(parse_stream(io.StringIO(text)))
 
 
+def masked(text: str, written: dict[str, str]) -> str:
+    """`text` as a diff may show it: every key kept, every value `***` but those the runbook writes.
+
+    An env file is where secrets live, and only the runbook's own secrets are known to the masker:
+    a neighbouring STRIPE_SECRET_KEY or a commented-out old password must not reach the output.
+    """
+    out: list[str] = []
+    for b in bindings(text):
+        original = b.original.string
+        newline = "\r\n" if original.endswith("\r\n") else "\n" if original.endswith("\n") else ""
+        if b.key is None:
+            shown = MASK + newline if b.error else _COMMENTED_VALUE.sub(rf"\g<1>{MASK}", original)
+        elif b.value is None or written.get(b.key) == b.value:
+            shown = original  # no value, or the very value the runbook writes: nothing to hide
+        else:
+            head = re.match(r"(?:[ \t]*\r?\n)*[ \t]*(?:export[ \t]+)?[^=]*=", original)
+            shown = (head.group(0) if head else f"{b.key}=") + (MASK if b.value else "") + newline
+        out.append(shown)
+    return "".join(out)
+
+
 def edit(text: str, set_: dict[str, str], unset: list[str]) -> str:
     """Replace the first line of each key set, drop its duplicates and unset keys, append new ones."""
     out: list[str] = []
@@ -106,8 +131,10 @@ class EnvFileKind:
             raise FileNotFoundError(f"{path} does not exist")
         text = (before or b"").decode()
         values = {k: render(v, ctx.values) for k, v in spec.set.items()}
-        after = edit(text, values, spec.unset).encode()
-        return plan_write(ctx, path, before, after)
+        after = edit(text, values, spec.unset)
+        shown_before = None if before is None else masked(text, values).encode()
+        shown = (shown_before, masked(after, values).encode())
+        return plan_write(ctx, path, before, after.encode(), shown=shown)
 
     def check(self, spec: EnvFileCheck, ctx: Context) -> CheckResult:
         path = Path(render(spec.path, ctx.values))

@@ -28,7 +28,12 @@ def unified_diff(path: Path, before: bytes | None, after: bytes | None) -> str:
 
 
 def write_atomic(path: Path, data: bytes, mode: int | None) -> None:
-    """Write via a temporary file in the same directory, fsync, rename: never a half-written file."""
+    """Write via a temporary file in the same directory, fsync, rename: never a half-written file.
+
+    Through a symbolic link, the file it points to is written and the link stays: renaming onto
+    the link would replace it with a copy and leave the real file (the one the journal keeps the
+    pre-image of) untouched."""
+    path = Path(os.path.realpath(path))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".dcx-tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -91,6 +96,18 @@ class FileWrite:
         return "written"
 
 
-def plan_write(ctx: Context, path: Path, before: bytes | None, after: bytes) -> FileWrite:
-    diff = unified_diff(path, before, after) if before != after else f"{path}: no change\n"
+def plan_write(
+    ctx: Context,
+    path: Path,
+    before: bytes | None,
+    after: bytes,
+    shown: tuple[bytes | None, bytes] | None = None,
+) -> FileWrite:
+    """`shown`, if given, is what the diff shows in place of (before, after): an env file's,
+    with the values of its other keys masked."""
+    if before == after:
+        diff = f"{path}: no change\n"
+    else:
+        diff = unified_diff(path, *(shown or (before, after)))
+        diff = diff or f"{path}: changed (only in what the diff does not show)\n"
     return FileWrite(path, before, after, ctx.masker(diff))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import IO, Any, Literal, Protocol
 
 from dcx_runbook.clock import now
 
@@ -68,3 +69,20 @@ class Collecting:
 
     def close(self) -> None:
         pass
+
+
+def silence(stream: IO[str]) -> None:
+    """After a write to `stream` failed (its reader closed the pipe, the terminal went away), send
+    what is still buffered, and the interpreter's final flush, to /dev/null instead of failing.
+    The run goes on: output is a view of it, the journal is its record (`dcx-runbook log`)."""
+    try:
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError):  # not a file (a StringIO): nothing is flushed at exit anyway
+        return
+    try:
+        os.dup2(devnull, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(devnull)

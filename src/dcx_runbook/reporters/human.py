@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from dcx_runbook.reporters.base import Event
+from dcx_runbook.reporters.base import Event, silence
 
 SYMBOLS = {
     "passed": "[green]✓[/]",
@@ -45,6 +45,7 @@ class HumanReporter:
         self.console = console or Console(stderr=True)
         self.steps: dict[str, dict[str, Any]] = {}
         self.live: Live | None = None
+        self.lost = False  # the output went away: nothing more is written
 
     # ------------------------------------------------------------------ live table
 
@@ -70,11 +71,17 @@ class HumanReporter:
     # ------------------------------------------------------------------ events
 
     def emit(self, event: Event) -> None:
+        if self.lost:
+            return
         handler = getattr(self, f"_on_{event.type}", None)
-        if handler is not None:
-            handler(event)
-        elif event.message:
-            self._print(escape(event.message))
+        try:
+            if handler is not None:
+                handler(event)
+            elif event.message:
+                self._print(escape(event.message))
+        except OSError:  # the terminal or pipe went away: the run goes on, journaled
+            self.lost = True
+            silence(self.console.file)
 
     def _on_run_started(self, e: Event) -> None:
         d = e.detail
@@ -199,4 +206,8 @@ class HumanReporter:
         return answer
 
     def close(self) -> None:
-        self._stop_live()
+        try:
+            self._stop_live()
+        except OSError:
+            self.lost = True
+            silence(self.console.file)

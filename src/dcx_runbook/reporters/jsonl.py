@@ -6,7 +6,7 @@ import json
 import sys
 from typing import TextIO
 
-from dcx_runbook.reporters.base import Event
+from dcx_runbook.reporters.base import Event, silence
 
 # One encoder for the run: json.dumps with any option builds a new one per call.
 _ENCODER = json.JSONEncoder(default=str)
@@ -15,13 +15,25 @@ _ENCODER = json.JSONEncoder(default=str)
 class JsonReporter:
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stdout
+        self.lost = False  # the reader went away: nothing more is written
 
     def emit(self, event: Event) -> None:
-        self.stream.write(_ENCODER.encode(event.to_json()) + "\n")
-        self.stream.flush()
+        if self.lost:
+            return
+        try:
+            self.stream.write(_ENCODER.encode(event.to_json()) + "\n")
+            self.stream.flush()
+        except OSError:  # a closed pipe must not stop a run half way: it goes on, journaled
+            self.lost = True
+            silence(self.stream)
 
     def confirm(self, question: str) -> bool:
         return False  # machine output never prompts: use --yes
 
     def close(self) -> None:
-        self.stream.flush()
+        if not self.lost:
+            try:
+                self.stream.flush()
+            except OSError:
+                self.lost = True
+                silence(self.stream)

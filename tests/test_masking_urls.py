@@ -1,0 +1,142 @@
+"""URL and conninfo passwords are masked however they are spelled, and a bad --var argument is
+reported without echoing what may be a secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dcx_runbook.errors import InvalidInput
+from dcx_runbook.loader import load
+from dcx_runbook.secrets import Masker, mask_url
+from dcx_runbook.variables import parse_assignments, resolve
+from tests.conftest import cli, write_runbook
+
+URLS = [
+    ("postgresql://postgres:Abcd/Efgh@127.0.0.1/db", "postgresql://postgres:***@127.0.0.1/db"),
+    (
+        "postgresql://postgres:Ab@TopSecret99@127.0.0.1:5432/db",
+        "postgresql://postgres:***@127.0.0.1:5432/db",
+    ),
+    ("postgresql://u:a/b@c?d@h/db?sslmode=require", "postgresql://u:***@h/db?sslmode=require"),
+    ("postgresql://u@h/db?password=hunter2xyz", "postgresql://u@h/db?password=***"),
+    (
+        "postgresql://u@h/db?sslmode=require&password=hunter2xyz&connect_timeout=5",
+        "postgresql://u@h/db?sslmode=require&password=***&connect_timeout=5",
+    ),
+    ("host=h dbname=d password=hunter3xyz", "host=h dbname=d password=***"),
+    ("host=h password = 'hunter 3xyz' dbname=d", "host=h password = *** dbname=d"),
+    ("postgresql://u:p%40ss@h:5432/db", "postgresql://u:***@h:5432/db"),
+    ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
+    ("postgresql://h:5432/db", "postgresql://h:5432/db"),
+]
+
+
+@pytest.mark.parametrize(("url", "masked"), URLS)
+def test_mask_url_hides_every_password_and_keeps_user_host_and_database(
+    url: str, masked: str
+) -> None:
+    assert mask_url(url) == masked
+
+
+def test_an_at_sign_in_the_query_masks_too_much_rather_than_too_little() -> None:
+    # "u:pw@h/db?application_name=a@b" can't be told apart from a password "pw@h/db?...=a".
+    assert mask_url("postgresql://u:pw@h/db?application_name=a@b") == "postgresql://u:***@b"
+
+
+@pytest.mark.parametrize(("url", "masked"), URLS)
+def test_masker_hides_urls_inside_text(url: str, masked: str) -> None:
+    assert Masker()(f"connect to {url} refused") == f"connect to {masked} refused"
+
+
+@pytest.mark.parametrize(
+    ("url", "password_parts"),
+    [
+        ("postgresql://postgres:Ab@TopSecret99@127.0.0.1/db", ["Ab@TopSecret99", "TopSecret99"]),
+        ("postgresql://postgres:Abcd/Efgh@127.0.0.1/db", ["Abcd/Efgh", "Abcd", "Efgh"]),
+        ("postgresql://u@h/db?password=hunter2xyz", ["hunter2xyz"]),
+    ],
+)
+def test_a_secret_url_masks_its_password_wherever_it_appears(
+    url: str, password_parts: list[str]
+) -> None:
+    # libpq may split such a password and quote its pieces back as a host name or database.
+    mask = Masker([url])
+    for part in password_parts:
+        assert (
+            mask(f"failed to resolve host '{part}@127.0.0.1'")
+            == "failed to resolve host '***@127.0.0.1'"
+        )
+    assert mask(url) == mask_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres:Abcd/Efgh@127.0.0.1:1/db",
+        "postgresql://postgres:Ab@TopSecret99@127.0.0.1:1/db",
+        "postgresql://postgres@127.0.0.1:1/db?password=hunter2xyz",
+    ],
+)
+@pytest.mark.parametrize("output", ["human", "json"])
+def test_cli_connect_error_never_shows_the_password(tmp_path: Path, url: str, output: str) -> None:
+    runbook = write_runbook(tmp_path / "rb.yaml", "masking", [_noop_step()])
+    result = cli("run", str(runbook), "--yes", "-o", output, "--database-url", url)
+    assert result.returncode == 4, result.stdout + result.stderr
+    everything = result.stdout + result.stderr + _state_files(tmp_path)
+    assert "can't connect to postgresql://postgres" in everything
+    for secret in ("Abcd", "Efgh", "TopSecret99", "hunter2xyz"):
+        assert secret not in everything
+
+
+BAD_VARS = [
+    "postgresql://billing:Hunter2Secret@db.internal/prod",
+    "postgresql://billing:Hunter2Secret@db.internal/prod?sslmode=require",
+    "Hunter2Secret",
+    "Hunter2 Secret=1",
+]
+
+
+@pytest.mark.parametrize("item", BAD_VARS)
+def test_a_bad_var_argument_is_refused_without_echoing_it(item: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        parse_assignments(["mode=dev", item])
+    assert "Hunter2" not in str(raised.value)
+    assert "--var" in str(raised.value) and "2nd" in str(raised.value)
+
+
+def test_a_well_formed_unknown_var_is_named(tmp_path: Path) -> None:
+    runbook = load(str(write_runbook(tmp_path / "rb.yaml", "masking", [_noop_step()]))).runbook
+    with pytest.raises(
+        InvalidInput, match=r"unknown variable\(s\) nope \(declared: database_url\)"
+    ):
+        resolve(runbook, parse_assignments(["nope=Hunter2Secret"]), {})
+    with pytest.raises(InvalidInput) as raised:
+        resolve(runbook, {"postgresql://u:Hunter2Secret@h/db?x": "1", "nope": "1"}, {})
+    assert "Hunter2" not in str(raised.value)
+    assert "nope" in str(raised.value)
+
+
+@pytest.mark.parametrize("item", BAD_VARS)
+def test_cli_bad_var_is_exit_2_without_the_secret(tmp_path: Path, item: str) -> None:
+    runbook = write_runbook(tmp_path / "rb.yaml", "masking", [_noop_step()])
+    result = cli("run", str(runbook), "--dry-run", "--var", item)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--var expects KEY=VALUE" in result.stderr
+    assert "Hunter2" not in result.stdout + result.stderr
+
+
+def _noop_step() -> dict[str, object]:
+    return {
+        "id": "noop",
+        "title": "Nothing",
+        "action": [{"kind": "sql", "sql": "SELECT 1"}],
+        "rollback": {"action": [{"kind": "sql", "sql": "SELECT 1"}]},
+    }
+
+
+def _state_files(tmp_path: Path) -> str:
+    return "".join(
+        p.read_text(errors="replace") for p in (tmp_path / "state").rglob("*") if p.is_file()
+    )
