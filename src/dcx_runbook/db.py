@@ -141,24 +141,47 @@ def _ms(seconds: float) -> str:
     return f"{int(seconds * 1000)}ms"
 
 
+@dataclass
+class Tx:
+    """One transaction of a step: its server-side id, and whether COMMIT's answer was lost."""
+
+    xid: str | None = None
+    # COMMIT was sent but no answer came back (the connection died, or Ctrl-C during it): the
+    # server may have committed or not. `commit_status(conn, xid)` asks it.
+    in_doubt: bool = False
+
+
 @contextmanager
 def transaction(
     conn: psycopg.Connection[Any], policy: Policy, before_commit: Callable[[], None]
-) -> Iterator[None]:
+) -> Iterator[Tx]:
     """A transaction whose timeouts are SET LOCAL in the same round trip as its BEGIN (they end
     with it, whatever the statements inside SET). COMMIT only after `before_commit` returns; any
-    exception rolls back. A COMMIT the server turned into a ROLLBACK is an error, not success."""
+    exception rolls back. A COMMIT the server turned into a ROLLBACK is an error, not success.
+
+    The same round trip fetches the transaction's id: should COMMIT's answer be lost, the server
+    can still say what became of it (a step's writes get an id anyway, so this costs nothing)."""
+    current = "pg_current_xact_id()" if conn.info.server_version >= 130000 else "txid_current()"
     # One simple-protocol message: the values are integers formatted here, never operator input.
-    conn.execute(
+    cur = conn.execute(
         f"BEGIN; SELECT set_config('lock_timeout', '{_ms(policy.lock_timeout)}', true), "
-        f"set_config('statement_timeout', '{_ms(policy.statement_timeout)}', true)"
+        f"set_config('statement_timeout', '{_ms(policy.statement_timeout)}', true), "
+        f"{current}::text"
     )
+    cur.nextset()
+    row = cur.fetchone()
+    tx = Tx(xid=row[2] if row else None)
+    committing = False
     try:
-        yield
+        yield tx
         before_commit()
+        committing = True
         status = conn.execute("COMMIT").statusmessage
-    except BaseException:
-        if not conn.closed:
+    except BaseException as exc:
+        # An error the server answered (a deferred constraint, a serialization failure) means it
+        # rolled back; no answer at all means nobody knows yet.
+        tx.in_doubt = committing and getattr(exc, "sqlstate", None) is None
+        if not conn.closed and not tx.in_doubt:
             try:
                 conn.execute("ROLLBACK")
             except psycopg.Error:
@@ -168,6 +191,21 @@ def transaction(
         raise psycopg.errors.InFailedSqlTransaction(
             f"the server answered {status} to COMMIT: nothing of the transaction was kept"
         )
+
+
+def commit_status(conn: psycopg.Connection[Any], xid: str) -> str | None:
+    """What became of transaction `xid`: committed, aborted, in progress; None when the server
+    no longer knows (too old) or can't say."""
+    function = (
+        "pg_xact_status(%s::xid8)"
+        if conn.info.server_version >= 130000
+        else ("txid_status(%s::bigint)")
+    )
+    try:
+        row = conn.execute(f"SELECT {function}", (xid,)).fetchone()
+    except psycopg.Error:
+        return None
+    return str(row[0]) if row and row[0] is not None else None
 
 
 BLOCKERS_SQL = """

@@ -236,7 +236,15 @@ def _unwind(
     if current is not None:
         entry = rt.record.step(current.id)
         if entry["status"] == "action_started":
-            todo.append((current, True))
+            committed = _committed(rt, current, entry)
+            if committed is None:
+                return incomplete(
+                    rt,
+                    reason,
+                    f"the answer to {current.id}'s COMMIT was lost and the server can't say "
+                    "whether it took effect: check the step's effect before rolling back",
+                )
+            todo.append((current, not committed))
         elif entry["status"] in ("pending",):
             entry["status"] = "failed"
     todo += [(step, False) for step in reversed(applied)]
@@ -270,6 +278,25 @@ def _unwind(
             f"{reason}; every change was undone: the system is as it was",
         ),
     )
+
+
+def _committed(rt: Runtime, step: Step, entry: dict[str, Any]) -> bool | None:
+    """Whether the in-flight step's transaction committed: False unless its COMMIT got no answer
+    (connection lost, Ctrl-C during it); then the server says, or None when it can't."""
+    if "commit_in_doubt" not in entry:
+        return False
+    xid = entry["commit_in_doubt"]
+    state = db.commit_status(rt.conn, xid) if xid is not None and rt.conn is not None else None
+    rt.emit(
+        "log",
+        step.id,
+        message=f"the answer to COMMIT was lost; the server says transaction {xid}: "
+        f"{state or 'unknown'}",
+    )
+    if state == "committed":
+        entry["status"] = "applied"  # undone below like any applied step
+        return True
+    return False if state == "aborted" else None
 
 
 def _reconnect_if_lost(rt: Runtime) -> bool:

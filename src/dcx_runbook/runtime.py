@@ -235,9 +235,16 @@ class Runtime:
                 with watch as watcher:
                     if in_tx:
                         assert self.conn is not None
-                        with db.transaction(self.conn, policy, before_commit=before_effect):
-                            self._execute(step.id, phase, ops, journal_step, kept, before_effect)
-                            self.run_checks(step.id, _verify_phase(phase), verify)
+                        tx = db.Tx()
+                        try:
+                            with db.transaction(self.conn, policy, before_effect) as tx:
+                                self._execute(
+                                    step.id, phase, ops, journal_step, kept, before_effect
+                                )
+                                self.run_checks(step.id, _verify_phase(phase), verify)
+                        finally:
+                            if tx.in_doubt:  # the unwind asks the server what became of it
+                                journal_step["commit_in_doubt"] = tx.xid
                     else:
                         if uses_sql and self.conn is not None:
                             db.set_timeouts(self.conn, policy, local=False)
