@@ -29,6 +29,19 @@ from dcx_runbook.reporters.base import Collecting
 from dcx_runbook.session import Options
 from tests.conftest import write_runbook
 
+CREDIT = {
+    "id": "credit",
+    "title": "credit 10",
+    "action": [{"kind": "sql", "sql": "UPDATE wallet SET balance = balance + 10"}],
+    "verify": [{"kind": "sql", "query": "SELECT balance FROM wallet", "expect": 110}],
+    "rollback": {"action": [{"kind": "sql", "sql": "UPDATE wallet SET balance = balance - 10"}]},
+}
+
+
+def wallet(db: psycopg.Connection) -> None:
+    db.execute("CREATE TABLE wallet (balance int)")
+    db.execute("INSERT INTO wallet VALUES (100)")
+
 
 class CommitCutter:
     """Forwards PostgreSQL connections; the first simple-protocol COMMIT reaches the server and
@@ -95,18 +108,8 @@ def test_a_commit_whose_answer_is_lost_is_asked_about_and_undone(
     tmp_path: Path, db: psycopg.Connection, cutter: tuple[CommitCutter, str]
 ) -> None:
     proxy, url = cutter
-    db.execute("CREATE TABLE wallet (balance int)")
-    db.execute("INSERT INTO wallet VALUES (100)")
-    credit = {
-        "id": "credit",
-        "title": "credit 10",
-        "action": [{"kind": "sql", "sql": "UPDATE wallet SET balance = balance + 10"}],
-        "verify": [{"kind": "sql", "query": "SELECT balance FROM wallet", "expect": 110}],
-        "rollback": {
-            "action": [{"kind": "sql", "sql": "UPDATE wallet SET balance = balance - 10"}]
-        },
-    }
-    path = write_runbook(tmp_path / "rb.yaml", "lost-commit", [credit])
+    wallet(db)
+    path = write_runbook(tmp_path / "rb.yaml", "lost-commit", [CREDIT])
     proxy.armed.set()
     reporter = Collecting()
     outcome = api.run(
@@ -132,8 +135,7 @@ def test_ctrl_c_during_a_slow_commit_asks_the_server_and_finds_it_aborted(
     """Ctrl-C while COMMIT runs (a deferred trigger makes it take 2 s): psycopg cancels it and
     raises KeyboardInterrupt whatever the outcome; the server says the transaction aborted, so
     there is nothing of the step to undo, and the run says so truthfully (exit 130)."""
-    db.execute("CREATE TABLE wallet (balance int)")
-    db.execute("INSERT INTO wallet VALUES (100)")
+    wallet(db)
     db.execute(
         "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
         "$$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$"
@@ -142,16 +144,7 @@ def test_ctrl_c_during_a_slow_commit_asks_the_server_and_finds_it_aborted(
         "CREATE CONSTRAINT TRIGGER slow AFTER UPDATE ON wallet DEFERRABLE INITIALLY DEFERRED "
         "FOR EACH ROW EXECUTE FUNCTION slow_commit()"
     )
-    credit = {
-        "id": "credit",
-        "title": "credit 10",
-        "action": [{"kind": "sql", "sql": "UPDATE wallet SET balance = balance + 10"}],
-        "verify": [{"kind": "sql", "query": "SELECT balance FROM wallet", "expect": 110}],
-        "rollback": {
-            "action": [{"kind": "sql", "sql": "UPDATE wallet SET balance = balance - 10"}]
-        },
-    }
-    path = write_runbook(tmp_path / "rb.yaml", "slow-commit", [credit])
+    path = write_runbook(tmp_path / "rb.yaml", "slow-commit", [CREDIT])
     proc = subprocess.Popen(
         [sys.executable, "-m", "dcx_runbook", "run", str(path), "--yes", "-o", "json"]
         + ["--database-url", database_url],
