@@ -24,6 +24,7 @@ from dcx_runbook.rollback import journaled_runbook
 from dcx_runbook.rollback import rollback as rollback_run
 from dcx_runbook.session import Options
 from tests.conftest import cli, write_runbook
+from tests.support.ledger import CREDIT, balance, wallet
 
 CREATE_T = {
     "id": "create-t",
@@ -32,24 +33,6 @@ CREATE_T = {
     "verify": [{"kind": "sql", "query": "SELECT to_regclass('t') IS NOT NULL", "expect": True}],
     "rollback": {"action": [{"kind": "sql", "sql": "DROP TABLE t"}]},
 }
-CREDIT = {
-    "id": "credit",
-    "title": "credit 10",
-    "action": [{"kind": "sql", "sql": "UPDATE wallet SET balance = balance + 10"}],
-    "verify": [{"kind": "sql", "query": "SELECT balance FROM wallet", "expect": 110}],
-    "rollback": {"action": [{"kind": "sql", "sql": "UPDATE wallet SET balance = balance - 10"}]},
-}
-
-
-def wallet(db: psycopg.Connection) -> None:
-    db.execute("CREATE TABLE wallet (balance int)")
-    db.execute("INSERT INTO wallet VALUES (100)")
-
-
-def balance(db: psycopg.Connection) -> int:
-    row = db.execute("SELECT balance FROM wallet").fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def run_in_process(path: Path, url: str, state: Path, reporter: Any = None) -> Any:

@@ -28,19 +28,7 @@ from dcx_runbook.journal import Journal
 from dcx_runbook.reporters.base import Collecting
 from dcx_runbook.session import Options
 from tests.conftest import write_runbook
-
-CREDIT = {
-    "id": "credit",
-    "title": "credit 10",
-    "action": [{"kind": "sql", "sql": "UPDATE wallet SET balance = balance + 10"}],
-    "verify": [{"kind": "sql", "query": "SELECT balance FROM wallet", "expect": 110}],
-    "rollback": {"action": [{"kind": "sql", "sql": "UPDATE wallet SET balance = balance - 10"}]},
-}
-
-
-def wallet(db: psycopg.Connection) -> None:
-    db.execute("CREATE TABLE wallet (balance int)")
-    db.execute("INSERT INTO wallet VALUES (100)")
+from tests.support.ledger import CREDIT, wallet
 
 
 class CommitCutter:
