@@ -90,6 +90,28 @@ def test_cli_connect_error_never_shows_the_password(tmp_path: Path, url: str, ou
         assert secret not in everything
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("notaurl", "(key=value pairs that don't parse"),
+        ("host=h password=Sec Ret99", "(key=value pairs that don't parse"),
+        ("postgresql://u:Sec9Ret@h/db?foo=1", "postgresql://u:***@h/db?foo=1: invalid URI query"),
+    ],
+)
+def test_a_url_libpq_cant_parse_is_invalid_input_and_not_echoed(
+    tmp_path: Path, url: str, shown: str
+) -> None:
+    """It was "can't connect" (exit 4, as if the server had refused), quoting libpq's message,
+    which quotes the text, an unquoted password's second word included."""
+    runbook = write_runbook(tmp_path / "rb.yaml", "masking", [_noop_step()])
+    result = cli("run", str(runbook), "--yes", "--database-url", url)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"invalid database URL {shown}" in result.stderr
+    for secret in ("Sec", "Ret99", "Sec9Ret"):
+        assert secret not in result.stdout + result.stderr
+    assert not (tmp_path / "state" / "runs").exists()
+
+
 BAD_VARS = [
     "postgresql://billing:Hunter2Secret@db.internal/prod",
     "postgresql://billing:Hunter2Secret@db.internal/prod?sslmode=require",

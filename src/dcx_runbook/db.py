@@ -13,8 +13,8 @@ from typing import Any
 
 import psycopg
 
-from dcx_runbook.errors import Refused
-from dcx_runbook.secrets import mask_url
+from dcx_runbook.errors import InvalidInput, Refused
+from dcx_runbook.secrets import Masker, mask_url
 
 LOCK_NAMESPACE = 0x6463  # "dc": the first key of dcx-runbook's advisory locks
 CONNECT_TIMEOUT = 10
@@ -54,6 +54,7 @@ def application_name(runbook: str, run_id: str, role: str = "") -> str:
 
 
 def connect(url: str, application_name: str) -> psycopg.Connection[Any]:
+    _check_url(url)
     try:
         conn = psycopg.connect(
             url,
@@ -72,6 +73,25 @@ def connect(url: str, application_name: str) -> psycopg.Connection[Any]:
         # lock, and releases its locks (the run lock included) instead of holding them.
         conn.execute("SET client_connection_check_interval = '1s'")
     return conn
+
+
+def _check_url(url: str) -> None:
+    """A URL libpq can't even parse is invalid input (exit 2), not a refusal to connect."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(url)
+    except (psycopg.ProgrammingError, ValueError) as exc:
+        # Key=value pairs that don't parse can't be masked reliably (an unquoted password with a
+        # space in it): neither they nor libpq's message quoting them are shown.
+        if "://" in url:
+            shown = f"{mask_url(url)}: {Masker([url])(_first_line(exc))}"
+        else:
+            shown = "(key=value pairs that don't parse; not shown, they may hold a password)"
+        raise InvalidInput(
+            f"invalid database URL {shown}; expected postgresql://user@host:port/dbname "
+            "or key=value pairs"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:
