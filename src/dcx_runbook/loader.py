@@ -116,12 +116,24 @@ def locate(name_or_path: str, extra: Sequence[Path] = ()) -> Path:
 # ---------------------------------------------------------------------------------------- parse
 
 
+# A runbook is written by hand: wallet-fix is 10 KB, 1000 generated steps 330 KB. Far beyond this
+# is a wrong file (a dump, a log), whose parse would take seconds and gigabytes.
+MAX_RUNBOOK_BYTES = 10 * 1024 * 1024
+
+
 def load(name_or_path: str, extra: Sequence[Path] = ()) -> Loaded:
     path = locate(name_or_path, extra)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_RUNBOOK_BYTES + 1)
     except OSError as exc:
         raise ValidationFailed([Problem(str(path), "", f"can't read: {exc.strerror}")]) from None
+    if len(raw) > MAX_RUNBOOK_BYTES:
+        message = (
+            f"larger than {MAX_RUNBOOK_BYTES // (1024 * 1024)} MB: not a runbook "
+            "(is it the right file?)"
+        )
+        raise ValidationFailed([Problem(str(path), "", message)])
     return parse(raw, str(path))
 
 

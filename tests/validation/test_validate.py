@@ -251,6 +251,17 @@ def test_a_search_folder_that_cant_be_read_is_an_error_not_skipped(
     assert f"can't read {unreadable}" in done.stderr and "(from DCX_RUNBOOK_PATH)" in done.stderr
 
 
+def test_a_file_far_too_large_for_a_runbook_is_refused_unread(tmp_path: Path) -> None:
+    """A dump or a log passed by mistake used to be parsed whole: seconds and gigabytes."""
+    big = tmp_path / "dump.yaml"
+    with big.open("wb") as fh:
+        fh.write(b"name: x\ntitle: x\nsteps: []\n")
+        fh.truncate(10 * 1024 * 1024 + 1)  # sparse: no 10 MB written to the disk
+    done = validate(big)
+    assert done.returncode == 2
+    assert "larger than 10 MB: not a runbook" in done.stderr and str(big) in done.stderr
+
+
 # ---------------------------------------------------------------------- the bundled runbooks
 
 
