@@ -98,7 +98,7 @@ def _dry_all_hold(rt: Runtime, step: Step, changing: list[Step]) -> bool:
     for spec in step.done_when:
         if _depends_on(spec, changing, step, own=False):
             return False
-        ok = _one_check(rt, step.id, "done_when", spec)
+        ok = _one_check(rt, step.id, "done_when", spec, deferred_holds=False)
         if not ok:
             return False
     return True
@@ -156,7 +156,9 @@ def _dry_checks(
     return failures
 
 
-def _one_check(rt: Runtime, step_id: str | None, phase: str, spec: Any) -> bool:
+def _one_check(
+    rt: Runtime, step_id: str | None, phase: str, spec: Any, *, deferred_holds: bool = True
+) -> bool:
     from contextlib import nullcontext
 
     # A savepoint per check: one failing query must not abort the dry run's whole window.
@@ -165,7 +167,9 @@ def _one_check(rt: Runtime, step_id: str | None, phase: str, spec: Any) -> bool:
     )
     try:
         with savepoint:
-            ok = rt.run_checks(step_id, phase, [spec], fail_fast=False)
+            ok = rt.run_checks(
+                step_id, phase, [spec], fail_fast=False, deferred_holds=deferred_holds
+            )
     except psycopg.Error as exc:  # the connection itself failed: say so, count it as failed
         rt.emit("log", step_id, message=f"the check could not run: {exc}")
         return False

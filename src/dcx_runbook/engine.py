@@ -134,6 +134,7 @@ def _create_record(
                 "spec": _journal_spec(runbook),
             },
             "vars": rt.masker.deep(resolved.public()),
+            "captured": rt.captured,
             "secret_vars": sorted(resolved.secret),
             "target": rt.masker.deep(target),
             "operator": operator(),
@@ -148,8 +149,12 @@ def _create_record(
 
 
 def _journal_spec(runbook: Runbook) -> dict[str, Any]:
-    """The runbook as journaled: everything rollback needs, minus secret defaults."""
-    spec = runbook.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    """The runbook as journaled: everything rollback needs, minus secret defaults.
+
+    What the author wrote, not what differs from the defaults: `expect: null` equals expect's
+    default but means "the value is NULL" (a check without it captures only); dropped, the
+    runbook no longer read back, or read back as another check."""
+    spec = runbook.model_dump(mode="json", by_alias=True, exclude_unset=True)
     for name, var in runbook.vars.items():
         if var.secret and var.default is not None:
             spec["vars"][name].pop("default", None)

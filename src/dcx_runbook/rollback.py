@@ -58,6 +58,7 @@ def rollback(
     rt = runtime_for(runbook, resolved, reporter, record.run_id)
     rt.app_name = db.application_name(runbook.name, record.run_id, "rollback")
     rt.expected_database = record.data.get("target", {}).get("database")
+    rt.values.update(record.data.get("captured") or {})  # by preflight checks
     for entry in record.data["steps"]:
         rt.values.update(entry.get("captured", {}))
     rt.dry_run = options.dry_run

@@ -47,6 +47,8 @@ class Runtime:
     dry_run: bool = False
     overlay: dict[Path, bytes | None] = field(default_factory=dict)
     blocker_watch: db.BlockerWatch | None = None
+    # Values captured by preflight checks: a later rollback's checks may use them too.
+    captured: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ output
 
@@ -124,9 +126,17 @@ class Runtime:
     # ------------------------------------------------------------------ checks
 
     def run_checks(
-        self, step_id: str | None, phase: str, specs: Sequence[CheckSpec], *, fail_fast: bool = True
+        self,
+        step_id: str | None,
+        phase: str,
+        specs: Sequence[CheckSpec],
+        *,
+        fail_fast: bool = True,
+        deferred_holds: bool = True,
     ) -> bool:
-        """Evaluate checks; True when all passed. Raises StepFailed on a failure when fail_fast."""
+        """Evaluate checks; True when all passed. Raises StepFailed on a failure when fail_fast.
+        A check deferred (a dry run can't evaluate it) counts as passed unless `deferred_holds`
+        is False: "already done" must be known, not assumed."""
         ok = True
         ctx = self.context()  # checks write nothing: one context serves them all
         for index, spec in enumerate(specs):
@@ -143,6 +153,7 @@ class Runtime:
                     message=f"{label}: {why}",
                     detail={"name": label},
                 )
+                ok = ok and deferred_holds
                 continue
             except (psycopg.Error, OSError, TemplateError, ValueError, re.error) as exc:
                 if isinstance(exc, psycopg.Error) and self.conn is not None and self.conn.closed:
@@ -158,7 +169,9 @@ class Runtime:
             capture = getattr(spec, "capture", None)
             if capture and result.ok:
                 self.values[capture] = result.value
-                if step_id is not None and self.record is not None:
+                if step_id is None:  # preflight: journaled with the run's record
+                    self.captured[capture] = _jsonable(result.value)
+                elif self.record is not None:
                     self.record.step(step_id).setdefault("captured", {})[capture] = _jsonable(
                         result.value
                     )

@@ -71,7 +71,8 @@ def _take_run_lock(rt: Runtime, runbook_name: str, own_run: str | None) -> bool:
 def open_target(
     rt: Runtime, runbook_name: str, journal: Journal | None, own_run: str | None = None
 ) -> db.TargetInfo:
-    """Connect, check the guard, take the run lock. Raises Refused: nothing changed."""
+    """Connect, check the guard, take the run lock (not for a dry run). Raises Refused: nothing
+    changed."""
     if rt.runbook.target is None:
         raise RunbookError("this runbook has no database target")
     if not rt.url:
@@ -86,7 +87,8 @@ def open_target(
             f"connected to database {info.database!r} on {info.host}, but this runbook expects "
             f"{expected!r}: refusing before any change (override with --var if that is really meant)"
         )
-    if not _take_run_lock(rt, runbook_name, own_run):
+    # A dry run changes nothing: it neither needs the lock nor keeps a real run from taking it.
+    if not rt.dry_run and not _take_run_lock(rt, runbook_name, own_run):
         holder = db.lock_holder(rt.conn, runbook_name) or {}
         raise Refused(
             f"another dcx-runbook holds the lock for {runbook_name} on {info.database}: "

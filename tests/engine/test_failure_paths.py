@@ -6,6 +6,7 @@ behind an exit code saying everything was undone, or undid a change twice."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -15,8 +16,10 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 
 from dcx_runbook import api
+from dcx_runbook import db as dcx_db
 from dcx_runbook.errors import ExitCode
 from dcx_runbook.journal import Journal
 from dcx_runbook.reporters.base import Collecting, Event
@@ -39,6 +42,16 @@ def run_in_process(path: Path, url: str, state: Path, reporter: Any = None) -> A
     return api.run(
         str(path),
         reporter=reporter or Collecting(),
+        database_url=url,
+        options=Options(yes=True),
+        journal=Journal(state),
+    )
+
+
+def rollback_in_process(run_id: str | None, url: str, state: Path) -> Any:
+    return api.rollback(
+        run_id,
+        reporter=Collecting(),
         database_url=url,
         options=Options(yes=True),
         journal=Journal(state),
@@ -173,13 +186,7 @@ def test_rollback_rereads_the_record_under_its_lock(
     assert outcome.exit_code == ExitCode.OK and balance(db) == 110
     journal = Journal(state)
     stale = journal.load(outcome.run_id)  # read now, used after another rollback ran
-    first = api.rollback(
-        outcome.run_id,
-        reporter=Collecting(),
-        database_url=database_url,
-        options=Options(yes=True),
-        journal=journal,
-    )
+    first = rollback_in_process(outcome.run_id, database_url, state)
     assert first.status == "rolled_back" and balance(db) == 100
     resolved = api.resolve_for(journaled_runbook(stale), [], None, database_url)
     late = rollback_run(stale, resolved, Options(yes=True), Collecting(), journal)
@@ -323,13 +330,7 @@ def test_a_symlinked_file_is_edited_through_its_link_and_restored(
     path = write_runbook(tmp_path / "ok.yaml", "symlinked", [edit])
     assert run_in_process(path, database_url, state).exit_code == ExitCode.OK
     assert link.is_symlink() and b'DATABASE_URL="new"' in real.read_bytes()
-    undo = api.rollback(
-        None,
-        reporter=Collecting(),
-        database_url=database_url,
-        options=Options(yes=True),
-        journal=Journal(state),
-    )
+    undo = rollback_in_process(None, database_url, state)
     assert undo.exit_code == ExitCode.OK, undo.message
     assert link.is_symlink() and real.read_bytes() == b'DATABASE_URL="old"\nOTHER=1\n'
 
@@ -348,3 +349,102 @@ def test_an_env_file_with_a_line_it_cant_read_is_invalid_input(
     assert "line(s) 2 can't be read as KEY=VALUE" in done.stderr
     assert "S3cretPw" not in done.stderr + done.stdout
     assert balance(db) == 100
+
+
+def test_a_check_expecting_null_survives_the_journal_and_rollback(
+    tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
+    """`expect: null` equals the field's default: the journaled spec dropped it, and `rollback`
+    could not read the runbook back (exit 3), or read a check that always passes."""
+    step = {
+        **CREATE_T,
+        "rollback": {
+            "action": [{"kind": "sql", "sql": "DROP TABLE t"}],
+            "verify": [
+                {
+                    "kind": "sql",
+                    "name": "t gone",
+                    "query": "SELECT to_regclass('t')::text",
+                    "expect": None,
+                }
+            ],
+        },
+    }
+    state = tmp_path / "state"
+    path = write_runbook(tmp_path / "rb.yaml", "null-expect", [step])
+    outcome = run_in_process(path, database_url, state)
+    assert outcome.exit_code == ExitCode.OK, outcome.message
+    spec = Journal(state).load(outcome.run_id).data["runbook"]["spec"]
+    assert spec["steps"][0]["rollback"]["verify"][0]["expect"] is None
+    undo = rollback_in_process(None, database_url, state)
+    assert undo.exit_code == ExitCode.OK, undo.message
+    assert db.execute("SELECT to_regclass('t')").fetchone() == (None,)
+
+
+def test_a_dry_run_neither_takes_nor_waits_for_the_run_lock(
+    tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
+    """The docs say a dry run does everything but take the lock; it took it, so a dry run kept
+    the real run out (exit 4 naming a run id that was never journaled), and vice versa."""
+    wallet(db)
+    path = write_runbook(tmp_path / "rb.yaml", "dry-lock", [CREDIT])
+    with psycopg.connect(database_url, autocommit=True) as holder:  # a real run's lock
+        holder.execute(
+            "SELECT pg_advisory_lock(%s, %s)", (dcx_db.LOCK_NAMESPACE, dcx_db.lock_key("dry-lock"))
+        )
+        dry = run_cli(path, "--dry-run", "--database-url", database_url)
+        real = run_cli(path, "--database-url", database_url)
+    assert dry.returncode == ExitCode.OK, dry.stderr
+    assert real.returncode == ExitCode.REFUSED and "holds the lock" in real.stderr
+    assert balance(db) == 100
+
+
+def test_a_dry_run_does_not_call_a_step_done_on_a_check_it_could_not_run(
+    tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
+    """A done_when check the dry run can't evaluate (a shell check not marked pure) counted as
+    holding: the preview said "already done" for a step the real run then applied."""
+    marker = tmp_path / "marker"
+    step = {
+        **CREATE_T,
+        "done_when": [
+            {"kind": "shell", "name": "marked", "argv": ["test", "-e", str(marker)]},
+        ],
+    }
+    path = write_runbook(tmp_path / "rb.yaml", "dry-deferred", [step])
+    dry = run_cli(path, "--dry-run", "-o", "json", "--database-url", database_url)
+    assert dry.returncode == ExitCode.OK, dry.stderr
+    finished = [json.loads(line) for line in dry.stdout.splitlines()]
+    [step_end] = [e for e in finished if e["event"] == "step_finished"]
+    assert step_end["status"] == "would_apply", step_end
+    assert db.execute("SELECT to_regclass('t')").fetchone() == (None,)
+
+
+def test_a_value_captured_by_preflight_is_there_for_a_later_rollback(
+    tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
+    """Preflight captures were not journaled: the run's own unwind could use them, a later
+    `rollback` failed with "undefined variable" (exit 3)."""
+    db.execute("CREATE TABLE settings (answer int)")
+    db.execute("INSERT INTO settings VALUES (42)")
+    step = {
+        **CREATE_T,
+        "rollback": {
+            "precheck": [
+                {"kind": "sql", "query": "SELECT answer FROM settings", "expect": "${answer}"}
+            ],
+            "action": [{"kind": "sql", "sql": "DROP TABLE t"}],
+        },
+    }
+    path = tmp_path / "rb.yaml"
+    write_runbook(path, "preflight-capture", [step])
+    document = yaml.safe_load(path.read_text())
+    document["preflight"] = [
+        {"kind": "sql", "query": "SELECT answer FROM settings", "capture": "answer"}
+    ]
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    state = tmp_path / "state"
+    assert run_in_process(path, database_url, state).exit_code == ExitCode.OK
+    undo = cli("rollback", "--yes", "--database-url", database_url)
+    assert undo.returncode == ExitCode.OK, undo.stderr
+    assert db.execute("SELECT to_regclass('t')").fetchone() == (None,)
