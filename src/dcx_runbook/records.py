@@ -94,6 +94,7 @@ def _text(data: dict[str, Any]) -> str:
     for rb in data.get("rollbacks", []):
         out.append(
             f"rollback  {rb.get('started_at')} → {rb.get('finished_at')}: {rb.get('status')}"
+            + (f" (exit {rb['exit_code']}): {rb.get('message', '')}" if "exit_code" in rb else "")
         )
     return "\n".join(out) + "\n"
 
@@ -123,7 +124,9 @@ def _markdown(data: dict[str, Any]) -> str:
     out.append(f"| {data.get('finished_at')} | | run finished | {data.get('status')} |")
     for rb in data.get("rollbacks", []):
         op2 = rb.get("operator") or {}
+        notes = str(rb.get("message", "")).replace("|", "\\|")
         out.append(
-            f"| {rb.get('started_at')} | | rollback by {op2.get('user')} | {rb.get('status')} |"
+            f"| {rb.get('started_at')} | | rollback by {op2.get('user')} | {rb.get('status')} "
+            f"| {notes} |"
         )
     return "\n".join(out) + "\n"

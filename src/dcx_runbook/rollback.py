@@ -135,6 +135,7 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
     rt.record = record
     history = record.data.setdefault("rollbacks", [])
     history.append({"started_at": now(), "operator": operator(), "status": "running"})
+    rt.rollback_entry = history[-1]
     try:
         rt.save()
         with rt.interruptible():

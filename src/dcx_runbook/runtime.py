@@ -49,6 +49,8 @@ class Runtime:
     blocker_watch: db.BlockerWatch | None = None
     # Values captured by preflight checks: a later rollback's checks may use them too.
     captured: dict[str, Any] = field(default_factory=dict)
+    # A rollback's entry under the record's `rollbacks`: where its outcome is journaled.
+    rollback_entry: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ output
 

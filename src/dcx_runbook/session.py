@@ -181,12 +181,16 @@ def incomplete(rt: Runtime, reason: str, what: str) -> Outcome:
 
 def finish(rt: Runtime, outcome: Outcome) -> Outcome:
     if rt.record is not None and not rt.dry_run:
-        rt.record.data.update(
-            status=outcome.status,
+        # A run's outcome is the record's own; a rollback's goes to its entry under
+        # `rollbacks`, and leaves how the run itself ended (and when) as it was.
+        where = rt.rollback_entry if rt.rollback_entry is not None else rt.record.data
+        where.update(
             exit_code=int(outcome.exit_code),
             finished_at=now(),
             message=rt.masker(outcome.message),
         )
+        if rt.rollback_entry is None or where.get("status") in (None, "running"):
+            where["status"] = outcome.status  # a rollback may have said more (interrupted)
         try:
             rt.record.snapshot()
         except JournalError as exc:  # its log still holds every step's state for a rollback

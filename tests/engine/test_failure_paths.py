@@ -448,3 +448,26 @@ def test_a_value_captured_by_preflight_is_there_for_a_later_rollback(
     undo = cli("rollback", "--yes", "--database-url", database_url)
     assert undo.returncode == ExitCode.OK, undo.stderr
     assert db.execute("SELECT to_regclass('t')").fetchone() == (None,)
+
+
+def test_a_rollback_keeps_how_the_run_itself_ended(
+    tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
+    """The rollback's outcome overwrote the run's status, exit code, message and end time:
+    `runs` and `log` then showed a succeeded run as "undo_incomplete" or ending at the
+    rollback's time."""
+    wallet(db)
+    state = tmp_path / "state"
+    path = write_runbook(tmp_path / "rb.yaml", "keep-outcome", [CREDIT])
+    outcome = run_in_process(path, database_url, state)
+    assert outcome.exit_code == ExitCode.OK
+    before = Journal(state).load(outcome.run_id).data
+    assert rollback_in_process(None, database_url, state).exit_code == ExitCode.OK
+    after = Journal(state).load(outcome.run_id).data
+    for key in ("status", "exit_code", "message", "finished_at"):
+        assert after[key] == before[key], key
+    [rolled] = after["rollbacks"]
+    assert rolled["status"] == "rolled_back" and rolled["exit_code"] == 0
+    assert "rolled back" in rolled["message"]
+    runs = cli("runs", "--output", "json")
+    assert json.loads(runs.stdout.splitlines()[0])["status"] == "succeeded, rollback: rolled_back"

@@ -66,10 +66,10 @@ class CommitCutter:
                 if not up and commit_sent.is_set():
                     self.cut.set()  # the server answered COMMIT: the client never hears it
                     break
-                dst.sendall(data)
                 if up and self.armed.is_set() and b"COMMIT\x00" in data:
                     self.armed.clear()
-                    commit_sent.set()
+                    commit_sent.set()  # before forwarding: the answer can't overtake it
+                dst.sendall(data)
         except OSError:
             pass
         for s in (src, dst):
