@@ -29,6 +29,7 @@ from dcx_runbook.session import (
     runtime_for,
     target_view,
     undone_status,
+    undone_summary,
 )
 from dcx_runbook.undo import UndoFailed, undo_step
 from dcx_runbook.variables import Resolved
@@ -253,6 +254,7 @@ def _unwind(
         elif entry["status"] in ("pending",):
             entry["status"] = "failed"
     todo += [(step, False) for step in reversed(applied)]
+    kept: list[str] = []  # irreversible steps: left as they are, said so
     try:
         with rt.interruptible():
             for step, in_flight in todo:
@@ -263,6 +265,8 @@ def _unwind(
                 message = undo_step(rt, step, entry, force=False, run_ops=not in_flight or lasting)
                 status = undone_status(message)
                 rt.emit("step_undone", step.id, status=status, message=message)
+                if status == "irreversible":
+                    kept.append(step.id)
     except UndoFailed as exc:
         rt.emit("step_undone", exc.step_id, status="rollback_failed", message=str(exc))
         return incomplete(rt, reason, f"undo of {exc.step_id} failed: {exc.message}")
@@ -280,7 +284,7 @@ def _unwind(
             code,
             "interrupted" if code == ExitCode.INTERRUPTED else "failed",
             rt.record.run_id,
-            f"{reason}; every change was undone: the system is as it was",
+            f"{reason}; {undone_summary(kept)}",
         ),
     )
 

@@ -26,6 +26,7 @@ from dcx_runbook.session import (
     runtime_for,
     target_view,
     undone_status,
+    undone_summary,
 )
 from dcx_runbook.undo import UndoFailed, undo_step
 from dcx_runbook.variables import Resolved
@@ -136,6 +137,7 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
     history = record.data.setdefault("rollbacks", [])
     history.append({"started_at": now(), "operator": operator(), "status": "running"})
     rt.rollback_entry = history[-1]
+    kept: list[str] = []  # irreversible steps: left as they are, said so
     try:
         rt.save()
         with rt.interruptible():
@@ -148,6 +150,8 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
                 message = undo_step(rt, step, entry, force=options.force, run_ops=run_ops)
                 status = undone_status(message)
                 rt.emit("step_undone", step.id, status=status, message=message)
+                if status == "irreversible":
+                    kept.append(step.id)
     except UndoFailed as exc:
         rt.emit("step_undone", exc.step_id, status="rollback_failed", message=str(exc))
         history[-1].update(status="undo_incomplete", finished_at=now())
@@ -167,7 +171,7 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
             ExitCode.OK,
             "rolled_back",
             record.run_id,
-            f"run {record.run_id} rolled back: every change was undone",
+            f"run {record.run_id} rolled back: {undone_summary(kept)}",
         ),
     )
 

@@ -160,6 +160,16 @@ def target_view(rt: Runtime, info: db.TargetInfo | None) -> dict[str, Any]:
     }
 
 
+def undone_summary(irreversible: Sequence[str]) -> str:
+    """How an unwind or rollback that got through every step ended, in words."""
+    if not irreversible:
+        return "every change was undone: the system is as it was"
+    return (
+        "every change was undone but those of the irreversible step(s) "
+        f"{', '.join(irreversible)}, left as they are (see each step's reason)"
+    )
+
+
 def undone_status(message: str) -> str:
     if message.startswith("irreversible"):
         return "irreversible"

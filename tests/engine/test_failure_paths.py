@@ -471,3 +471,26 @@ def test_a_rollback_keeps_how_the_run_itself_ended(
     assert "rolled back" in rolled["message"]
     runs = cli("runs", "--output", "json")
     assert json.loads(runs.stdout.splitlines()[0])["status"] == "succeeded, rollback: rolled_back"
+
+
+def test_an_unwind_past_an_irreversible_step_says_it_was_left(
+    tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
+    """It said "every change was undone: the system is as it was" with the irreversible
+    step's change still in place."""
+    marker = tmp_path / "marker"
+    touch = {
+        "id": "touch",
+        "title": "touch a marker",
+        "action": [{"kind": "shell", "argv": ["touch", str(marker)]}],
+        "irreversible": "a marker nobody minds",
+    }
+    failing = {**CREATE_T, "verify": [{"kind": "sql", "query": "SELECT 1", "expect": 2}]}
+    path = write_runbook(tmp_path / "rb.yaml", "irreversible", [touch, failing])
+    outcome = run_in_process(path, database_url, tmp_path / "state")
+    assert outcome.exit_code == ExitCode.UNDONE
+    assert "every change was undone but those of the irreversible step(s) touch" in (
+        outcome.message
+    )
+    assert "the system is as it was" not in outcome.message
+    assert marker.exists()
