@@ -98,7 +98,7 @@ def _dry_all_hold(rt: Runtime, step: Step, changing: list[Step]) -> bool:
     for spec in step.done_when:
         if _depends_on(spec, changing, step, own=False):
             return False
-        ok = _one_check(rt, step.id, "done_when", spec, deferred_holds=False)
+        ok = one_check(rt, step.id, "done_when", spec, deferred_holds=False)
         if not ok:
             return False
     return True
@@ -150,18 +150,19 @@ def _dry_checks(
                 detail={"name": label},
             )
             continue
-        ok = _one_check(rt, step_id, phase, spec)
+        ok = one_check(rt, step_id, phase, spec)
         if not ok:
             failures.append(f"{step_id or 'preflight'} {phase}: {label}")
     return failures
 
 
-def _one_check(
+def one_check(
     rt: Runtime, step_id: str | None, phase: str, spec: Any, *, deferred_holds: bool = True
 ) -> bool:
+    """One check in a dry run's read-only window, in its own savepoint: a failing query must not
+    abort the checks after it."""
     from contextlib import nullcontext
 
-    # A savepoint per check: one failing query must not abort the dry run's whole window.
     savepoint = (
         rt.conn.transaction() if rt.conn is not None and spec.kind == "sql" else nullcontext()
     )

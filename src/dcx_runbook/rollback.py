@@ -3,13 +3,15 @@ resumable after a crash or a failed undo, and from the journal alone."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from dcx_runbook import db
 from dcx_runbook.clock import now
-from dcx_runbook.dryrun import preview_rollback
+from dcx_runbook.dryrun import one_check, preview_rollback
 from dcx_runbook.errors import ExitCode, JournalError
 from dcx_runbook.journal import UNDO_STATUSES, Journal, RunRecord, operator
 from dcx_runbook.model import Runbook, Step
@@ -28,7 +30,7 @@ from dcx_runbook.session import (
     undone_status,
     undone_summary,
 )
-from dcx_runbook.undo import UndoFailed, undo_step
+from dcx_runbook.undo import UndoFailed, file_state, undo_step
 from dcx_runbook.variables import Resolved
 
 
@@ -92,26 +94,7 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
     if not todo:
         return _nothing_to_undo(rt, record, "left no changes behind")
     if options.dry_run:
-        for entry in todo:
-            step = rt.runbook.step(entry["id"])
-            for path in entry.get("files", {}):
-                rt.emit(
-                    "operation",
-                    step.id,
-                    phase="rollback.action",
-                    status="planned",
-                    message=f"restore the exact pre-run bytes of {path}",
-                )
-            preview_rollback(rt, step)
-        return finish(
-            rt,
-            Outcome(
-                ExitCode.OK,
-                "dry_run",
-                record.run_id,
-                "dry run: would undo " + ", ".join(s["id"] for s in todo),
-            ),
-        )
+        return _preview(rt, record, todo, options)
     question = (
         f"Undo {len(todo)} step(s) of run {record.run_id} ({', '.join(s['id'] for s in todo)})"
         f" on {target_view(rt, info).get('url', 'this machine')}?"
@@ -174,6 +157,41 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
             f"run {record.run_id} rolled back: {undone_summary(kept)}",
         ),
     )
+
+
+def _preview(
+    rt: Runtime, record: RunRecord, todo: list[dict[str, Any]], options: Options
+) -> Outcome:
+    """What the rollback would do, and whether it would get through: files edited since the run
+    (refused without --force) and rollback prechecks (run read-only) are checked, not assumed."""
+    problems: list[str] = []
+    window = db.read_only(rt.conn) if rt.conn is not None else nullcontext()
+    with window:
+        for entry in todo:
+            step = rt.runbook.step(entry["id"])
+            for path, file_entry in entry.get("files", {}).items():
+                state, _ = file_state(Path(path), file_entry)
+                if state == "changed" and not options.force:
+                    problems.append(f"{step.id}: {path} changed after the run")
+                    message, status = f"{path} changed after the run: would refuse", "failed"
+                else:
+                    message, status = f"restore the exact pre-run bytes of {path}", "planned"
+                rt.emit(
+                    "operation", step.id, phase="rollback.action", status=status, message=message
+                )
+            rollback = step.rollback
+            if rollback is not None and rollback.action:
+                results = [
+                    one_check(rt, step.id, "rollback.precheck", c) for c in rollback.precheck
+                ]
+                if not all(results):
+                    problems.append(f"{step.id}: a rollback precheck failed")
+            preview_rollback(rt, step)
+    undo = ", ".join(s["id"] for s in todo)
+    if problems:
+        message = f"dry run: the rollback would stop: {'; '.join(problems)} (would undo {undo})"
+        return finish(rt, Outcome(ExitCode.UNDONE, "dry_run", record.run_id, message))
+    return finish(rt, Outcome(ExitCode.OK, "dry_run", record.run_id, f"dry run: would undo {undo}"))
 
 
 def _to_undo(record: RunRecord) -> list[dict[str, Any]]:

@@ -20,19 +20,27 @@ class UndoFailed(RunbookError):
     pass
 
 
-def restore_file(
-    path: Path, entry: dict[str, Any], secrets: Mapping[str, str | None], *, force: bool
-) -> str:
-    """Put back the exact bytes and mode (or remove a file the run created)."""
+def file_state(path: Path, entry: dict[str, Any]) -> tuple[str, bytes | None]:
+    """("as_it_was" | "restorable" | "changed", the current bytes): whether the file is still
+    what the run found, what the run left, or something else (edited since)."""
     try:
         current: bytes | None = path.read_bytes()
     except FileNotFoundError:
         current = None
     current_sha = None if current is None else hashlib.sha256(current).hexdigest()
     if current_sha == entry["sha256"]:
+        return "as_it_was", current
+    return ("restorable" if current_sha in entry.get("planned", []) else "changed"), current
+
+
+def restore_file(
+    path: Path, entry: dict[str, Any], secrets: Mapping[str, str | None], *, force: bool
+) -> str:
+    """Put back the exact bytes and mode (or remove a file the run created)."""
+    state, current = file_state(path, entry)
+    if state == "as_it_was":
         return f"{path}: already as it was"
-    expected = set(entry.get("planned", []))
-    if current_sha not in expected and not force:
+    if state == "changed" and not force:
         before = unseal(entry["sealed"], secrets, entry["sha256"]) if entry["existed"] else None
         diff = unified_diff(path, before, current)
         raise UndoFailed(

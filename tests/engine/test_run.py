@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 
 from tests.conftest import cli, schema_dump, snapshot
@@ -268,3 +269,25 @@ def test_rollback_dry_run_shows_what_it_would_undo_and_changes_nothing(mixed: Mi
     assert any("restore the exact pre-run bytes" in e["message"] for e in planned)
     assert (schema_dump(mixed.url), snapshot(*mixed.files)) == after
     assert mixed.rollback().returncode == 0  # the dry run left the run to undo
+
+
+def test_rollback_dry_run_says_when_the_rollback_would_stop(
+    mixed: Mixed, db: psycopg.Connection
+) -> None:
+    """It said "would undo ..." with exit 0 while the real rollback then refused a file edited
+    since the run, or stopped at a rollback precheck (exit 3)."""
+    assert mixed.run().returncode == 0
+    (mixed.work / "config.ini").write_bytes(b"edited by hand after the run\n")
+    db.execute("INSERT INTO widgets (id, name) VALUES (1, 'a row the rollback must not drop')")
+    after = schema_dump(mixed.url), snapshot(*mixed.files)
+
+    preview = mixed.rollback("--dry-run")
+
+    assert preview.returncode == 1, preview.stderr
+    end = events(preview.stdout)[-1]
+    assert "the rollback would stop" in end["message"]
+    assert "config.ini changed after the run" in end["message"]
+    assert "create-table: a rollback precheck failed" in end["message"]
+    assert (schema_dump(mixed.url), snapshot(*mixed.files)) == after
+    forced = mixed.rollback("--dry-run", "--force")
+    assert "config.ini changed" not in events(forced.stdout)[-1]["message"]
