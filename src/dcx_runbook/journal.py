@@ -323,6 +323,23 @@ def _replay(data: dict[str, Any], log_path: Path) -> None:
                 data["steps"][steps[step["id"]]] = step
 
 
+def held(path: Path) -> bool | None:
+    """Whether a process holds the lock of the run recorded at `path` right now: a run or
+    rollback that says "running" but holds no lock ended without finishing (killed, crashed).
+    None when the run never took its lock."""
+    try:
+        fd = os.open(path.with_suffix(".lock"), os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it the lock, if this took it
+    return False
+
+
 def read_record(path: Path) -> dict[str, Any]:
     """A run's record as last written: its snapshot, then the log's lines past it."""
     try:
@@ -396,9 +413,19 @@ class Journal:
 
     def records(self) -> Iterator[tuple[Path, dict[str, Any] | JournalError]]:
         """Every record, newest first; an unreadable one is returned as its error, never skipped."""
-        if not self.runs_dir.is_dir():
-            return
-        for path in sorted(self.runs_dir.glob("*.json"), reverse=True):
+        try:
+            if not self.runs_dir.is_dir():
+                return
+            # Not glob: it takes a directory it can't read for an empty one, and a run still to
+            # undo would look like no run at all.
+            with os.scandir(self.runs_dir) as entries:
+                names = [e.name for e in entries if e.name.endswith(".json")]
+        except OSError as exc:
+            raise JournalError(
+                f"can't read the state directory {self.runs_dir}: {exc.strerror or exc}"
+            ) from None
+        for name in sorted((n for n in names if not n.startswith(".")), reverse=True):
+            path = self.runs_dir / name
             try:
                 yield path, read_record(path)
             except JournalError as exc:

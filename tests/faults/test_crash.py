@@ -458,6 +458,13 @@ def assert_restored(crash: Crash, schema_before: str, files_before: dict[str, An
 # ------------------------------------------------------------------------------- the matrix
 
 
+def run_status() -> str:
+    """The latest run's status as `dcx-runbook runs` shows it."""
+    listed = cli("runs", "--output", "json")
+    assert listed.returncode == 0, listed.stderr
+    return str(json.loads(listed.stdout.splitlines()[0])["status"])
+
+
 @pytest.mark.parametrize(("kind", "phase"), list(cases()))
 def test_kill_9_in_any_phase_of_any_kind_then_rollback_restores_everything(
     crash: Crash, kind: str, phase: str
@@ -471,7 +478,9 @@ def test_kill_9_in_any_phase_of_any_kind_then_rollback_restores_everything(
         crash.hold_lock()
     proc = crash.start(crash.run_args(path), "run")
     crash.wait_at(proc, how, "run")
+    assert run_status() == "running"  # its process holds the run's lock
     crash.kill9(proc, "run")
+    assert run_status() == "running (its process is gone: rollback to finish)"
 
     # The kill landed where this case says, and left changes behind to undo.
     in_flight = phase not in ("done_when", "precheck")

@@ -256,3 +256,19 @@ def test_a_journaled_runbook_that_no_longer_reads_back_is_a_clear_error(
     undo = cli("rollback", "--yes", "--database-url", database_url)
     assert undo.returncode == 3, undo.stderr
     assert "can't be read back" in undo.stderr and "Traceback" not in undo.stderr
+
+
+def test_a_state_directory_that_cant_be_read_is_an_error_not_an_empty_history(
+    tmp_path: Path, database_url: str
+) -> None:
+    """It was a traceback (`runs`), and a directory glob can't read looks empty: `rollback`
+    would have said "nothing to roll back" with a run still to undo in it."""
+    unreadable = tmp_path / ("x" * 300)  # a name too long: unreadable even for root
+    env = {"DCX_RUNBOOK_STATE_DIR": str(unreadable)}
+    for done in (
+        cli("runs", env=env),
+        cli("rollback", "--yes", "--database-url", database_url, env=env),
+    ):
+        assert done.returncode == 3, done.stderr
+        assert "can't read the state directory" in done.stderr
+        assert "Traceback" not in done.stderr
