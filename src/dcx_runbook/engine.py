@@ -254,7 +254,7 @@ def _unwind(
         elif entry["status"] in ("pending",):
             entry["status"] = "failed"
     todo += [(step, False) for step in reversed(applied)]
-    kept: list[str] = []  # irreversible steps: left as they are, said so
+    kept: list[Step] = []  # irreversible steps: left as they are, said so
     try:
         with rt.interruptible():
             for step, in_flight in todo:
@@ -266,7 +266,7 @@ def _unwind(
                 status = undone_status(message)
                 rt.emit("step_undone", step.id, status=status, message=message)
                 if status == "irreversible":
-                    kept.append(step.id)
+                    kept.append(step)
     except UndoFailed as exc:
         rt.emit("step_undone", exc.step_id, status="rollback_failed", message=str(exc))
         return incomplete(rt, reason, f"undo of {exc.step_id} failed: {exc.message}")

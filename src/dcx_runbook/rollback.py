@@ -120,7 +120,7 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
     history = record.data.setdefault("rollbacks", [])
     history.append({"started_at": now(), "operator": operator(), "status": "running"})
     rt.rollback_entry = history[-1]
-    kept: list[str] = []  # irreversible steps: left as they are, said so
+    kept: list[Step] = []  # irreversible steps: left as they are, said so
     try:
         rt.save()
         with rt.interruptible():
@@ -134,7 +134,7 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
                 status = undone_status(message)
                 rt.emit("step_undone", step.id, status=status, message=message)
                 if status == "irreversible":
-                    kept.append(step.id)
+                    kept.append(step)
     except UndoFailed as exc:
         rt.emit("step_undone", exc.step_id, status="rollback_failed", message=str(exc))
         history[-1].update(status="undo_incomplete", finished_at=now())

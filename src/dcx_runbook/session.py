@@ -12,7 +12,7 @@ from dcx_runbook import db
 from dcx_runbook.clock import now
 from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError
 from dcx_runbook.journal import UNDO_STATUSES, Journal
-from dcx_runbook.model import Runbook
+from dcx_runbook.model import Runbook, Step
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.runtime import Runtime
 from dcx_runbook.secrets import mask_url
@@ -160,14 +160,15 @@ def target_view(rt: Runtime, info: db.TargetInfo | None) -> dict[str, Any]:
     }
 
 
-def undone_summary(irreversible: Sequence[str]) -> str:
-    """How an unwind or rollback that got through every step ended, in words."""
+def undone_summary(irreversible: Sequence[Step]) -> str:
+    """How an unwind or rollback that got through every step ended, in words: "as it was" only
+    when no step was left to its author's word."""
     if not irreversible:
         return "every change was undone: the system is as it was"
-    return (
-        "every change was undone but those of the irreversible step(s) "
-        f"{', '.join(irreversible)}, left as they are (see each step's reason)"
+    said = "; ".join(
+        f"{step.id}: {' '.join(str(step.irreversible).split())}" for step in irreversible
     )
+    return f"every change was undone but those of the step(s) declared irreversible ({said})"
 
 
 def undone_status(message: str) -> str:

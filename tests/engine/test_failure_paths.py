@@ -489,8 +489,9 @@ def test_an_unwind_past_an_irreversible_step_says_it_was_left(
     path = write_runbook(tmp_path / "rb.yaml", "irreversible", [touch, failing])
     outcome = run_in_process(path, database_url, tmp_path / "state")
     assert outcome.exit_code == ExitCode.UNDONE
-    assert "every change was undone but those of the irreversible step(s) touch" in (
-        outcome.message
-    )
+    assert (
+        "every change was undone but those of the step(s) declared irreversible "
+        "(touch: a marker nobody minds)"
+    ) in outcome.message
     assert "the system is as it was" not in outcome.message
     assert marker.exists()
