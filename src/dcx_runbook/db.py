@@ -216,11 +216,8 @@ def transaction(
 def commit_status(conn: psycopg.Connection[Any], xid: str) -> str | None:
     """What became of transaction `xid`: committed, aborted, in progress; None when the server
     no longer knows (too old) or can't say."""
-    function = (
-        "pg_xact_status(%s::xid8)"
-        if conn.info.server_version >= 130000
-        else ("txid_status(%s::bigint)")
-    )
+    modern = conn.info.server_version >= 130000
+    function = "pg_xact_status(%s::xid8)" if modern else "txid_status(%s::bigint)"
     try:
         row = conn.execute(f"SELECT {function}", (xid,)).fetchone()
     except psycopg.Error:

@@ -45,6 +45,22 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(3)
 
 
+def gone(entry: dict[str, Any]) -> bool:
+    """Whether the process that wrote `entry` (a run record, or one of its rollbacks) is known to
+    have ended: same host, and no process with its pid. A process still there, or on another
+    machine, is not called gone (a reused pid errs on the side of "still running")."""
+    pid, host = entry.get("pid"), (entry.get("operator") or {}).get("host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: it exists
+        return False
+    return False
+
+
 def operator() -> dict[str, str]:
     try:
         user = getpass.getuser()
@@ -321,23 +337,6 @@ def _replay(data: dict[str, Any], log_path: Path) -> None:
         for step in changed:
             if step.get("id") in steps:
                 data["steps"][steps[step["id"]]] = step
-
-
-def held(path: Path) -> bool | None:
-    """Whether a process holds the lock of the run recorded at `path` right now: a run or
-    rollback that says "running" but holds no lock ended without finishing (killed, crashed).
-    None when the run never took its lock."""
-    try:
-        fd = os.open(path.with_suffix(".lock"), os.O_RDWR)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # and with it the lock, if this took it
-    return False
 
 
 def read_record(path: Path) -> dict[str, Any]:

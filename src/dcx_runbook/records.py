@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from dcx_runbook.errors import JournalError
-from dcx_runbook.journal import Journal, held
+from dcx_runbook.journal import Journal, gone
 
 
 def _duration(data: dict[str, Any]) -> str:
@@ -41,7 +41,8 @@ def runs(journal: Journal) -> list[dict[str, Any]]:
         status = data.get("status", "?")
         if data.get("rollbacks"):
             status = f"{status}, rollback: {data['rollbacks'][-1].get('status')}"
-        if status.endswith("running") and held(path) is False:
+        last = (data.get("rollbacks") or [data])[-1]
+        if status.endswith("running") and gone(last):
             status += " (its process is gone: rollback to finish)"
         rows.append(
             {

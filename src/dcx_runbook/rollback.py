@@ -3,6 +3,7 @@ resumable after a crash or a failed undo, and from the journal alone."""
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,9 @@ def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal
         )
     rt.record = record
     history = record.data.setdefault("rollbacks", [])
-    history.append({"started_at": now(), "operator": operator(), "status": "running"})
+    history.append(
+        {"started_at": now(), "operator": operator(), "pid": os.getpid(), "status": "running"}
+    )
     rt.rollback_entry = history[-1]
     kept: list[Step] = []  # irreversible steps: left as they are, said so
     try:
