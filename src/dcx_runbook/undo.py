@@ -34,14 +34,22 @@ def file_state(path: Path, entry: dict[str, Any]) -> tuple[str, bytes | None]:
 
 
 def restore_file(
-    path: Path, entry: dict[str, Any], secrets: Mapping[str, str | None], *, force: bool
+    path: Path,
+    entry: dict[str, Any],
+    secrets: Mapping[str, str | None],
+    *,
+    force: bool,
+    env: bool = False,
 ) -> str:
-    """Put back the exact bytes and mode (or remove a file the run created)."""
+    """Put back the exact bytes and mode (or remove a file the run created). `env`: the file is
+    an env file, whose diff, if the restore is refused, shows keys but masks every value."""
     state, current = file_state(path, entry)
     if state == "as_it_was":
         return f"{path}: already as it was"
     if state == "changed" and not force:
         before = unseal(entry["sealed"], secrets, entry["sha256"]) if entry["existed"] else None
+        if env:
+            before, current = _env_masked(before), _env_masked(current)
         diff = unified_diff(path, before, current)
         raise UndoFailed(
             f"{path} changed after the run (it is neither what the run left nor what it found); "
@@ -76,8 +84,9 @@ def undo_step(
     try:
         if rollback is not None and needs_ops:
             rt.run_checks(step.id, "rollback.precheck", rollback.precheck)
+        env_files = _env_files(rt, step)
         for key, entry in files.items():
-            message = restore_file(Path(key), entry, rt.secrets, force=force)
+            message = restore_file(Path(key), entry, rt.secrets, force=force, env=key in env_files)
             rt.emit("operation", step.id, phase="rollback.action", status="done", message=message)
         if rollback is not None and needs_ops:
             rt.act(step, "rollback.action", rollback.action, rollback.verify, journal_step)
@@ -91,3 +100,24 @@ def undo_step(
     journal_step["status"] = "rolled_back"
     rt.save(journal_step)
     return "rolled back" if needs_ops or files else "nothing to undo"
+
+
+def _env_masked(data: bytes | None) -> bytes | None:
+    """An env file as a diff may show it: keys kept, every value masked."""
+    from dcx_runbook.kinds.env_file import masked
+
+    return None if data is None else masked(data.decode(errors="replace"), {}).encode()
+
+
+def _env_files(rt: Runtime, step: Step) -> set[str]:
+    """The files the step's env_file operations write, as the journal keys them (resolved)."""
+    from dcx_runbook.template import TemplateError, render
+
+    out = set()
+    for op in step.action:
+        if op.kind == "env_file":
+            try:
+                out.add(str(Path(render(op.path, rt.values)).resolve()))
+            except (TemplateError, OSError):
+                continue
+    return out
