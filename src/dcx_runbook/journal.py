@@ -371,6 +371,12 @@ def _damage(data: dict[str, Any]) -> str | None:
     runbook = data.get("runbook")
     if not isinstance(runbook, dict) or not isinstance(runbook.get("name"), str):
         return "no runbook name"
+    for key in ("target", "operator"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            return f"its {key} is not a mapping"
+    rollbacks = data.get("rollbacks", [])
+    if not isinstance(rollbacks, list) or not all(isinstance(r, dict) for r in rollbacks):
+        return "its rollbacks are not a list of entries"
     steps = data["steps"]
     if not isinstance(steps, list):
         return "its steps are not a list"

@@ -204,6 +204,8 @@ def test_corrupt_journal_is_reported_and_never_silently_skipped(
         (lambda d: d.update(steps=5), "its steps are not a list"),
         (lambda d: d["steps"][0].pop("status"), "step 1 has no id or status"),
         (lambda d: d.update(runbook=None), "no runbook name"),
+        (lambda d: d.update(operator="root"), "its operator is not a mapping"),
+        (lambda d: d.update(rollbacks={"status": "x"}), "its rollbacks are not a list of entries"),
     ],
 )
 def test_a_record_of_the_wrong_shape_is_damaged_not_a_traceback(
