@@ -91,25 +91,44 @@ def test_cli_connect_error_never_shows_the_password(tmp_path: Path, url: str, ou
 
 
 @pytest.mark.parametrize(
-    ("url", "shown"),
+    ("url", "reason"),
     [
-        ("notaurl", "(key=value pairs that don't parse"),
-        ("host=h password=Sec Ret99", "(key=value pairs that don't parse"),
-        ("postgresql://u:Sec9Ret@h/db?foo=1", "postgresql://u:***@h/db?foo=1: invalid URI query"),
+        ("notaurl", 'missing "…" after "…" in connection info string'),
+        ("host=h password=Sec Ret99", "connection info string"),
+        ("postgresql://u:Sec9Ret@h/db?foo=1", 'invalid URI query parameter: "…"'),
+        # A password with a space, or a stray '%': printed in clear before (issue 12, item 5).
+        ("postgresql://u:Sec Ret99@h/db", 'unexpected spaces found in "…"'),
+        ("postgresql://u:Sec%zzRet99@h/db", 'invalid percent-encoded token: "…"'),
     ],
 )
+@pytest.mark.parametrize("output", ["human", "json"])
 def test_a_url_libpq_cant_parse_is_invalid_input_and_not_echoed(
-    tmp_path: Path, url: str, shown: str
+    tmp_path: Path, url: str, reason: str, output: str
 ) -> None:
     """It was "can't connect" (exit 4, as if the server had refused), quoting libpq's message,
-    which quotes the text, an unquoted password's second word included."""
+    which quotes the text, an unquoted password's second word included; then the URL itself,
+    masked by a pattern that a space or a '%' in the password defeats."""
     runbook = write_runbook(tmp_path / "rb.yaml", "masking", [_noop_step()])
-    result = cli("run", str(runbook), "--yes", "--database-url", url)
+    result = cli("run", str(runbook), "--yes", "-o", output, "--database-url", url)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert f"invalid database URL {shown}" in result.stderr
-    for secret in ("Sec", "Ret99", "Sec9Ret"):
+    assert "invalid database URL (not shown: it may hold a password)" in result.stderr
+    assert reason in result.stderr
+    for secret in ("Sec", "Ret99", "Sec9Ret", "zzRet"):
         assert secret not in result.stdout + result.stderr
     assert not (tmp_path / "state" / "runs").exists()
+
+
+@pytest.mark.parametrize("password", ['Qu"ot3Sec', "Ap'os9Sec", "Pc%25t9Sec"])
+def test_a_password_with_quotes_or_percent_is_masked_when_the_connection_fails(
+    tmp_path: Path, password: str
+) -> None:
+    runbook = write_runbook(tmp_path / "rb.yaml", "masking", [_noop_step()])
+    url = f"postgresql://u:{password}@127.0.0.1:1/db"
+    for output in ("human", "json"):
+        result = cli("run", str(runbook), "--yes", "-o", output, "--database-url", url)
+        assert result.returncode == 4, result.stdout + result.stderr
+        assert "can't connect to postgresql://u:***@127.0.0.1:1/db" in result.stdout + result.stderr
+        assert "Sec" not in result.stdout + result.stderr
 
 
 BAD_VARS = [

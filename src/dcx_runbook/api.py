@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +17,23 @@ if TYPE_CHECKING:  # the engine imports psycopg: only the commands that run need
 
 
 def resolve_for(
-    loaded_runbook: Any, var: Sequence[str], env_file: Path | None, database_url: str | None
+    loaded_runbook: Any,
+    var: Sequence[str],
+    env_file: Path | None,
+    database_url: str | None,
+    recorded: Mapping[str, str] | None = None,
 ) -> Any:
     from dcx_runbook.variables import parse_assignments, read_env_file, resolve
 
     file_values = read_env_file(env_file) if env_file else None
-    return resolve(loaded_runbook, parse_assignments(var), os.environ, file_values, database_url)
+    return resolve(
+        loaded_runbook,
+        parse_assignments(var),
+        os.environ,
+        file_values,
+        database_url,
+        recorded=recorded,
+    )
 
 
 def run(
@@ -54,32 +65,29 @@ def rollback(
     options: Options | None = None,
     journal: Journal | None = None,
 ) -> Outcome:
+    """`rollback RUN_ID` undoes that run; bare `rollback` every run of the latest runbook that
+    left changes, on the target given."""
     from dcx_runbook import engine
+    from dcx_runbook import rollback as undo
+
+    journal = journal or _journal()
+    options = options or engine.Options()
+
+    def resolve(record: Any, runbook: Any) -> Any:
+        # The run's public values first (what it really used), then what is given now.
+        journaled = record.data.get("vars", {})
+        recorded = {k: v for k, v in journaled.items() if v is not None and k in runbook.vars}
+        return resolve_for(runbook, var, env_file, database_url, recorded=recorded)
+
+    if run_id:
+        return undo.rollback_run(journal.load(run_id), journal, resolve, options, reporter)
+    return undo.rollback_latest(journal, resolve, options, reporter)
+
+
+def _journal() -> Journal:
     from dcx_runbook.journal import Journal
-    from dcx_runbook.rollback import journaled_runbook
-    from dcx_runbook.rollback import rollback as rollback_run
 
-    journal = journal or Journal()
-    record = journal.load(run_id) if run_id else journal.latest_to_undo()
-    if record is None:
-        reporter.emit(_nothing())
-        return engine.Outcome(ExitCode.OK, "nothing_to_undo", None, "no run left changes behind")
-    runbook = journaled_runbook(record)
-    public = {k: v for k, v in record.data.get("vars", {}).items() if v is not None}
-    given = [f"{k}={v}" for k, v in public.items() if k in runbook.vars] + list(var)
-    resolved = resolve_for(runbook, given, env_file, database_url)
-    return rollback_run(record, resolved, options or engine.Options(), reporter, journal, runbook)
-
-
-def _nothing() -> Any:
-    from dcx_runbook.reporters.base import Event
-
-    return Event(
-        "run_finished",
-        status="nothing_to_undo",
-        message="no run left changes behind: nothing to roll back",
-        detail={"run_id": None, "exit_code": 0, "still_applied": []},
-    )
+    return Journal()
 
 
 def validate(names: Sequence[str], runbooks_dirs: Sequence[Path] = ()) -> list[Loaded]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 import zlib
@@ -14,7 +15,7 @@ from typing import Any
 import psycopg
 
 from dcx_runbook.errors import InvalidInput, Refused
-from dcx_runbook.secrets import Masker, mask_url
+from dcx_runbook.secrets import mask_url
 
 LOCK_NAMESPACE = 0x6463  # "dc": the first key of dcx-runbook's advisory locks
 CONNECT_TIMEOUT = 10
@@ -75,6 +76,12 @@ def connect(url: str, application_name: str) -> psycopg.Connection[Any]:
     return conn
 
 
+def set_application_name(conn: psycopg.Connection[Any] | None, name: str) -> None:
+    """Rename the session in pg_stat_activity (how the run lock's holder is found and named)."""
+    if conn is not None:
+        conn.execute("SELECT set_config('application_name', %s, false)", (name[:63],))
+
+
 def _check_url(url: str) -> None:
     """A URL libpq can't even parse is invalid input (exit 2), not a refusal to connect."""
     from psycopg.conninfo import conninfo_to_dict
@@ -82,16 +89,19 @@ def _check_url(url: str) -> None:
     try:
         conninfo_to_dict(url)
     except (psycopg.ProgrammingError, ValueError) as exc:
-        # Key=value pairs that don't parse can't be masked reliably (an unquoted password with a
-        # space in it): neither they nor libpq's message quoting them are shown.
-        if "://" in url:
-            shown = f"{mask_url(url)}: {Masker([url])(_first_line(exc))}"
-        else:
-            shown = "(key=value pairs that don't parse; not shown, they may hold a password)"
+        # A URL that doesn't parse can't be masked reliably: a password with a space, a quote or
+        # a stray '%' in it is exactly what breaks both libpq's parser and ours. Neither the URL
+        # nor the pieces of it that libpq's message quotes are shown; the reason is.
         raise InvalidInput(
-            f"invalid database URL {shown}; expected postgresql://user@host:port/dbname "
-            "or key=value pairs"
+            f"invalid database URL (not shown: it may hold a password): {_unquoted(exc)}; "
+            "expected postgresql://user:password@host:port/dbname, with any space, quote, '%', "
+            "'@' or '/' in the password percent-encoded (a space is %20), or key=value pairs"
         ) from None
+
+
+def _unquoted(exc: BaseException) -> str:
+    """libpq's reason without the text it quotes from the URL (`"..."`), which may be a password."""
+    return re.sub(r'"[^"]*"?', '"…"', _first_line(exc))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -105,13 +115,52 @@ class TargetInfo:
     port: str
     user: str
     server_version: str
+    # The server's identity, as seen from inside: two servers whose databases share a name
+    # (staging and production often do) differ here. `system_identifier` is the cluster's own
+    # (pg_control_system(); None where a role may not call it); `database_oid` changes when a
+    # database is dropped and created again.
+    system_identifier: str | None = None
+    server_address: str | None = None  # inet_server_addr():inet_server_port(); None on a socket
+    database_oid: int | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What tells this database apart from a same-named one elsewhere (see identity.py)."""
+        return {
+            "database": self.database,
+            "system_identifier": self.system_identifier,
+            "server_address": self.server_address,
+            "database_oid": self.database_oid,
+        }
+
+
+_DESCRIBE = """
+SELECT current_database(), current_setting('server_version'), d.oid,
+       host(inet_server_addr()) || ':' || inet_server_port(), {system_identifier}
+  FROM pg_database d WHERE d.datname = current_database()
+"""
 
 
 def describe(conn: psycopg.Connection[Any]) -> TargetInfo:
     info = conn.info
-    row = conn.execute("SELECT current_database(), current_setting('server_version')").fetchone()
+    try:
+        row = conn.execute(
+            _DESCRIBE.format(
+                system_identifier="(SELECT system_identifier::text FROM pg_control_system())"
+            )
+        ).fetchone()
+    except psycopg.errors.InsufficientPrivilege:  # EXECUTE revoked from the run's role
+        row = conn.execute(_DESCRIBE.format(system_identifier="NULL::text")).fetchone()
     assert row is not None
-    return TargetInfo(row[0], info.host, str(info.port), info.user, row[1])
+    return TargetInfo(
+        row[0],
+        info.host,
+        str(info.port),
+        info.user,
+        row[1],
+        system_identifier=row[4],
+        server_address=row[3],
+        database_oid=int(row[2]),
+    )
 
 
 def lock_key(name: str) -> int:
@@ -254,6 +303,7 @@ class BlockerWatch:
         self._generation = 0
         self._thread: threading.Thread | None = None
         self._conn: psycopg.Connection[Any] | None = None
+        self._stopped = False
         self.blockers: list[Blocker] = []
 
     @contextmanager
@@ -272,9 +322,11 @@ class BlockerWatch:
     def _run(self) -> None:
         while True:
             self._armed.wait()
+            if self._stopped:
+                break
             generation = self._generation
             time.sleep(self._grace)
-            while self._armed.is_set() and generation == self._generation:
+            while self._armed.is_set() and generation == self._generation and not self._stopped:
                 try:
                     if self._conn is None:
                         self._conn = self._open()
@@ -287,9 +339,17 @@ class BlockerWatch:
                     self.blockers = [Blocker(*row) for row in rows]
                 time.sleep(self._interval)
 
-    def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        """Stop the thread and close its connection (after a reconnect, the old backend it
+        watched is gone: a thread left polling for it would only hold a connection open)."""
+        self._stopped = True
+        self._armed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self._grace + self._interval + CONNECT_TIMEOUT)
 
 
 def backoff_delays(policy: Policy, rng: random.Random | None = None) -> Iterator[float]:

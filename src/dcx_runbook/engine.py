@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from dcx_runbook import db
+from dcx_runbook import db, identity
 from dcx_runbook.clock import now
 from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError, StepFailed
 from dcx_runbook.journal import Journal, RunRecord, new_run_id, operator
@@ -28,7 +28,6 @@ from dcx_runbook.session import (
     open_target,
     runtime_for,
     target_view,
-    undone_status,
     undone_summary,
 )
 from dcx_runbook.undo import UndoFailed, undo_step
@@ -86,6 +85,8 @@ def _run(
             "skip": list(options.skip),
         },
     )
+    for note in resolved.notes:  # which of two disagreeing sources was taken, and why
+        rt.emit("log", message=note)
     if options.dry_run:
         from dcx_runbook.dryrun import dry_run
 
@@ -97,15 +98,15 @@ def _run(
             return finish(
                 rt, Outcome(ExitCode.REFUSED, "refused", None, f"preflight failed: {exc}")
             )
-    question = f"Run {runbook.name} ({len(runbook.steps)} steps) against {target.get('url', 'no database')}?"
+    where = f"{identity.describe(target)} ({target['url']})" if target else "this machine"
+    question = f"Run {runbook.name} ({len(runbook.steps)} steps) against {where}?"
     if not confirmed(rt, options, question):
         return finish(rt, NOT_CONFIRMED)
     try:
         rt.record = _create_record(rt, loaded, resolved, options, journal, run_id, target)
     except JournalError as exc:  # nothing has changed yet: a refusal, not an incomplete undo
         return finish(rt, Outcome(ExitCode.REFUSED, "refused", None, f"{exc}: nothing was changed"))
-    rt.record.lock()
-    try:
+    try:  # the record is locked from its creation: a rollback can tell the run is at work
         return _execute(rt, options)
     finally:
         rt.record.unlock()
@@ -262,10 +263,9 @@ def _unwind(
                 # A step failed in flight has its transaction rolled back: its rollback
                 # operations run only if something no transaction takes back had started.
                 lasting = bool(entry.get("effects_started"))
-                message = undo_step(rt, step, entry, force=False, run_ops=not in_flight or lasting)
-                status = undone_status(message)
-                rt.emit("step_undone", step.id, status=status, message=message)
-                if status == "irreversible":
+                result = undo_step(rt, step, entry, force=False, run_ops=not in_flight or lasting)
+                rt.emit("step_undone", step.id, status=result.status, message=result.message)
+                if result.status == "irreversible":
                     kept.append(step)
     except UndoFailed as exc:
         rt.emit("step_undone", exc.step_id, status="rollback_failed", message=str(exc))
@@ -314,11 +314,23 @@ def _reconnect_if_lost(rt: Runtime) -> bool:
     if rt.conn is None or not rt.conn.closed and not rt.conn.broken:
         return True
     rt.emit("log", message="the database connection was lost; reconnecting to unwind")
+    if rt.blocker_watch is not None:  # it watched the old backend: its thread ends with it
+        rt.blocker_watch.close()
+        rt.blocker_watch = None
     try:
         rt.conn = db.connect(rt.url or "", rt.app_name)
-        rt.blocker_watch = None  # it watched the old backend
-    except Refused as exc:
+        reached = db.describe(rt.conn).identity()
+    except (Refused, psycopg.Error) as exc:
         rt.emit("log", message=f"reconnect failed: {exc}")
+        return False
+    recorded = rt.record.data.get("target") if rt.record is not None else None
+    why = identity.mismatch(recorded, reached) if recorded else None
+    if why is not None:  # a failover, a DNS change: never unwind on another database
+        rt.emit(
+            "log",
+            message=f"the reconnection reached {identity.describe(reached)} ({why}), not the "
+            "database the run changed",
+        )
         return False
     if not db.try_run_lock(rt.conn, rt.runbook.name):
         rt.emit("log", message="another process took the run lock while the connection was down")

@@ -83,6 +83,7 @@ class JournalError(RunbookError):
     """The journal can't be read or written; nothing is guessed."""
 
     exit_code = ExitCode.UNDO_INCOMPLETE
+    run_id: str | None = None  # the record's, when a record is what can't be read
 
 
 class StepFailed(RunbookError):

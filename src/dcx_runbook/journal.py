@@ -209,16 +209,46 @@ class RunRecord:
         self.log_path.unlink(missing_ok=True)
 
     def lock(self) -> None:
-        """Exclusive while a process runs or rolls back this run (released when it exits)."""
+        """Exclusive while a process runs or rolls back this run (released when it exits).
+        Refused at once, naming who holds it: a run still at work is never undone under it."""
+        if not self.try_lock():
+            raise Refused(self.held_by())
+
+    def try_lock(self) -> bool:
+        if self._lock_fd is not None:
+            return True
         fd = os.open(self.path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise Refused(
-                f"run {self.run_id} is being run or rolled back by another process"
-            ) from None
+            return False
         self._lock_fd = fd
+        return True
+
+    def held_by(self) -> str:
+        """Who holds this run's lock, in words, from the record as it is now."""
+        try:
+            data = read_record(self.path)
+        except JournalError:
+            data = self.data
+        name = (data.get("runbook") or {}).get("name", "?")
+        rollbacks = data.get("rollbacks") or []
+        if rollbacks and rollbacks[-1].get("status") == "running":
+            who, doing = rollbacks[-1], "being rolled back"
+        elif data.get("status") == "running":
+            who, doing = data, "still running"
+        else:
+            return (
+                f"run {self.run_id} of {name} is in use by another dcx-runbook process on this "
+                "machine; nothing was changed"
+            )
+        op = who.get("operator") or data.get("operator") or {}
+        return (
+            f"run {self.run_id} of {name} is {doing} (by {op.get('user')}@{op.get('host')}, "
+            f"pid {who.get('pid')}, since {who.get('started_at')}): let it end, or stop it with "
+            "Ctrl-C (a run unwinds itself); nothing was changed"
+        )
 
     def reload(self) -> None:
         """Read the record again. Taken after `lock()`: until then another process (the run
@@ -396,16 +426,38 @@ class Journal:
         self.runs_dir = self.root / "runs"
 
     def create(self, data: dict[str, Any]) -> RunRecord:
+        """A new run's record, durable and locked (the run holds its lock until it ends, so that
+        from its first line a rollback can tell it is still at work)."""
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            order = self._next_order()
         except OSError as exc:
             raise JournalError(
                 f"can't create the state directory {self.runs_dir}: {exc.strerror}"
             ) from None
-        data = {"format": FORMAT, **data}
+        data = {"format": FORMAT, "order": order, **data}
         record = RunRecord(self.runs_dir / f"{data['run_id']}.json", data)
-        record.snapshot()
+        record.lock()
+        try:
+            record.snapshot()
+        except JournalError:
+            record.unlock()
+            raise
         return record
+
+    def _next_order(self) -> int:
+        """A sequence number per state directory: runs started in the same second (whose ids
+        then sort by their random suffix) keep the order they started in."""
+        fd = os.open(self.runs_dir / ".order", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.pread(fd, 32, 0).strip()
+            value = (int(raw) if raw.isdigit() else 0) + 1
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(value).encode(), 0)
+            return value
+        finally:
+            os.close(fd)
 
     def load(self, run_id: str) -> RunRecord:
         # A run id that names no run is a typo (exit 2), not a journal in trouble (exit 3).
@@ -429,19 +481,26 @@ class Journal:
             raise JournalError(
                 f"can't read the state directory {self.runs_dir}: {exc.strerror or exc}"
             ) from None
-        for name in sorted((n for n in names if not n.startswith(".")), reverse=True):
+        found: list[tuple[Path, dict[str, Any] | JournalError]] = []
+        for name in (n for n in names if not n.startswith(".")):
             path = self.runs_dir / name
             try:
-                yield path, read_record(path)
+                found.append((path, read_record(path)))
             except JournalError as exc:
-                yield path, exc
+                exc.run_id = path.stem
+                found.append((path, exc))
+        yield from sorted(found, key=_started, reverse=True)
 
-    def latest_to_undo(self) -> RunRecord | None:
-        for path, data in self.records():
-            if isinstance(data, JournalError):
-                raise data
-            if data.get("dry_run"):
-                continue
-            if any(s["status"] in UNDO_STATUSES for s in data["steps"]):
-                return RunRecord(path, data)
-        return None
+
+def _started(item: tuple[Path, dict[str, Any] | JournalError]) -> tuple[int, str, str]:
+    """Newest first means started last: by the state directory's sequence (records written
+    before it existed have none, and come first), then the start time, then the id."""
+    path, data = item
+    if isinstance(data, JournalError):
+        return (0, path.stem[:16], path.stem)
+    order = data.get("order")
+    return (
+        order if isinstance(order, int) else 0,
+        str(data.get("started_at") or path.stem),
+        path.stem,
+    )

@@ -75,6 +75,12 @@ class Target(Timeouts):
     database: str | None = Field(
         default=None, description="Expected database name; any other is refused before any change."
     )
+    system_identifier: str | None = Field(
+        default=None,
+        description="Expected cluster (SELECT system_identifier FROM pg_control_system()): a "
+        "runbook that must only ever touch one server refuses any other, whatever its database "
+        "is called.",
+    )
 
 
 class Rollback(Model):

@@ -21,7 +21,7 @@ from dcx_runbook.errors import ExitCode, InvalidInput, Refused
 from dcx_runbook.journal import Journal
 from dcx_runbook.loader import Loaded
 from dcx_runbook.reporters.base import Event, Reporter
-from dcx_runbook.rollback import rollback
+from dcx_runbook.rollback import rollback_run
 from dcx_runbook.secrets import mask_url
 from dcx_runbook.template import render
 from dcx_runbook.variables import Resolved
@@ -178,8 +178,8 @@ def rehearse(
             result,
             url,
             lambda: run(loaded, resolved, options, reporter, journal),
-            lambda run_id: rollback(
-                journal.load(run_id), resolved, Options(yes=True), reporter, journal
+            lambda run_id: rollback_run(
+                journal.load(run_id), journal, lambda *_: resolved, Options(yes=True), reporter
             ),
         )
     return result

@@ -1,177 +1,451 @@
-"""`dcx-runbook rollback`: undo, newest first, every step of a journaled run still applied;
-resumable after a crash or a failed undo, and from the journal alone."""
+"""`dcx-runbook rollback`: undo, newest first, every step still applied by one run (`RUN_ID`) or
+by every run of the latest runbook on its target (bare); resumable after a crash or a failed
+undo, and from the journal alone. Refused at once while a run or rollback is still at work."""
 
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from dcx_runbook import db
+from dcx_runbook import db, identity
 from dcx_runbook.clock import now
 from dcx_runbook.dryrun import one_check, preview_rollback
-from dcx_runbook.errors import ExitCode, JournalError
-from dcx_runbook.journal import UNDO_STATUSES, Journal, RunRecord, operator
+from dcx_runbook.errors import ExitCode, InvalidInput, JournalError, Refused
+from dcx_runbook.journal import Journal, RunRecord, operator
 from dcx_runbook.model import Runbook, Step
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.runtime import Runtime
+from dcx_runbook.scope import (
+    Pending,
+    can_undo,
+    candidates,
+    history,
+    journaled_runbook,
+    listing,
+    live,
+    of_runbook,
+    pending,
+    said,
+    same_target,
+    still_applied,
+)
 from dcx_runbook.session import (
     NOT_CONFIRMED,
     Options,
     Outcome,
     confirmed,
+    connect_target,
     finish,
-    incomplete,
-    open_target,
+    record_outcome,
+    report_end,
     runtime_for,
+    take_run_lock,
     target_view,
-    undone_status,
-    undone_summary,
 )
 from dcx_runbook.undo import UndoFailed, file_state, undo_step
 from dcx_runbook.variables import Resolved
 
+__all__ = ["journaled_runbook", "rollback_latest", "rollback_run"]
 
-def journaled_runbook(record: RunRecord) -> Runbook:
-    """The runbook as it was run, from the journal: rollback never needs the original file."""
-    from pydantic import ValidationError
-
-    try:
-        return Runbook.model_validate(record.data["runbook"]["spec"])
-    except (ValidationError, KeyError, TypeError) as exc:
-        raise JournalError(
-            f"run {record.run_id}: the journaled runbook can't be read back ({exc.__class__.__name__}); "
-            f"the record is left as is in {record.path}"
-        ) from None
+# The variables of a journaled run, resolved again: its public values, then what the operator
+# gives now (secrets are never journaled: the URL must be given again).
+Resolve = Callable[[RunRecord, Runbook], Resolved]
 
 
-def rollback(
-    record: RunRecord,
-    resolved: Resolved,
-    options: Options,
-    reporter: Reporter,
-    journal: Journal,
-    runbook: Runbook | None = None,
+def rollback_run(
+    record: RunRecord, journal: Journal, resolve: Resolve, options: Options, reporter: Reporter
 ) -> Outcome:
-    """Undo, in reverse, every step of a journaled run that is still applied. `runbook` is the
-    journaled one (read from the record when not given)."""
-    runbook = runbook or journaled_runbook(record)
-    rt = runtime_for(runbook, resolved, reporter, record.run_id)
-    rt.app_name = db.application_name(runbook.name, record.run_id, "rollback")
-    rt.expected_database = record.data.get("target", {}).get("database")
-    rt.values.update(record.data.get("captured") or {})  # by preflight checks
-    for entry in record.data["steps"]:
-        rt.values.update(entry.get("captured", {}))
-    rt.dry_run = options.dry_run
+    """`rollback RUN_ID`: that run only, on the very database it changed."""
+    run = pending(record)
+    resolved = resolve(record, run.runbook)
+    rt = _runtime(run, resolved, reporter, options)
+    rt.expected_database = run.target.get("database")
     try:
-        return _rollback(rt, record, options, journal)
+        info = _connect(rt, run)
+        if info is not None:
+            _same_database(run, info)
+        return _undo(rt, info, [run], journal, resolve, options, resolved.notes)
+    except Refused as exc:
+        return finish(rt, Outcome(ExitCode.REFUSED, "refused", None, str(exc)))
     finally:
         rt.close()
 
 
-def _rollback(rt: Runtime, record: RunRecord, options: Options, journal: Journal) -> Outcome:
-    todo = _to_undo(record)
-    info = (
-        open_target(rt, rt.runbook.name, journal, own_run=record.run_id)
-        if rt.runbook.target is not None
-        else None
+def rollback_latest(
+    journal: Journal, resolve: Resolve, options: Options, reporter: Reporter
+) -> Outcome:
+    """Bare `rollback`: the runbook of the latest run that left changes, on the target given
+    (connected to), every run of it there, newest first."""
+    records = history(journal)
+    found = candidates(records)
+    if not found:
+        busy = live(records)
+        if busy is not None:  # early in a run nothing is applied yet, but it is at work
+            return _end_here(reporter, ExitCode.REFUSED, "refused", busy.held_by())
+        message = f"no run recorded in {journal.runs_dir} left changes behind: nothing to roll back"
+        return _end_here(reporter, ExitCode.OK, "nothing_to_undo", message)
+    newest = found[0]
+    resolved = resolve(newest.record, newest.runbook)
+    rt = _runtime(newest, resolved, reporter, options)
+    rt.expected_database = None  # the target given decides; runs are matched by identity
+    try:
+        info = _connect(rt, newest)
+        view = info.identity() if info is not None else None
+        mine = [run for run in found if same_target(run, view)]
+        if not mine:
+            raise Refused(_elsewhere(journal, newest, view))
+        scope = of_runbook(records, mine[0].runbook.name, view)
+        return _undo(rt, info, scope, journal, resolve, options, resolved.notes, bare=True)
+    except Refused as exc:
+        return finish(rt, Outcome(ExitCode.REFUSED, "refused", None, str(exc)))
+    finally:
+        rt.close()
+
+
+def _runtime(run: Pending, resolved: Resolved, reporter: Reporter, options: Options) -> Runtime:
+    rt = runtime_for(run.runbook, resolved, reporter, run.run_id)
+    rt.app_name = db.application_name(run.runbook.name, run.run_id, "rollback")
+    rt.values.update(run.record.data.get("captured") or {})  # by preflight checks
+    for entry in run.record.data["steps"]:
+        rt.values.update(entry.get("captured", {}))
+    rt.dry_run = options.dry_run
+    return rt
+
+
+def _connect(rt: Runtime, run: Pending) -> db.TargetInfo | None:
+    if run.runbook.target is None:
+        return None
+    if not rt.url:
+        raise InvalidInput(
+            f"no database URL: run {run.run_id} changed {identity.describe(run.target)} "
+            f"({run.target.get('url', '?')}); give it with --database-url, $DATABASE_URL or "
+            "--env-file (a password is never journaled)"
+        )
+    return connect_target(rt)
+
+
+def _same_database(run: Pending, info: db.TargetInfo) -> None:
+    """A same-named database on another server (staging and production often share names) is
+    not the one the run changed: refused, naming both."""
+    why = identity.mismatch(run.target, info.identity())
+    if why is not None:
+        raise Refused(
+            f"run {run.run_id} changed {identity.describe(run.target)}, but the URL given "
+            f"reaches {identity.describe(info.identity())} ({why}): refusing before any change"
+        )
+
+
+def _elsewhere(journal: Journal, newest: Pending, view: Mapping[str, Any] | None) -> str:
+    where = identity.describe(view) if view is not None else "this machine"
+    return (
+        f"no run recorded in {journal.runs_dir} changed {where}; the latest run that left "
+        f"changes, {newest.run_id} of {newest.runbook.name}, changed "
+        f"{identity.describe(newest.target)}: give that database's URL to roll it back"
     )
+
+
+def _end_here(reporter: Reporter, code: ExitCode, status: str, message: str) -> Outcome:
+    """The last event of a rollback that found no run to connect for."""
+    from dcx_runbook.reporters.base import Event
+
+    detail: dict[str, Any] = {"run_id": None, "exit_code": int(code), "still_applied": []}
+    reporter.emit(Event("run_finished", status=status, message=message, detail=detail))
+    return Outcome(code, status, None, message)
+
+
+def _undo(
+    rt: Runtime,
+    info: db.TargetInfo | None,
+    scope: list[Pending],
+    journal: Journal,
+    resolve: Resolve,
+    options: Options,
+    notes: Sequence[str],
+    *,
+    bare: bool = False,
+) -> Outcome:
+    """Hold every run in scope (refused at once if one is still at work), read them again, take
+    the run lock, say what will be undone, ask, undo."""
+    name = scope[0].runbook.name
+    view = info.identity() if info is not None else None
+    held = _hold(scope, journal, name)
+    try:
+        if options.dry_run:
+            _release(held)
+        for run in scope:  # what the run's own unwind or another rollback left
+            run.record.reload()
+        if not options.dry_run and info is not None:
+            db.set_application_name(rt.conn, db.application_name(name, scope[0].run_id, "rollback"))
+            take_run_lock(rt, name, journal)
+        todo = [run for run in scope if run.applied()]
+        _started(rt, info, scope, todo, options, notes)
+        context = _Context(rt, journal, name, view, bare, scope[0].run_id)
+        if not bare:
+            _name_others(context, scope[0])
+        if not todo:
+            return context.nothing(scope[0])
+        if options.dry_run:
+            return _preview(context, todo, resolve, options)
+        question = f"Undo, newest first, on {context.where}: {listing(todo)}. Go ahead?"
+        if not confirmed(rt, options, question):
+            return finish(rt, NOT_CONFIRMED)
+        return _undo_all(context, todo, resolve, options)
+    finally:
+        _release(held)
+
+
+def _hold(scope: Sequence[Pending], journal: Journal, name: str) -> list[RunRecord]:
+    """Each run's record lock, and no other run of the runbook at work: a run still going is
+    never undone under it, nor waited for."""
+    held: list[RunRecord] = []
+    mine = {run.run_id for run in scope}
+    others = [r for r in history(journal) if isinstance(r, JournalError) or r.run_id not in mine]
+    try:
+        for run in scope:
+            if not run.record.try_lock():
+                raise Refused(run.record.held_by())
+            held.append(run.record)
+        busy = live(others, name)
+        if busy is not None:
+            raise Refused(busy.held_by())
+    except BaseException:
+        _release(held)
+        raise
+    return held
+
+
+def _release(held: Sequence[RunRecord]) -> None:
+    for record in held:
+        record.unlock()
+
+
+def _started(
+    rt: Runtime,
+    info: db.TargetInfo | None,
+    scope: Sequence[Pending],
+    todo: Sequence[Pending],
+    options: Options,
+    notes: Sequence[str],
+) -> None:
+    runs = [{"run_id": run.run_id, "steps": [e["id"] for e in run.applied()]} for run in todo]
     rt.emit(
         "run_started",
-        message=f"rollback of {record.run_id} ({rt.runbook.name})",
+        message=f"rollback of {', '.join(run.run_id for run in scope)} ({scope[0].runbook.name})",
         detail={
-            "run_id": record.run_id,
+            "run_id": scope[0].run_id,
             "mode": "rollback",
-            "runbook": rt.runbook.name,
+            "runbook": scope[0].runbook.name,
             "dry_run": options.dry_run,
             "target": target_view(rt, info),
-            "steps": [s["id"] for s in todo],
+            "steps": [step for run in runs for step in run["steps"]],
             "skip": [],
+            "runs": runs,
         },
     )
-    if not todo:
-        return _nothing_to_undo(rt, record, "left no changes behind")
-    if options.dry_run:
-        return _preview(rt, record, todo, options)
-    question = (
-        f"Undo {len(todo)} step(s) of run {record.run_id} ({', '.join(s['id'] for s in todo)})"
-        f" on {target_view(rt, info).get('url', 'this machine')}?"
-    )
-    if not confirmed(rt, options, question):
-        return finish(rt, NOT_CONFIRMED)
-    record.lock()
-    try:
-        # What to undo is read again under the lock: while this process read the record and
-        # waited for the run lock, the run may have unwound itself or another rollback finished.
-        # Undoing from the earlier reading would undo those steps a second time.
-        record.reload()
-    except JournalError:
-        record.unlock()
-        raise
-    todo = _to_undo(record)
-    if not todo:
-        record.unlock()
-        return _nothing_to_undo(
-            rt, record, "was undone meanwhile (by its own unwind or another rollback)"
+    for note in notes:
+        rt.emit("log", message=note)
+    if todo:
+        rt.emit("log", message=f"to undo, newest first: {listing(todo)}")
+
+
+class _Context:
+    """What the end of a rollback needs to say where it stands."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        journal: Journal,
+        name: str,
+        view: Mapping[str, Any] | None,
+        bare: bool,
+        run_id: str,
+    ):
+        self.rt, self.journal, self.name, self.view = rt, journal, name, view
+        self.bare, self.run_id = bare, run_id
+        self.where = identity.describe(view) if view is not None else "this machine"
+
+    @property
+    def command(self) -> str:
+        return "dcx-runbook rollback" + ("" if self.bare else f" {self.run_id}")
+
+    def left(self) -> list[dict[str, Any]]:
+        return still_applied(self.journal, self.name, self.view)
+
+    def nothing(self, run: Pending) -> Outcome:
+        """The run has no step still applied (it unwound itself, was rolled back meanwhile, or
+        never changed anything)."""
+        message = f"run {run.run_id} has no step still applied: nothing to undo"
+        return self.end(Outcome(ExitCode.OK, "nothing_to_undo", run.run_id, message))
+
+    def end(self, outcome: Outcome) -> Outcome:
+        """The last event, saying exactly what is still applied on the target afterwards."""
+        left = self.left()
+        if left:
+            outcome.message += f". Still applied on {self.where}: {said(left)}"
+        outcome.still_applied = list(dict.fromkeys(s for r in left for s in r["steps"]))
+        return report_end(self.rt, outcome, {"still_applied_runs": left})
+
+
+def _name_others(context: _Context, run: Pending) -> None:
+    """`rollback RUN_ID` undoes that run only: other runs still applied on the target are named
+    before anything is asked."""
+    others = [r for r in context.left() if r["run_id"] != run.run_id]
+    if others:
+        context.rt.emit(
+            "log",
+            message=f"other runs of {context.name} still applied on {context.where}, not undone "
+            f"by this rollback: {said(others)} (`dcx-runbook rollback` undoes every run)",
         )
+
+
+def _undo_all(
+    context: _Context, todo: Sequence[Pending], resolve: Resolve, options: Options
+) -> Outcome:
+    undone: list[tuple[str, int]] = []
+    kept: list[tuple[str, Step]] = []
+    try:
+        for run in todo:
+            with _borrowed(context.rt, run, resolve, options) as rt:
+                count, irreversible = _undo_run(rt, run, options)
+            if count:
+                undone.append((run.run_id, count))
+            kept += [(run.run_id, step) for step in irreversible]
+    except UndoFailed as exc:
+        return _stopped(context, "rollback stopped", f"undo of {exc.step_id} failed: {exc.message}")
+    except KeyboardInterrupt:
+        return _stopped(context, "rollback interrupted", "not every step was undone")
+    except JournalError as exc:  # nothing is undone that the journal can't record first
+        return _stopped(context, "rollback stopped", str(exc))
+    return context.end(_closing(context, undone, kept, todo))
+
+
+@contextmanager
+def _borrowed(
+    owner: Runtime, run: Pending, resolve: Resolve, options: Options
+) -> Iterator[Runtime]:
+    """A run's own runtime (its variables, captured values, record) on the rollback's
+    connection."""
+    rt = _runtime(run, resolve(run.record, run.runbook), owner.reporter, options)
+    rt.conn = owner.conn
+    try:
+        yield rt
+    finally:
+        rt.conn = None  # the owner's: closed by it
+        rt.close()
+
+
+def _undo_run(rt: Runtime, run: Pending, options: Options) -> tuple[int, list[Step]]:
+    """Undo one run's applied steps, newest first; its outcome goes to its own `rollbacks`
+    entry. Returns how many steps were undone and the irreversible ones left as they are."""
+    record = run.record
     rt.record = record
-    history = record.data.setdefault("rollbacks", [])
-    history.append(
+    entries = run.applied()
+    history_ = record.data.setdefault("rollbacks", [])
+    history_.append(
         {"started_at": now(), "operator": operator(), "pid": os.getpid(), "status": "running"}
     )
-    rt.rollback_entry = history[-1]
-    kept: list[Step] = []  # irreversible steps: left as they are, said so
+    rt.rollback_entry = history_[-1]
+    undone, kept = 0, []
     try:
         rt.save()
         with rt.interruptible():
-            for entry in todo:
-                step = rt.runbook.step(entry["id"])
+            for entry in entries:
+                step = run.runbook.step(entry["id"])
                 # After a crash (or an interrupted undo), the already-done checks tell whether
                 # the step's effect is there to undo; the file pre-images are restored either way.
                 uncertain = entry["status"] in ("action_started", "rollback_started")
                 run_ops = not (uncertain and step.done_when and not _some_effect(rt, step))
-                message = undo_step(rt, step, entry, force=options.force, run_ops=run_ops)
-                status = undone_status(message)
-                rt.emit("step_undone", step.id, status=status, message=message)
-                if status == "irreversible":
+                result = undo_step(rt, step, entry, force=options.force, run_ops=run_ops)
+                rt.emit("step_undone", step.id, status=result.status, message=result.message)
+                if result.status == "irreversible":
                     kept.append(step)
+                elif result.status == "rolled_back":
+                    undone += 1
     except UndoFailed as exc:
         rt.emit("step_undone", exc.step_id, status="rollback_failed", message=str(exc))
-        history[-1].update(status="undo_incomplete", finished_at=now())
-        return incomplete(rt, "rollback stopped", f"undo of {exc.step_id} failed: {exc.message}")
+        _end_run(rt, ExitCode.UNDO_INCOMPLETE, "undo_incomplete", f"undo of {exc.step_id} failed")
+        raise
     except KeyboardInterrupt:
-        history[-1].update(status="interrupted", finished_at=now())
-        return incomplete(rt, "rollback interrupted", "not every step was undone")
-    except JournalError as exc:  # nothing is undone that the journal can't record first
-        history[-1].update(status="undo_incomplete", finished_at=now())
-        return incomplete(rt, "rollback stopped", str(exc))
-    finally:
-        record.unlock()
-    history[-1].update(status="rolled_back", finished_at=now())
-    return finish(
-        rt,
-        Outcome(
-            ExitCode.OK,
-            "rolled_back",
-            record.run_id,
-            f"run {record.run_id} rolled back: {undone_summary(kept)}",
-        ),
+        _end_run(rt, ExitCode.UNDO_INCOMPLETE, "interrupted", "interrupted")
+        raise
+    except JournalError as exc:
+        _end_run(rt, ExitCode.UNDO_INCOMPLETE, "undo_incomplete", str(exc))
+        raise
+    said_ = f"rolled back ({undone} step(s) undone)" if undone else "nothing that can be undone"
+    _end_run(rt, ExitCode.OK, "rolled_back" if undone else "nothing_to_undo", said_)
+    return undone, kept
+
+
+def _end_run(rt: Runtime, code: ExitCode, status: str, message: str) -> None:
+    assert rt.record is not None
+    record_outcome(rt, Outcome(code, status, rt.record.run_id, message))
+
+
+def _stopped(context: _Context, reason: str, what: str) -> Outcome:
+    left = context.left()
+    message = (
+        f"{reason}; {what.rstrip('.')}. Still applied on {context.where}: "
+        f"{said(left) or 'nothing'}. Fix the cause, then run: {context.command}"
     )
+    still = list(dict.fromkeys(s for r in left for s in r["steps"]))
+    outcome = Outcome(ExitCode.UNDO_INCOMPLETE, "undo_incomplete", context.run_id, message, still)
+    return report_end(context.rt, outcome, {"still_applied_runs": left})
+
+
+def _closing(
+    context: _Context,
+    undone: Sequence[tuple[str, int]],
+    kept: Sequence[tuple[str, Step]],
+    todo: Sequence[Pending],
+) -> Outcome:
+    """Says what was undone, and never more: a run whose applied steps were all irreversible or
+    had nothing to undo is not reported as rolled back."""
+    if undone:
+        message = "rolled back " + ", ".join(f"run {rid} ({n} step(s))" for rid, n in undone)
+    else:
+        message = "nothing that can be undone: " + ", ".join(run.run_id for run in todo)
+    if kept:
+        reasons = "; ".join(
+            f"{step.id} of run {rid}: {' '.join(str(step.irreversible).split())}"
+            for rid, step in kept
+        )
+        message += f"; left as they are, declared irreversible: {reasons}"
+    elif undone and not context.left():
+        message += (
+            f": every change was undone, {context.where} is as it was before run {undone[-1][0]}"
+        )
+    status = "rolled_back" if undone else "nothing_to_undo"
+    return Outcome(ExitCode.OK, status, context.run_id, message)
 
 
 def _preview(
-    rt: Runtime, record: RunRecord, todo: list[dict[str, Any]], options: Options
+    context: _Context, todo: Sequence[Pending], resolve: Resolve, options: Options
 ) -> Outcome:
     """What the rollback would do, and whether it would get through: files edited since the run
     (refused without --force) and rollback prechecks (run read-only) are checked, not assumed."""
     problems: list[str] = []
+    for run in todo:
+        with _borrowed(context.rt, run, resolve, options) as rt:
+            problems += _preview_run(rt, run, options)
+    undo = listing(todo)
+    if problems:
+        message = f"dry run: the rollback would stop: {'; '.join(problems)} (would undo {undo})"
+        return report_end(context.rt, Outcome(ExitCode.UNDONE, "dry_run", context.run_id, message))
+    message = f"dry run: would undo {undo}"
+    return report_end(context.rt, Outcome(ExitCode.OK, "dry_run", context.run_id, message))
+
+
+def _preview_run(rt: Runtime, run: Pending, options: Options) -> list[str]:
+    problems: list[str] = []
     window = db.read_only(rt.conn) if rt.conn is not None else nullcontext()
     with window:
-        for entry in todo:
-            step = rt.runbook.step(entry["id"])
+        for entry in run.applied():
+            step = run.runbook.step(entry["id"])
             for path, file_entry in entry.get("files", {}).items():
                 state, _ = file_state(Path(path), file_entry)
                 if state == "changed" and not options.force:
@@ -182,6 +456,8 @@ def _preview(
                 rt.emit(
                     "operation", step.id, phase="rollback.action", status=status, message=message
                 )
+            if not can_undo(step, entry):
+                continue
             rollback = step.rollback
             if rollback is not None and rollback.action:
                 results = [
@@ -190,21 +466,7 @@ def _preview(
                 if not all(results):
                     problems.append(f"{step.id}: a rollback precheck failed")
             preview_rollback(rt, step)
-    undo = ", ".join(s["id"] for s in todo)
-    if problems:
-        message = f"dry run: the rollback would stop: {'; '.join(problems)} (would undo {undo})"
-        return finish(rt, Outcome(ExitCode.UNDONE, "dry_run", record.run_id, message))
-    return finish(rt, Outcome(ExitCode.OK, "dry_run", record.run_id, f"dry run: would undo {undo}"))
-
-
-def _to_undo(record: RunRecord) -> list[dict[str, Any]]:
-    """The step entries still applied, newest first."""
-    return [s for s in reversed(record.data["steps"]) if s["status"] in UNDO_STATUSES]
-
-
-def _nothing_to_undo(rt: Runtime, record: RunRecord, why: str) -> Outcome:
-    message = f"run {record.run_id} {why}: nothing to undo"
-    return finish(rt, Outcome(ExitCode.OK, "nothing_to_undo", record.run_id, message))
+    return problems
 
 
 def _some_effect(rt: Runtime, step: Step) -> bool:

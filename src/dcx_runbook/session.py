@@ -8,17 +8,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dcx_runbook import db
+from dcx_runbook import db, identity
 from dcx_runbook.clock import now
 from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError
-from dcx_runbook.journal import UNDO_STATUSES, Journal
+from dcx_runbook.journal import UNDO_STATUSES, Journal, RunRecord, gone
 from dcx_runbook.model import Runbook, Step
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.runtime import Runtime
 from dcx_runbook.secrets import mask_url
 from dcx_runbook.variables import Resolved
 
-OWN_LOCK_GRACE = 10.0  # seconds a rollback waits for the lock of its own dead run
+OWN_LOCK_GRACE = 10.0  # seconds to wait for a lock whose holder's process is gone
 
 
 @dataclass(frozen=True)
@@ -54,25 +54,48 @@ def confirmed(rt: Runtime, options: Options, question: str) -> bool:
     return options.yes or rt.reporter.confirm(question)
 
 
-def _take_run_lock(rt: Runtime, runbook_name: str, own_run: str | None) -> bool:
-    """The run lock; a rollback waits a little when the holder is the very run it undoes (its
-    process was killed and the server has not yet noticed the dead client)."""
+def take_run_lock(rt: Runtime, runbook_name: str, journal: Journal | None) -> None:
+    """The run lock, or Refused at once naming its holder. Waiting is only for a holder whose
+    process is known to be gone (killed on this host; the server notices the dead client within
+    a second or so): a run, or rollback, still at work is never waited for and never undone
+    under it."""
     assert rt.conn is not None
     deadline = time.monotonic() + OWN_LOCK_GRACE
     while not db.try_run_lock(rt.conn, runbook_name):
         holder = db.lock_holder(rt.conn, runbook_name) or {}
-        mine = own_run is not None and f"/{own_run}" in str(holder.get("application") or "")
-        if not mine or time.monotonic() > deadline:
-            return False
+        record = _holder_record(holder, journal)
+        if record is None or not _holder_gone(record, holder) or time.monotonic() > deadline:
+            raise Refused(
+                f"another dcx-runbook holds the lock for {runbook_name} on "
+                f"{db.describe(rt.conn).database}: {_describe_holder(holder, record)}; "
+                "nothing was changed"
+            )
         time.sleep(0.2)
-    return True
 
 
-def open_target(
-    rt: Runtime, runbook_name: str, journal: Journal | None, own_run: str | None = None
-) -> db.TargetInfo:
-    """Connect, check the guard, take the run lock (not for a dry run). Raises Refused: nothing
-    changed."""
+def _holder_record(holder: Mapping[str, Any], journal: Journal | None) -> RunRecord | None:
+    app = str(holder.get("application") or "")
+    parts = app.split("/")
+    if journal is None or len(parts) < 3:
+        return None
+    try:
+        return journal.load(parts[2])
+    except RunbookError:
+        return None
+
+
+def _holder_gone(record: RunRecord, holder: Mapping[str, Any]) -> bool:
+    """Whether the journal knows the lock holder's process ended (a rollback's, when the holder
+    is a rollback of the run)."""
+    rollbacks = record.data.get("rollbacks") or []
+    if str(holder.get("application") or "").endswith("/rollback") and rollbacks:
+        return gone(rollbacks[-1])
+    return gone(record.data)
+
+
+def connect_target(rt: Runtime) -> db.TargetInfo:
+    """Connect and check the guards: the database's name and, when the runbook pins one, the
+    server's system identifier. Raises Refused: nothing changed."""
     if rt.runbook.target is None:
         raise RunbookError("this runbook has no database target")
     if not rt.url:
@@ -85,31 +108,58 @@ def open_target(
     if expected and info.database != expected:
         raise Refused(
             f"connected to database {info.database!r} on {info.host}, but this runbook expects "
-            f"{expected!r}: refusing before any change (override with --var if that is really meant)"
+            f"{expected!r}: refusing before any change (if that database is really meant, "
+            f"override target.database with --var expected_database=NAME, or the variable "
+            "its runbook uses)"
         )
-    # A dry run changes nothing: it neither needs the lock nor keeps a real run from taking it.
-    if not rt.dry_run and not _take_run_lock(rt, runbook_name, own_run):
-        holder = db.lock_holder(rt.conn, runbook_name) or {}
+    pinned = _pinned_system(rt)
+    if pinned and info.system_identifier != pinned:
+        seen = info.system_identifier or "unknown (pg_control_system() not permitted)"
         raise Refused(
-            f"another dcx-runbook holds the lock for {runbook_name} on {info.database}: "
-            + _describe_holder(holder, journal)
+            f"connected to the server with system identifier {seen} "
+            f"({identity.describe(info.identity())}), "
+            f"but this runbook may only touch the one with system identifier {pinned} "
+            "(target.system_identifier): refusing before any change"
         )
     return info
 
 
-def _describe_holder(holder: Mapping[str, Any], journal: Journal | None) -> str:
+def _pinned_system(rt: Runtime) -> str | None:
+    from dcx_runbook.template import render
+
+    target = rt.runbook.target
+    if target is None or not target.system_identifier:
+        return None
+    return render(target.system_identifier, rt.values).strip() or None
+
+
+def open_target(rt: Runtime, runbook_name: str, journal: Journal | None) -> db.TargetInfo:
+    """Connect, check the guards, take the run lock (not for a dry run). Raises Refused: nothing
+    changed."""
+    info = connect_target(rt)
+    # A dry run changes nothing: it neither needs the lock nor keeps a real run from taking it.
+    if not rt.dry_run:
+        take_run_lock(rt, runbook_name, journal)
+    return info
+
+
+def _describe_holder(holder: Mapping[str, Any], record: RunRecord | None) -> str:
     if not holder:
         return "it ended just now; try again"
     app = str(holder.get("application") or "")
     run_id = app.split("/")[2] if app.count("/") >= 2 else "unknown"
+    role = "a rollback of run" if app.endswith("/rollback") else "run"
     who = f"{holder.get('user')} from {holder.get('client')}"
-    if journal is not None and run_id != "unknown":
-        try:
-            op = journal.load(run_id).data.get("operator", {})
-            who = f"{op.get('user')}@{op.get('host')}"
-        except RunbookError:
-            pass
-    return f"run {run_id} by {who}, backend pid {holder.get('pid')}, since {holder.get('since')}"
+    pid = ""
+    if record is not None:
+        rollbacks = record.data.get("rollbacks") or []
+        entry = rollbacks[-1] if app.endswith("/rollback") and rollbacks else record.data
+        op = entry.get("operator") or record.data.get("operator") or {}
+        who, pid = f"{op.get('user')}@{op.get('host')}", f"pid {entry.get('pid')}, "
+    return (
+        f"{role} {run_id} by {who} ({pid}backend pid {holder.get('pid')}), "
+        f"since {holder.get('since')}"
+    )
 
 
 def runtime_for(runbook: Runbook, resolved: Resolved, reporter: Reporter, run_id: str) -> Runtime:
@@ -157,6 +207,7 @@ def target_view(rt: Runtime, info: db.TargetInfo | None) -> dict[str, Any]:
         "database": info.database,
         "user": info.user,
         "server_version": info.server_version,
+        **info.identity(),
     }
 
 
@@ -171,18 +222,12 @@ def undone_summary(irreversible: Sequence[Step]) -> str:
     return f"every change was undone but those of the step(s) declared irreversible ({said})"
 
 
-def undone_status(message: str) -> str:
-    if message.startswith("irreversible"):
-        return "irreversible"
-    return "nothing_to_undo" if message == "nothing to undo" else "rolled_back"
-
-
 def incomplete(rt: Runtime, reason: str, what: str) -> Outcome:
     assert rt.record is not None
     still = [s["id"] for s in rt.record.data["steps"] if s["status"] in UNDO_STATUSES]
     command = f"dcx-runbook rollback {rt.record.run_id}"
     message = (
-        f"{reason}; {what}. Still applied: {', '.join(still) or 'nothing'}. "
+        f"{reason}; {what.rstrip('.')}. Still applied: {', '.join(still) or 'nothing'}. "
         f"Fix the cause, then run: {command}"
     )
     return finish(
@@ -190,22 +235,32 @@ def incomplete(rt: Runtime, reason: str, what: str) -> Outcome:
     )
 
 
-def finish(rt: Runtime, outcome: Outcome) -> Outcome:
-    if rt.record is not None and not rt.dry_run:
-        # A run's outcome is the record's own; a rollback's goes to its entry under
-        # `rollbacks`, and leaves how the run itself ended (and when) as it was.
-        where = rt.rollback_entry if rt.rollback_entry is not None else rt.record.data
-        where.update(
-            exit_code=int(outcome.exit_code),
-            finished_at=now(),
-            message=rt.masker(outcome.message),
-        )
-        if rt.rollback_entry is None or where.get("status") in (None, "running"):
-            where["status"] = outcome.status  # a rollback may have said more (interrupted)
-        try:
-            rt.record.snapshot()
-        except JournalError as exc:  # its log still holds every step's state for a rollback
-            rt.emit("log", message=f"the journal could not record how the run ended: {exc}")
+def finish(rt: Runtime, outcome: Outcome, detail: Mapping[str, Any] | None = None) -> Outcome:
+    record_outcome(rt, outcome)
+    return report_end(rt, outcome, detail)
+
+
+def record_outcome(rt: Runtime, outcome: Outcome) -> None:
+    """Journal how the run (or this rollback of it) ended."""
+    if rt.record is None or rt.dry_run:
+        return
+    # A run's outcome is the record's own; a rollback's goes to its entry under `rollbacks`,
+    # and leaves how the run itself ended (and when) as it was.
+    where = rt.rollback_entry if rt.rollback_entry is not None else rt.record.data
+    where.update(
+        exit_code=int(outcome.exit_code),
+        finished_at=now(),
+        message=rt.masker(outcome.message),
+    )
+    if rt.rollback_entry is None or where.get("status") in (None, "running"):
+        where["status"] = outcome.status  # a rollback may have said more (interrupted)
+    try:
+        rt.record.snapshot()
+    except JournalError as exc:  # its log still holds every step's state for a rollback
+        rt.emit("log", message=f"the journal could not record how the run ended: {exc}")
+
+
+def report_end(rt: Runtime, outcome: Outcome, detail: Mapping[str, Any] | None = None) -> Outcome:
     rt.emit(
         "run_finished",
         status=outcome.status,
@@ -214,6 +269,7 @@ def finish(rt: Runtime, outcome: Outcome) -> Outcome:
             "run_id": outcome.run_id,
             "exit_code": int(outcome.exit_code),
             "still_applied": outcome.still_applied,
+            **(detail or {}),
         },
     )
     return outcome

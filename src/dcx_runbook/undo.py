@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,14 @@ from dcx_runbook.runtime import Runtime
 
 class UndoFailed(RunbookError):
     pass
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    """How one step's undo ended: the status its `step_undone` event reports, and what to say."""
+
+    status: str  # "rolled_back", "nothing_to_undo" or "irreversible"
+    message: str
 
 
 def file_state(path: Path, entry: dict[str, Any]) -> tuple[str, bytes | None]:
@@ -67,7 +76,7 @@ def restore_file(
 
 def undo_step(
     rt: Runtime, step: Step, journal_step: dict[str, Any], *, force: bool, run_ops: bool
-) -> str:
+) -> UndoResult:
     """Undo one step: rollback precheck, restore file pre-images, rollback operations, verify.
 
     `run_ops` is False when only the files need restoring: the step's transaction already rolled
@@ -78,7 +87,8 @@ def undo_step(
     if step.irreversible and not files:
         journal_step["status"] = "irreversible"
         rt.save(journal_step)
-        return f"irreversible: {step.irreversible}"
+        reason = " ".join(str(step.irreversible).split())
+        return UndoResult("irreversible", f"irreversible, left as it is: {reason}")
     journal_step["status"] = "rollback_started"
     rt.save(journal_step)
     try:
@@ -93,13 +103,17 @@ def undo_step(
         elif rollback is not None and files and run_ops:
             rt.run_checks(step.id, "rollback.verify", rollback.verify)
     except (StepFailed, UndoFailed, JournalError, psycopg.Error, OSError) as exc:
+        # Said once: a StepFailed's own text already names the step and phase.
+        message = exc.message if isinstance(exc, RunbookError) else str(exc)
         journal_step["status"] = "rollback_failed"
-        journal_step["error"] = rt.masker(str(exc))
+        journal_step["error"] = rt.masker(message)
         rt.save(journal_step)
-        raise UndoFailed(str(exc), step_id=step.id, phase=getattr(exc, "phase", None)) from None
+        raise UndoFailed(message, step_id=step.id, phase=getattr(exc, "phase", None)) from None
     journal_step["status"] = "rolled_back"
     rt.save(journal_step)
-    return "rolled back" if needs_ops or files else "nothing to undo"
+    if needs_ops or files:
+        return UndoResult("rolled_back", "rolled back")
+    return UndoResult("nothing_to_undo", "nothing to undo")
 
 
 def _env_masked(data: bytes | None) -> bytes | None:

@@ -1,4 +1,7 @@
-"""Resolve a runbook's variables: --var, then the environment, then --env-file, then defaults."""
+"""Resolve a runbook's variables. What the operator typed on this command line wins over the
+environment: --var, then --database-url, then (for a rollback) the value the run journaled, then
+--env-file, then the environment, then defaults. Where two sources disagree, `Resolved.notes`
+says which one was taken and why (names only: a value may be a secret)."""
 
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ from dcx_runbook.template import TemplateError, refs, render
 class Resolved:
     values: dict[str, str | None]
     secret: frozenset[str]
-    sources: dict[str, str]  # name -> "--var", "env DATABASE_URL", "env file KEY", "default"
+    sources: dict[str, str]  # name -> "--var", "environment DATABASE_URL", "default", ...
+    notes: tuple[str, ...] = ()  # where sources disagreed: which one was taken, and why
 
     def public(self) -> dict[str, str | None]:
         """What may be journaled and shown: every non-secret value."""
@@ -76,7 +80,9 @@ def resolve(
     environ: Mapping[str, str],
     env_file: Mapping[str, str | None] | None = None,
     database_url: str | None = None,
+    recorded: Mapping[str, str] | None = None,
 ) -> Resolved:
+    """`recorded`: for a rollback, the public values the run journaled (what it really used)."""
     unknown = sorted(set(cli_vars) - set(runbook.vars))
     if unknown:
         declared = ", ".join(sorted(runbook.vars)) or "none"
@@ -88,16 +94,19 @@ def resolve(
         raise InvalidInput(f"unknown variable(s) {', '.join(shown)} (declared: {declared})")
     given: dict[str, str | None] = {}
     sources: dict[str, str] = {}
-    url_var = runbook.url_var
-    for name, var in runbook.vars.items():
-        if name in cli_vars:
-            given[name], sources[name] = cli_vars[name], "--var"
-        elif name == url_var and database_url is not None:
-            given[name], sources[name] = database_url, "--database-url"
-        elif var.env and var.env in environ:
-            given[name], sources[name] = environ[var.env], f"environment {var.env}"
-        elif var.env and env_file and env_file.get(var.env) is not None:
-            given[name], sources[name] = env_file[var.env], f"env file {var.env}"
+    notes: list[str] = []
+    for name in runbook.vars:
+        offered = _offered(runbook, name, cli_vars, database_url, recorded, env_file, environ)
+        if not offered:
+            continue
+        (source, value), others = offered[0], offered[1:]
+        given[name], sources[name] = value, source
+        differing = [other for other, v in others if v != value]
+        if differing:
+            notes.append(
+                f"{name}: took the value of {source}, not the different one of "
+                f"{' nor of '.join(differing)} ({_why(source)})"
+            )
     values = dict(given)
     pending = [n for n in runbook.vars if n not in values]
     # Defaults may refer to other variables; resolve in dependency order (cycles are a load error).
@@ -123,7 +132,40 @@ def resolve(
             "missing required variable(s): " + ", ".join(_how(runbook, n) for n in missing)
         )
     secret = frozenset(n for n, v in runbook.vars.items() if v.secret)
-    return Resolved(values, secret, sources)
+    return Resolved(values, secret, sources, tuple(notes))
+
+
+def _offered(
+    runbook: Runbook,
+    name: str,
+    cli_vars: Mapping[str, str],
+    database_url: str | None,
+    recorded: Mapping[str, str] | None,
+    env_file: Mapping[str, str | None] | None,
+    environ: Mapping[str, str],
+) -> list[tuple[str, str]]:
+    """Every value given for `name`, first the one that wins."""
+    var = runbook.vars[name]
+    out: list[tuple[str, str]] = []
+    if name in cli_vars:
+        out.append(("--var", cli_vars[name]))
+    if name == runbook.url_var and database_url is not None:
+        out.append(("--database-url", database_url))
+    if recorded is not None and recorded.get(name) is not None:
+        out.append(("the run's journal", recorded[name]))
+    if var.env and env_file is not None and env_file.get(var.env) is not None:
+        out.append((f"--env-file {var.env}", str(env_file[var.env])))
+    if var.env and var.env in environ:
+        out.append((f"environment {var.env}", environ[var.env]))
+    return out
+
+
+def _why(source: str) -> str:
+    if source == "the run's journal":
+        return "a rollback uses what the run used, unless --var says otherwise"
+    if source.startswith("environment"):
+        return "nothing on the command line gave it"
+    return "what is typed on the command line wins over the environment"
 
 
 def _how(runbook: Runbook, name: str) -> str:

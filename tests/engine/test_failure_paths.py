@@ -24,7 +24,7 @@ from dcx_runbook.errors import ExitCode
 from dcx_runbook.journal import Journal
 from dcx_runbook.reporters.base import Collecting, Event
 from dcx_runbook.rollback import journaled_runbook
-from dcx_runbook.rollback import rollback as rollback_run
+from dcx_runbook.rollback import rollback_run
 from dcx_runbook.session import Options
 from tests.conftest import cli, write_runbook
 from tests.support.ledger import CREDIT, balance, wallet
@@ -189,7 +189,7 @@ def test_rollback_rereads_the_record_under_its_lock(
     first = rollback_in_process(outcome.run_id, database_url, state)
     assert first.status == "rolled_back" and balance(db) == 100
     resolved = api.resolve_for(journaled_runbook(stale), [], None, database_url)
-    late = rollback_run(stale, resolved, Options(yes=True), Collecting(), journal)
+    late = rollback_run(stale, journal, lambda *_: resolved, Options(yes=True), Collecting())
     assert late.exit_code == ExitCode.OK
     assert late.status == "nothing_to_undo", late.message
     assert balance(db) == 100

@@ -235,7 +235,10 @@ def test_a_run_being_rolled_back_elsewhere_is_refused(mixed: Mixed, _isolate) ->
     finally:
         record.unlock()
     assert second.returncode == 4
-    assert "being run or rolled back by another process" in second.stderr
+    assert (
+        f"run {run_id} of mixed is in use by another dcx-runbook process"
+        in finished(second)["message"]
+    )
     assert mixed.rollback(run_id).returncode == 0
 
 

@@ -49,7 +49,8 @@ def on_a_terminal(args: list[str], answer: bytes, env: dict[str, str]) -> tuple[
 def test_yes_at_the_prompt_runs_with_the_live_view(mixed: Mixed) -> None:
     code, out = on_a_terminal(["run", MIXED, *mixed.args()], b"y\n", {"COLUMNS": "120"})
     assert code == 0, out
-    assert "Run mixed (4 steps) against postgresql://" in out
+    assert f"Run mixed (4 steps) against database {mixed.dbname} (oid" in out
+    assert "on the server with system identifier" in out
     assert "done and verified" in out
     assert "add-column" in out
 

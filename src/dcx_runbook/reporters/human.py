@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
 from typing import Any
@@ -14,6 +15,18 @@ from rich.table import Table
 from rich.text import Text
 
 from dcx_runbook.reporters.base import Event, silence
+
+
+class _Console(Console):
+    """rich's console, but a reader that goes away (`| head`, `| less` then q, a dead `tee`)
+    ends the output, not the run: rich's default answer to a broken pipe is SystemExit(1), which
+    would stop a run between two steps with its changes applied and exit with the code that
+    means "every change was undone"."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "the output's reader went away")
+
 
 SYMBOLS = {
     "passed": "[green]✓[/]",
@@ -42,7 +55,7 @@ STEP_WORDS = {
 
 class HumanReporter:
     def __init__(self, console: Console | None = None):
-        self.console = console or Console(stderr=True)
+        self.console = console or _Console(stderr=True)
         self.steps: dict[str, dict[str, Any]] = {}
         self.live: Live | None = None
         self.lost = False  # the output went away: nothing more is written
@@ -162,12 +175,10 @@ class HumanReporter:
         style = {0: "green", 1: "yellow", 4: "yellow"}.get(
             code if isinstance(code, int) else -1, "red"
         )
-        lines = [escape(e.message or "")]
-        if e.detail.get("still_applied"):
-            lines.append("still applied: " + ", ".join(e.detail["still_applied"]))
+        # The message says what is still applied, if anything (once: not again from the detail).
         self.console.print(
             Panel(
-                "\n".join(lines),
+                escape(e.message or ""),
                 title=f"[{style}]{e.status} (exit {code})[/]",
                 border_style=style,
                 expand=False,

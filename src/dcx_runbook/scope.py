@@ -1,0 +1,177 @@
+"""What a rollback covers, read from the journal alone: the runs of one runbook on one target
+that left steps applied, newest first, and what is still applied once it is done.
+
+A second run of a runbook finds most steps already done and repeats only those without
+`done_when` (an ANALYZE, a regenerate): undoing that run alone would leave the first run's
+changes in place. So a bare `rollback` undoes the runbook on its target, every run of it, and
+`rollback RUN_ID` names what other runs still have applied there."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dcx_runbook import identity
+from dcx_runbook.errors import JournalError
+from dcx_runbook.journal import UNDO_STATUSES, Journal, RunRecord
+from dcx_runbook.model import Runbook, Step
+
+# A step caught in the middle of its action or its undo: its state must be found out.
+UNCERTAIN = ("action_started", "rollback_started", "rollback_failed")
+
+
+def journaled_runbook(record: RunRecord) -> Runbook:
+    """The runbook as it was run, from the journal: rollback never needs the original file."""
+    from pydantic import ValidationError
+
+    try:
+        return Runbook.model_validate(record.data["runbook"]["spec"])
+    except (ValidationError, KeyError, TypeError) as exc:
+        raise JournalError(
+            f"run {record.run_id}: the journaled runbook can't be read back ({exc.__class__.__name__}); "
+            f"the record is left as is in {record.path}"
+        ) from None
+
+
+@dataclass
+class Pending:
+    """One run within a rollback's scope."""
+
+    record: RunRecord
+    runbook: Runbook
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def target(self) -> dict[str, Any]:
+        return dict(self.record.data.get("target") or {})
+
+    def applied(self) -> list[dict[str, Any]]:
+        """The step entries still applied, newest first."""
+        steps = self.record.data["steps"]
+        return [s for s in reversed(steps) if s["status"] in UNDO_STATUSES]
+
+    def undoable(self) -> list[dict[str, Any]]:
+        """The applied entries a rollback can do something about: not those declared
+        irreversible, nor those with nothing recorded to undo."""
+        return [e for e in self.applied() if can_undo(self.runbook.step(e["id"]), e)]
+
+
+def can_undo(step: Step, entry: Mapping[str, Any]) -> bool:
+    if entry.get("files") or entry["status"] in UNCERTAIN:
+        return True
+    if step.irreversible:
+        return False
+    return step.rollback is not None and bool(step.rollback.action)
+
+
+def pending(record: RunRecord) -> Pending:
+    return Pending(record, journaled_runbook(record))
+
+
+def history(journal: Journal) -> list[RunRecord | JournalError]:
+    """Every record, newest first (a damaged one as its error: never skipped)."""
+    out: list[RunRecord | JournalError] = []
+    for path, data in journal.records():
+        out.append(data if isinstance(data, JournalError) else RunRecord(path, data))
+    return out
+
+
+def candidates(records: Sequence[RunRecord | JournalError]) -> list[Pending]:
+    """The runs, newest first, with something a rollback can undo. A damaged record that may be
+    newer than the newest of them stops everything: it could be the very run to undo."""
+    found: list[Pending] = []
+    damaged: list[JournalError] = []
+    for record in records:
+        if isinstance(record, JournalError):
+            damaged.append(record)
+            continue
+        if record.data.get("dry_run") or not any(
+            s["status"] in UNDO_STATUSES for s in record.data["steps"]
+        ):
+            continue
+        run = pending(record)
+        if run.undoable():
+            found.append(run)
+    for error in damaged:  # a run id starts with the second the run started
+        if not found or _stem(error) >= found[0].run_id[:16]:
+            raise error
+    return found
+
+
+def _stem(error: JournalError) -> str:
+    return (error.run_id or "")[:16]
+
+
+def same_target(run: Pending, connected: Mapping[str, Any] | None) -> bool:
+    """Whether `run` changed the target connected to (`None`: a runbook with no database,
+    whose target is this machine)."""
+    if connected is None:
+        return run.runbook.target is None
+    return run.runbook.target is not None and identity.mismatch(run.target, connected) is None
+
+
+def of_runbook(
+    records: Sequence[RunRecord | JournalError], name: str, connected: Mapping[str, Any] | None
+) -> list[Pending]:
+    """Every run of runbook `name` on the connected target with steps still applied (declared
+    irreversible ones included: they are named, not undone), newest first."""
+    out = []
+    for record in records:
+        if isinstance(record, JournalError) or record.data["runbook"]["name"] != name:
+            continue
+        if record.data.get("dry_run") or not any(
+            s["status"] in UNDO_STATUSES for s in record.data["steps"]
+        ):
+            continue
+        run = pending(record)
+        if same_target(run, connected):
+            out.append(run)
+    return out
+
+
+def live(records: Sequence[RunRecord | JournalError], name: str | None = None) -> RunRecord | None:
+    """A run (or rollback) of runbook `name` (any, when None) still at work in another process
+    of this machine: its record's lock is held."""
+    for record in records:
+        if isinstance(record, JournalError):
+            continue
+        if name is not None and record.data["runbook"]["name"] != name:
+            continue
+        if not record.try_lock():
+            return record
+        record.unlock()
+    return None
+
+
+def listing(runs: Sequence[Pending]) -> str:
+    """`run R2: prisma-generate (irreversible: left as it is); run R1: prisma-schema, ...`"""
+    parts = []
+    for run in runs:
+        steps = [
+            e["id"] if can_undo(run.runbook.step(e["id"]), e) else f"{e['id']} (left as it is)"
+            for e in run.applied()
+        ]
+        parts.append(f"run {run.run_id}: {', '.join(steps) or 'nothing'}")
+    return "; ".join(parts)
+
+
+def still_applied(
+    journal: Journal, name: str, connected: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """What the journal says is still applied on the target by runs of `name`, newest run first,
+    as `{"run_id", "steps"}` (the steps newest first). Declared-irreversible steps left in place
+    by a rollback are not counted here: the rollback that left them said so."""
+    out = []
+    for run in of_runbook(history(journal), name, connected):
+        steps = [e["id"] for e in run.applied()]
+        if steps:
+            out.append({"run_id": run.run_id, "steps": steps})
+    return out
+
+
+def said(left: Sequence[Mapping[str, Any]]) -> str:
+    return "; ".join(f"run {r['run_id']}: {', '.join(r['steps'])}" for r in left)

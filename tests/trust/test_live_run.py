@@ -1,0 +1,87 @@
+"""A rollback while a run is still at work is refused at once (exit 4), naming the run, its
+operator, host and pid, as a second run is; the run goes on undisturbed (issue 12, item 2)."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import cli, write_runbook
+from tests.faults.support import start, wait_until, waiting_on_advisory_lock, waits_args
+from tests.trust.conftest import events
+
+GATE = 7707  # an advisory lock the test holds: the run's first check waits for it
+
+
+def refused_at_once(*args: str) -> dict:  # type: ignore[type-arg]
+    """The rollback's last event; a wait for the run's lock (10 s, once) would time out here."""
+    done = cli("rollback", "--yes", "-o", "json", *args, timeout=8)
+    assert done.returncode == 4, done.stderr + done.stdout
+    return events(done.stdout)[-1]
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["bare", "by-id"])
+def test_rollback_during_a_step_is_refused_and_the_run_succeeds(
+    tmp_path: Path, database_url: str, dbname: str, db: psycopg.Connection, named: bool
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "app.env").write_text("MODE=prod\n")
+    run = start(*waits_args(database_url, dbname, work))
+    wait_until(lambda: (work / "ready").exists(), "the run to reach wait-shell")
+    [record] = (tmp_path / "state" / "runs").glob("*.json")
+    run_id = record.stem
+
+    end = refused_at_once("--database-url", database_url, *([run_id] if named else []))
+
+    assert end["status"] == "refused"
+    message = end["message"]
+    assert f"run {run_id} of waits is still running" in message
+    assert f"{getpass.getuser()}@{socket.gethostname()}" in message
+    assert f"pid {run.pid}" in message
+    assert run.poll() is None  # still at work, nothing undone under it
+    (work / "go").touch()
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert events(out)[-1]["status"] == "succeeded"
+    assert db.execute("SELECT to_regclass('t1') IS NOT NULL").fetchone() == (True,)
+    assert (work / "marker").exists()
+
+
+def test_rollback_before_the_first_change_is_refused_not_nothing_to_do(
+    tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
+    """Early in a run nothing is applied yet: today's main said "nothing to roll back", exit 0,
+    while the run went on to change the database."""
+    waiting = {
+        "id": "create-t",
+        "title": "create t once the gate opens",
+        "precheck": [
+            {
+                "kind": "sql",
+                "name": "gate",
+                "query": f"SELECT count(*) FROM (SELECT pg_advisory_lock_shared({GATE})) s",
+                "expect": 1,
+            }
+        ],
+        "action": [{"kind": "sql", "sql": "CREATE TABLE t (x int)"}],
+        "rollback": {"action": [{"kind": "sql", "sql": "DROP TABLE t"}]},
+    }
+    path = write_runbook(tmp_path / "gated.yaml", "gated", [waiting])
+    with psycopg.connect(database_url, autocommit=True) as gate:
+        gate.execute("SELECT pg_advisory_lock(%s)", (GATE,))
+        run = start("run", str(path), "--yes", "-o", "json", "--database-url", database_url)
+        wait_until(lambda: waiting_on_advisory_lock(database_url, GATE), "the run's precheck")
+
+        end = refused_at_once("--database-url", database_url)
+
+        assert "of gated is still running" in end["message"], end
+        assert f"pid {run.pid}" in end["message"]
+        gate.execute("SELECT pg_advisory_unlock(%s)", (GATE,))
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert db.execute("SELECT to_regclass('t') IS NOT NULL").fetchone() == (True,)

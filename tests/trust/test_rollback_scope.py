@@ -1,0 +1,94 @@
+"""Bare `rollback` undoes the runbook on its target, every run of it; `rollback RUN_ID` undoes
+that run and names what other runs still have applied; a run whose only applied steps are
+irreversible is never reported as the thing rolled back (issue 12, item 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+
+from tests.support.ledger import balance, wallet
+from tests.trust.conftest import ANALYZE_T, CREATE_T, CREDIT_AGAIN, exists, rollback, run, runbook
+
+
+def test_bare_rollback_undoes_what_every_run_left_applied(
+    tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
+    """Run, run again, rollback: the second run only repeated the ANALYZE; today's main undid
+    that one run and said "as it was" with table t still there."""
+    path = runbook(tmp_path, "twice", CREATE_T, ANALYZE_T)
+    first = run(path, database_url)["detail"]["run_id"]
+    second = run(path, database_url)["detail"]["run_id"]
+    assert exists(db, "t")
+
+    code, stream, stderr = rollback(database_url)
+
+    assert code == 0, stderr
+    assert not exists(db, "t")
+    started = stream[0]["detail"]
+    assert [r["run_id"] for r in started["runs"]] == [second, first]
+    listed = [e["message"] for e in stream if e["event"] == "log"]
+    assert any(
+        f"run {second}: analyze-t (left as it is); run {first}: analyze-t (left as it is), "
+        "create-t" in m
+        for m in listed
+    ), listed
+    end = stream[-1]
+    assert end["status"] == "rolled_back"
+    assert f"rolled back run {first} (1 step(s))" in end["message"]
+    assert f"run {second} (" not in end["message"]  # it had nothing that can be undone
+    assert "declared irreversible" in end["message"]
+    assert "as it was" not in end["message"]  # an irreversible step stayed
+    assert end["detail"]["still_applied"] == []
+
+    again_code, again, _ = rollback(database_url)
+    assert again_code == 0 and again[-1]["status"] == "nothing_to_undo"
+
+
+def test_rollback_of_a_run_with_nothing_to_undo_names_the_earlier_run(
+    tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
+    path = runbook(tmp_path, "noop", CREATE_T, ANALYZE_T)
+    first = run(path, database_url)["detail"]["run_id"]
+    second = run(path, database_url)["detail"]["run_id"]
+
+    code, stream, stderr = rollback(database_url, second)
+
+    assert code == 0, stderr
+    end = stream[-1]
+    assert end["status"] == "nothing_to_undo"
+    assert "nothing that can be undone" in end["message"]
+    assert f"run {first}: analyze-t, create-t" in end["message"]
+    assert end["detail"]["still_applied_runs"] == [
+        {"run_id": first, "steps": ["analyze-t", "create-t"]}
+    ]
+    assert exists(db, "t")  # run 1's change: still there, and said so
+
+
+def test_rollback_run_id_names_a_later_run_still_applied(
+    tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
+    wallet(db)
+    path = runbook(tmp_path, "credits", CREDIT_AGAIN)
+    first = run(path, database_url)["detail"]["run_id"]
+    second = run(path, database_url)["detail"]["run_id"]
+    assert balance(db) == 120
+
+    code, stream, stderr = rollback(database_url, first)
+
+    assert code == 0, stderr
+    assert balance(db) == 110
+    before = [e["message"] for e in stream if e["event"] == "log"]
+    assert any(f"not undone by this rollback: run {second}: credit" in m for m in before), before
+    end = stream[-1]
+    assert end["status"] == "rolled_back"
+    assert f"rolled back run {first} (1 step(s))" in end["message"]
+    assert f"Still applied on database {db.info.dbname}" in end["message"]
+    assert f"run {second}: credit" in end["message"]
+    assert "as it was" not in end["message"]
+    assert end["detail"]["still_applied"] == ["credit"]
+
+    code, stream, _ = rollback(database_url)
+    assert code == 0 and balance(db) == 100
+    assert f"as it was before run {second}" in stream[-1]["message"]
