@@ -268,7 +268,7 @@ def _unwind(
                 if result.status == "irreversible":
                     kept.append(step)
     except UndoFailed as exc:
-        rt.emit("step_undone", exc.step_id, status="rollback_failed", message=str(exc))
+        rt.emit("step_undone", exc.step_id, status="rollback_failed", message=exc.in_step())
         return incomplete(rt, reason, f"undo of {exc.step_id} failed: {exc.message}")
     except KeyboardInterrupt:
         return incomplete(rt, reason, "the unwind was interrupted")

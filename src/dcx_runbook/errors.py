@@ -26,6 +26,10 @@ class RunbookError(Exception):
         self.phase = phase
         super().__init__(message)
 
+    def in_step(self) -> str:
+        """The message where the step is already named (a step's own line): its phase only."""
+        return f"{self.phase}: {self.message}" if self.phase else self.message
+
     def __str__(self) -> str:
         where = ""
         if self.step_id:

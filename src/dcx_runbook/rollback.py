@@ -367,7 +367,7 @@ def _undo_run(rt: Runtime, run: Pending, options: Options) -> tuple[int, list[St
                 elif result.status == "rolled_back":
                     undone += 1
     except UndoFailed as exc:
-        rt.emit("step_undone", exc.step_id, status="rollback_failed", message=str(exc))
+        rt.emit("step_undone", exc.step_id, status="rollback_failed", message=exc.in_step())
         _end_run(rt, ExitCode.UNDO_INCOMPLETE, "undo_incomplete", f"undo of {exc.step_id} failed")
         raise
     except KeyboardInterrupt:

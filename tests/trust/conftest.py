@@ -56,3 +56,6 @@ def rollback(url: str, *extra: str) -> tuple[int, list[dict[str, Any]], str]:
 def exists(db: psycopg.Connection, table: str) -> bool:
     row = db.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
     return bool(row and row[0])
+
+
+from tests.engine.conftest import mixed  # noqa: E402, F401 - the four-step fixture, shared

@@ -1,0 +1,114 @@
+"""A same-named database on another server is not the one a run changed (issue 12, item 4).
+Staging and production often share a database name: rollback compared names only and ran its
+DROP on the wrong server. A second PostgreSQL is started here from the local binaries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from dcx_runbook import sandbox
+from tests.conftest import cli, write_runbook
+from tests.trust.conftest import CREATE_T, events, exists, rollback, run
+
+
+@pytest.fixture(scope="module")
+def other_server() -> Iterator[sandbox.Server]:
+    binaries = sandbox.find_binaries()
+    if binaries is None:
+        pytest.fail("the PostgreSQL binaries (initdb, pg_ctl) are needed for a second server")
+    with sandbox.local_server(binaries) as srv:
+        yield srv
+
+
+@pytest.fixture
+def twin(other_server: sandbox.Server, database_url: str, dbname: str) -> Iterator[str]:
+    """A database of the same name on the other server, with a table t of its own."""
+    with psycopg.connect(other_server.admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    url = other_server.url_for(dbname)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (x int)")
+        conn.execute("INSERT INTO t VALUES (42)")
+    try:
+        yield url
+    finally:
+        with psycopg.connect(other_server.admin_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+            )
+
+
+def system_identifier(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def twin_rows(url: str) -> list[tuple[int]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT x FROM t").fetchall()
+
+
+def test_rollback_refuses_a_same_named_database_on_another_server(
+    tmp_path: Path, database_url: str, db: psycopg.Connection, twin: str
+) -> None:
+    path = str(write_runbook(tmp_path / "rb.yaml", "twins", [CREATE_T]))
+    run_id = run(path, database_url)["detail"]["run_id"]
+    here, there = system_identifier(database_url), system_identifier(twin)
+    assert here != there
+
+    for by_id in ([], [run_id]):
+        code, stream, stderr = rollback(twin, *by_id)
+        assert code == 4, stderr
+        end = stream[-1]
+        assert end["status"] == "refused"
+        assert here in end["message"] and there in end["message"], end["message"]
+        assert twin_rows(twin) == [(42,)]  # its own t: not dropped
+        assert exists(db, "t")  # the run's change: still applied where it was made
+
+    code, stream, stderr = rollback(database_url)
+    assert code == 0, stderr
+    assert not exists(db, "t")
+    assert twin_rows(twin) == [(42,)]
+
+
+def test_the_journal_records_the_server_identity(
+    tmp_path: Path, database_url: str, dbname: str
+) -> None:
+    path = str(write_runbook(tmp_path / "rb.yaml", "identity", [CREATE_T]))
+    end = run(path, database_url)
+    shown = cli("log", end["detail"]["run_id"], "-f", "json")
+    target = json.loads(shown.stdout)["target"]
+    assert target["system_identifier"] == system_identifier(database_url)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT oid FROM pg_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None and target["database_oid"] == row[0]
+    assert target["server_address"].endswith(":5432")
+
+
+def test_a_runbook_pinned_to_one_cluster_refuses_any_other(
+    tmp_path: Path, database_url: str, db: psycopg.Connection, twin: str
+) -> None:
+    path = write_runbook(tmp_path / "rb.yaml", "pinned", [CREATE_T])
+    text = path.read_text().replace(
+        "target:\n", f"target:\n  system_identifier: '{system_identifier(database_url)}'\n"
+    )
+    path.write_text(text)
+
+    refused = cli("run", str(path), "--yes", "-o", "json", "--database-url", twin)
+    assert refused.returncode == 4, refused.stderr + refused.stdout
+    message = events(refused.stdout)[-1]["message"]
+    assert "target.system_identifier" in message and system_identifier(twin) in message
+    assert twin_rows(twin) == [(42,)]
+
+    run(str(path), database_url)
+    assert exists(db, "t")
