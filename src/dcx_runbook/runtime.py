@@ -20,6 +20,7 @@ from dcx_runbook.interrupts import terminate_as_interrupt
 from dcx_runbook.journal import RunRecord, seal
 from dcx_runbook.kinds import KINDS
 from dcx_runbook.kinds.base import CheckSpec, Context, Deferred, Effect, OpSpec
+from dcx_runbook.kinds.sql import Leftover, SqlEffect, drop_leftover, invalid_indexes, leftovers
 from dcx_runbook.model import Runbook, Step, Timeouts
 from dcx_runbook.reporters.base import Event, Reporter
 from dcx_runbook.secrets import Masker
@@ -161,7 +162,7 @@ class Runtime:
                 if isinstance(exc, psycopg.Error) and self.conn is not None and self.conn.closed:
                     raise
                 result_ok, detail = False, f"{type(exc).__name__}: {_first_line(exc)}"
-                self._check_event(step_id, phase, label, result_ok, detail, spec)
+                self._check_event(step_id, phase, label, result_ok, detail, spec, None)
                 if fail_fast:
                     raise StepFailed(
                         f"{label}: {self.masker(detail)}", step_id=step_id, phase=phase
@@ -177,7 +178,7 @@ class Runtime:
                     self.record.step(step_id).setdefault("captured", {})[capture] = _jsonable(
                         result.value
                     )
-            self._check_event(step_id, phase, label, result.ok, result.detail, spec)
+            self._check_event(step_id, phase, label, result.ok, result.detail, spec, result.value)
             if not result.ok:
                 ok = False
                 if fail_fast:
@@ -194,11 +195,20 @@ class Runtime:
             return template
 
     def _check_event(
-        self, step_id: str | None, phase: str, label: str, ok: bool, detail: str, spec: CheckSpec
+        self,
+        step_id: str | None,
+        phase: str,
+        label: str,
+        ok: bool,
+        detail: str,
+        spec: CheckSpec,
+        value: Any,
     ) -> None:
+        """The check's event; a failed check's message shows `${value}` as the failure raised
+        after it does: the value the check found."""
         message = f"{label}: {detail}"
         if not ok and spec.message and phase != "done_when":
-            message += f" ({self._render_message(spec.message, None)})"
+            message += f" ({self._render_message(spec.message, value)})"
         # An unmet already-done check is not a failure: it means the step has work to do.
         status = "passed" if ok else ("unmet" if phase == "done_when" else "failed")
         self.emit(
@@ -231,20 +241,23 @@ class Runtime:
         With `transaction: true`, sql operations and the verify share one transaction committed
         only after verify passes; anything else undone on failure is up to the caller.
         `before_effect` returns once the caller's write-ahead record is durable: it is called
-        before the first operation that takes effect at once, and before COMMIT."""
+        before the first operation that takes effect at once, and before COMMIT.
+
+        An index build (`CONCURRENTLY`) that fails leaves an INVALID index behind: it is dropped
+        before the step is retried, or fails (see `_drop_leftovers`)."""
         policy = self.policy(step)
         uses_sql = any(op.kind == "sql" for op in ops) and self.conn is not None
         in_tx = step.transaction and uses_sql
         deadline = time.monotonic() + policy.retry_budget
-        delays = db.backoff_delays(policy)
-        attempt = 0
+        retries = _Retries(policy, deadline, db.backoff_delays(policy))
         # Operations whose effect outlives a failed attempt (a shell command; anything outside a
         # transaction) stay done: a retry after a lock timeout never repeats them. Inside a
         # transaction the rest is rolled back and runs again.
         kept: set[int] = set()
         while True:
-            attempt += 1
+            retries.attempt += 1
             files_before = dict(journal_step.get("files", {}))
+            left: list[Leftover] = []  # INVALID indexes left by this attempt's failed statement
             watch = self._watcher().watching() if uses_sql and self.conn else nullcontext(None)
             try:
                 with watch as watcher:
@@ -254,7 +267,7 @@ class Runtime:
                         try:
                             with db.transaction(self.conn, policy, before_effect) as tx:
                                 self._execute(
-                                    step.id, phase, ops, journal_step, kept, before_effect
+                                    step.id, phase, ops, journal_step, kept, before_effect, left
                                 )
                                 self.run_checks(step.id, _verify_phase(phase), verify)
                         finally:
@@ -263,7 +276,7 @@ class Runtime:
                     else:
                         if uses_sql and self.conn is not None:
                             db.set_timeouts(self.conn, policy, local=False)
-                        self._execute(step.id, phase, ops, journal_step, kept, before_effect)
+                        self._execute(step.id, phase, ops, journal_step, kept, before_effect, left)
                 if not in_tx:
                     self.run_checks(step.id, _verify_phase(phase), verify)
                 return
@@ -271,24 +284,66 @@ class Runtime:
                 blockers = [str(b) for b in (watcher.blockers if watcher else [])]
                 if in_tx:  # the transaction rolled back: so do the files the attempt wrote
                     self._restore_attempt(journal_step, files_before)
-                delay = next(delays, None)
-                self.emit(
-                    "lock_wait",
-                    step.id,
-                    phase=phase,
-                    status="timeout",
-                    message=f"lock timeout after {policy.lock_timeout:g}s "
-                    f"(attempt {attempt} of {policy.attempts})",
-                    detail={"attempt": attempt, "delay": delay, "blockers": blockers},
+                self._retry_or_fail(step.id, phase, retries, exc, blockers, left)
+
+    def _retry_or_fail(
+        self,
+        step_id: str,
+        phase: str,
+        retries: _Retries,
+        exc: psycopg.Error,
+        blockers: list[str],
+        left: Sequence[Leftover],
+    ) -> None:
+        """After a lock timeout: say so, drop what the attempt left, and wait before the next
+        attempt. Raises StepFailed when none may follow: the attempts or the budget are spent, or
+        an INVALID index the attempt left could not be dropped (the retry would take it for the
+        index it builds, and skip the build)."""
+        policy = retries.policy
+        delay = next(retries.delays, None)
+        self.emit(
+            "lock_wait",
+            step_id,
+            phase=phase,
+            status="timeout",
+            message=f"lock timeout after {policy.lock_timeout:g}s "
+            f"(attempt {retries.attempt} of {policy.attempts})",
+            detail={"attempt": retries.attempt, "delay": delay, "blockers": blockers},
+        )
+        stuck = self._drop_leftovers(step_id, phase, left)
+        if stuck is None and delay is not None and db.sleep_within(retries.deadline, delay):
+            return
+        who = "; ".join(blockers) or "no blocker seen"
+        message = (
+            f"could not get a lock within {policy.lock_timeout:g}s in {retries.attempt} "
+            f"attempt(s): {_first_line(exc)}; blocked by: {who}"
+        )
+        if stuck is not None:
+            message += ("; not retried: " if delay is not None else "; ") + stuck
+        raise StepFailed(message, step_id=step_id, phase=phase) from None
+
+    def _drop_leftovers(self, step_id: str, phase: str, left: Sequence[Leftover]) -> str | None:
+        """Drop each INVALID index a failed concurrent build left behind: a retry's
+        `IF NOT EXISTS` would take it for the index and skip the build (verify on `indisvalid`
+        then fails), and an unwind would find it standing. None when all are gone, else why one
+        is not (named, so the operator can drop it)."""
+        for leftover in left:
+            assert self.conn is not None
+            try:
+                drop_leftover(self.conn, leftover)
+            except psycopg.Error as exc:
+                return (
+                    f"the INVALID index {leftover} that the failed statement left could not be "
+                    f"dropped: {_first_line(exc)} (drop it with DROP INDEX CONCURRENTLY {leftover})"
                 )
-                if delay is None or not db.sleep_within(deadline, delay):
-                    who = "; ".join(blockers) or "no blocker seen"
-                    raise StepFailed(
-                        f"could not get a lock within {policy.lock_timeout:g}s in {attempt} "
-                        f"attempt(s): {_first_line(exc)}; blocked by: {who}",
-                        step_id=step.id,
-                        phase=phase,
-                    ) from None
+            self.emit(
+                "log",
+                step_id,
+                phase=phase,
+                message=f"dropped the INVALID index {leftover} that the failed statement left",
+                detail={"index": str(leftover)},
+            )
+        return None
 
     def close(self) -> None:
         if self.blocker_watch is not None:
@@ -313,6 +368,7 @@ class Runtime:
         journal_step: dict[str, Any],
         kept: set[int],
         before_effect: Callable[[], None],
+        left: list[Leftover],
     ) -> None:
         """Plan and execute each operation in turn, but those in `kept` (done by an earlier
         attempt, for good); add to it each one whose effect outlives a rolled-back attempt.
@@ -340,23 +396,61 @@ class Runtime:
                 journal_step["effects_started"] = True
             description = effect.describe()
             self.emit("operation", step_id, phase=phase, status="started", message=description)
-            try:
-                output = effect.execute(ctx)
-            except psycopg.errors.LockNotAvailable:
-                raise
-            except (psycopg.Error, OSError, ValueError, RuntimeError, TemplateError) as exc:
-                if isinstance(exc, psycopg.Error) and self.conn is not None and self.conn.closed:
-                    raise StepFailed(
-                        f"the database connection was lost: {_first_line(exc)}",
-                        step_id=step_id,
-                        phase=phase,
-                    ) from None
-                raise StepFailed(f"{_first_line(exc)}", step_id=step_id, phase=phase) from None
-            except Exception as exc:  # ProcessFailed, kind errors, re.error
-                raise StepFailed(self.masker(str(exc)), step_id=step_id, phase=phase) from None
+            output = self._perform(step_id, phase, effect, ctx, in_tx, left)
             self.emit("operation", step_id, phase=phase, status="done", message=output or "done")
             if lasting:
                 kept.add(index)
+
+    def _perform(
+        self,
+        step_id: str,
+        phase: str,
+        effect: Effect,
+        ctx: Context,
+        in_tx: bool,
+        left: list[Leftover],
+    ) -> str:
+        """Execute one effect; its failure becomes StepFailed, but a lock timeout, which the
+        caller may retry (after dropping what `left` holds). On any other failure an INVALID
+        index it left is dropped here: the step fails, and the unwind must not find it."""
+        try:
+            return self._execute_watching_builds(effect, ctx, in_tx, left)
+        except psycopg.errors.LockNotAvailable:
+            raise
+        except (psycopg.Error, OSError, ValueError, RuntimeError, TemplateError) as exc:
+            if isinstance(exc, psycopg.Error) and self.conn is not None and self.conn.closed:
+                raise StepFailed(
+                    f"the database connection was lost: {_first_line(exc)}",
+                    step_id=step_id,
+                    phase=phase,
+                ) from None
+            stuck = self._drop_leftovers(step_id, phase, left)
+            message = _first_line(exc) + (f"; {stuck}" if stuck else "")
+            raise StepFailed(message, step_id=step_id, phase=phase) from None
+        except Exception as exc:  # ProcessFailed, kind errors, re.error
+            raise StepFailed(self.masker(str(exc)), step_id=step_id, phase=phase) from None
+
+    def _execute_watching_builds(
+        self, effect: Effect, ctx: Context, in_tx: bool, left: list[Leftover]
+    ) -> str:
+        """Execute one effect. A statement that builds an index concurrently (outside a
+        transaction: inside one, PostgreSQL refuses it at once) leaves an INVALID index when it
+        fails; the INVALID indexes read just before it tell which are its own: added to `left`.
+        No other statement pays for the read."""
+        conn = self.conn
+        concurrent = isinstance(effect, SqlEffect) and effect.builds_concurrently
+        if in_tx or conn is None or not concurrent:
+            return effect.execute(ctx)
+        before = invalid_indexes(conn)
+        try:
+            return effect.execute(ctx)
+        except psycopg.Error:
+            if not conn.closed:
+                try:
+                    left += leftovers(conn, before)
+                except psycopg.Error:
+                    pass  # not known: left to the step's rollback
+            raise
 
     def _restore_attempt(self, journal_step: dict[str, Any], files_before: dict[str, Any]) -> None:
         """A retried attempt starts from the files as they were before it."""
@@ -372,6 +466,17 @@ class Runtime:
     def interruptible(self) -> AbstractContextManager[None]:
         """SIGTERM behaves like Ctrl-C while the run works; the caller unwinds."""
         return terminate_as_interrupt()
+
+
+@dataclass
+class _Retries:
+    """An act's attempts after lock timeouts: how many so far, the backoff delays left, and the
+    time by which the last one must start (the retry budget)."""
+
+    policy: db.Policy
+    deadline: float
+    delays: Iterator[float]
+    attempt: int = 0
 
 
 def _verify_phase(phase: str) -> str:

@@ -23,8 +23,7 @@ from dcx_runbook import db as dcx_db
 from dcx_runbook.errors import ExitCode
 from dcx_runbook.journal import Journal
 from dcx_runbook.reporters.base import Collecting, Event
-from dcx_runbook.rollback import journaled_runbook
-from dcx_runbook.rollback import rollback_run
+from dcx_runbook.rollback import journaled_runbook, rollback_run
 from dcx_runbook.session import Options
 from tests.conftest import cli, write_runbook
 from tests.support.ledger import CREDIT, balance, wallet
