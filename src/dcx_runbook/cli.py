@@ -125,7 +125,11 @@ def run(
 @app.command()
 def rollback(
     run_id: Annotated[
-        str | None, typer.Argument(help="Run to undo (default: the latest that left changes).")
+        str | None,
+        typer.Argument(
+            help="Run to undo (default: every run of the latest runbook that left changes, on "
+            "the target given)."
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be undone.")] = False,
     yes: Yes = False,
@@ -137,7 +141,8 @@ def rollback(
     database_url: DatabaseUrl = None,
     output: OutputOpt = Output.human,
 ) -> None:
-    """Undo a run, newest step first; resumable after a crash or a failed undo."""
+    """Undo the last fix (or one run), newest step first; resumable after a crash or a failed
+    undo."""
     from dcx_runbook import api
     from dcx_runbook.engine import Options
 
