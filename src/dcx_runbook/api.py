@@ -22,6 +22,7 @@ def resolve_for(
     env_file: Path | None,
     database_url: str | None,
     recorded: Mapping[str, str] | None = None,
+    last_resort: Mapping[str, str] | None = None,
 ) -> Any:
     from dcx_runbook.variables import parse_assignments, read_env_file, resolve
 
@@ -33,6 +34,7 @@ def resolve_for(
         file_values,
         database_url,
         recorded=recorded,
+        last_resort=last_resort,
     )
 
 
@@ -69,6 +71,7 @@ def rollback(
     left changes, on the target given."""
     from dcx_runbook import engine
     from dcx_runbook import rollback as undo
+    from dcx_runbook.secrets import MASK
 
     journal = journal or _journal()
     options = options or engine.Options()
@@ -77,7 +80,14 @@ def rollback(
         # The run's public values first (what it really used), then what is given now.
         journaled = record.data.get("vars", {})
         recorded = {k: v for k, v in journaled.items() if v is not None and k in runbook.vars}
-        return resolve_for(runbook, var, env_file, database_url, recorded=recorded)
+        # With no URL given, the run's own target, when its journaled URL is whole (no password
+        # in it: trust, .pgpass or $PGPASSWORD supplied one). A masked one can't connect.
+        url = (record.data.get("target") or {}).get("url")
+        whole = runbook.url_var and url and MASK not in url
+        fallback = {runbook.url_var: url} if whole else {}
+        return resolve_for(
+            runbook, var, env_file, database_url, recorded=recorded, last_resort=fallback
+        )
 
     if run_id:
         return undo.rollback_run(journal.load(run_id), journal, resolve, options, reporter)

@@ -81,8 +81,11 @@ def resolve(
     env_file: Mapping[str, str | None] | None = None,
     database_url: str | None = None,
     recorded: Mapping[str, str] | None = None,
+    last_resort: Mapping[str, str] | None = None,
 ) -> Resolved:
-    """`recorded`: for a rollback, the public values the run journaled (what it really used)."""
+    """`recorded`: for a rollback, the public values the run journaled (what it really used);
+    `last_resort`: values used only when nothing else gives one (for a rollback, the URL the run
+    journaled, when it held no password)."""
     unknown = sorted(set(cli_vars) - set(runbook.vars))
     if unknown:
         declared = ", ".join(sorted(runbook.vars)) or "none"
@@ -97,12 +100,16 @@ def resolve(
     notes: list[str] = []
     for name in runbook.vars:
         offered = _offered(runbook, name, cli_vars, database_url, recorded, env_file, environ)
+        if last_resort is not None and last_resort.get(name) is not None:
+            offered.append(("the URL the run journaled", last_resort[name]))
         if not offered:
             continue
         (source, value), others = offered[0], offered[1:]
         given[name], sources[name] = value, source
         differing = [other for other, v in others if v != value]
-        if differing:
+        if source == "the URL the run journaled":
+            notes.append(f"{name}: none given; took the URL the run journaled")
+        elif differing:
             notes.append(
                 f"{name}: took the value of {source}, not the different one of "
                 f"{' nor of '.join(differing)} ({_why(source)})"
@@ -163,6 +170,8 @@ def _offered(
 def _why(source: str) -> str:
     if source == "the run's journal":
         return "a rollback uses what the run used, unless --var says otherwise"
+    if source == "the URL the run journaled":
+        return "no URL was given"
     if source.startswith("environment"):
         return "nothing on the command line gave it"
     return "what is typed on the command line wins over the environment"

@@ -8,8 +8,18 @@ from pathlib import Path
 
 import psycopg
 
+from tests.conftest import cli
 from tests.support.ledger import balance, wallet
-from tests.trust.conftest import ANALYZE_T, CREATE_T, CREDIT_AGAIN, exists, rollback, run, runbook
+from tests.trust.conftest import (
+    ANALYZE_T,
+    CREATE_T,
+    CREDIT_AGAIN,
+    events,
+    exists,
+    rollback,
+    run,
+    runbook,
+)
 
 
 def test_bare_rollback_undoes_what_every_run_left_applied(
@@ -92,3 +102,18 @@ def test_rollback_run_id_names_a_later_run_still_applied(
     code, stream, _ = rollback(database_url)
     assert code == 0 and balance(db) == 100
     assert f"as it was before run {second}" in stream[-1]["message"]
+
+
+def test_bare_rollback_without_a_url_uses_the_one_the_run_journaled(
+    tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
+    """No password in it (trust, .pgpass or $PGPASSWORD supplied one): the next engineer can type
+    `dcx-runbook rollback` alone. A journaled URL with a password is masked: never used."""
+    path = runbook(tmp_path, "no-url", CREATE_T)
+    run(path, database_url)
+    done = cli("rollback", "--yes", "-o", "json")
+    assert done.returncode == 0, done.stderr + done.stdout
+    stream = events(done.stdout)
+    notes = [e["message"] for e in stream if e["event"] == "log"]
+    assert "database_url: none given; took the URL the run journaled" in notes
+    assert not exists(db, "t")
