@@ -14,6 +14,7 @@ from dcx_runbook.cli import app
 from dcx_runbook.loader import parse
 from dcx_runbook.model import json_schema
 from tests.conftest import cli
+from tests.support.nodetools import NodeTools, link_node_modules
 from tests.wallet.conftest import apply_fixture_schema
 
 ROOT = Path(__file__).parents[1]
@@ -77,7 +78,7 @@ def test_bundled_runbooks_load_list_and_show(path: Path) -> None:
 
 @pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.stem)
 def test_bundled_runbooks_dry_run_on_their_fixture(
-    path: Path, database_url: str, dbname: str, tmp_path: Path
+    path: Path, database_url: str, dbname: str, tmp_path: Path, node_tools: NodeTools | None
 ) -> None:
     fixtures = ROOT / "runbooks" / "fixtures" / path.stem
     assert fixtures.is_dir(), (
@@ -86,6 +87,14 @@ def test_bundled_runbooks_dry_run_on_their_fixture(
     apply_fixture_schema(database_url, *(p.name for p in sorted(fixtures.glob("*.sql"))))
     frontend = tmp_path / "frontend"
     shutil.copytree(fixtures / "frontend", frontend)
+    # Preflight requires the frontend's Prisma CLI and tsc for the steps that run them.
+    if node_tools is not None:
+        link_node_modules(frontend, node_tools)
+    skip = (
+        []
+        if node_tools is not None
+        else ["--skip", "prisma-generate", "--skip", "typescript-check"]
+    )
     result = cli(
         "run",
         path.stem,
@@ -96,6 +105,7 @@ def test_bundled_runbooks_dry_run_on_their_fixture(
         f"expected_database={dbname}",
         "--var",
         f"frontend_dir={frontend}",
+        *skip,
     )
     assert result.returncode == 0, result.stderr
     for step in parse(path.read_bytes(), str(path)).runbook.steps:

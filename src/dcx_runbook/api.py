@@ -84,7 +84,7 @@ def rollback(
         # in it: trust, .pgpass or $PGPASSWORD supplied one). A masked one can't connect.
         url = (record.data.get("target") or {}).get("url")
         whole = runbook.url_var and url and MASK not in url
-        fallback = {runbook.url_var: url} if whole else {}
+        fallback: dict[str, str] = {runbook.url_var: str(url)} if whole else {}
         return resolve_for(
             runbook, var, env_file, database_url, recorded=recorded, last_resort=fallback
         )

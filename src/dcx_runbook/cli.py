@@ -208,7 +208,7 @@ def list_(runbooks_dir: RunbooksDir = None) -> None:
     rows = []
     for found in discover(runbooks_dir or []):
         try:
-            rb = parse(found.path.read_bytes(), str(found.path)).runbook
+            rb = parse(found.read(), str(found.path)).runbook
             title, steps = rb.title, str(len(rb.steps))
         except (ValidationFailed, OSError):
             title, steps = "(invalid: run `dcx-runbook validate`)", "?"

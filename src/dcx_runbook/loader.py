@@ -30,6 +30,11 @@ class Found:
     path: Path
     origin: str  # which search directory: option, env, cwd, bundled
 
+    def read(self) -> bytes:
+        """Its bytes through the size guard: `list` reads every runbook it finds, and a dump left
+        in a runbook folder must not cost it seconds and gigabytes."""
+        return read_runbook(self.path)
+
 
 @dataclass(frozen=True)
 class Loaded:
@@ -123,6 +128,13 @@ MAX_RUNBOOK_BYTES = 10 * 1024 * 1024
 
 def load(name_or_path: str, extra: Sequence[Path] = ()) -> Loaded:
     path = locate(name_or_path, extra)
+    return parse(read_runbook(path), str(path))
+
+
+def read_runbook(path: Path) -> bytes:
+    """A runbook file's bytes, refused unread past MAX_RUNBOOK_BYTES: every command that reads a
+    runbook (run, validate, show, list, rehearse) goes through here, so none parses a wrong file
+    whole."""
     try:
         with path.open("rb") as fh:
             raw = fh.read(MAX_RUNBOOK_BYTES + 1)
@@ -134,7 +146,7 @@ def load(name_or_path: str, extra: Sequence[Path] = ()) -> Loaded:
             "(is it the right file?)"
         )
         raise ValidationFailed([Problem(str(path), "", message)])
-    return parse(raw, str(path))
+    return raw
 
 
 def parse(raw: bytes, filename: str) -> Loaded:

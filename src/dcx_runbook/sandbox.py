@@ -1,5 +1,8 @@
 """A disposable PostgreSQL: an explicit server, else a Docker engine (testcontainers), else local
-PostgreSQL binaries on a free port. Always cleaned up; checking for Docker never hangs."""
+PostgreSQL binaries on a free port. Always cleaned up; checking for Docker never hangs.
+
+testcontainers comes with the `sandbox` extra only (a plain `pip install dcx-runbook` has no
+Docker client library): it is imported when a Docker engine is to be used, never before."""
 
 from __future__ import annotations
 
@@ -16,9 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from dcx_runbook.errors import Refused
+
+if TYPE_CHECKING:
+    from testcontainers.postgres import PostgresContainer
 
 DOCKER_PROBE_TIMEOUT = 1.0
 BINARY_DIRS = "/usr/lib/postgresql/*/bin"  # Debian's layout; PATH is searched first
@@ -36,9 +43,14 @@ class Server:
         return urlunsplit(parts._replace(path="/" + database))
 
 
+def docker_host() -> str:
+    """Where the Docker engine would be: $DOCKER_HOST, as the Docker client reads it."""
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
 def docker_available() -> bool:
     """True when a Docker engine answers within a second (the client alone is not enough)."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    host = docker_host()
     try:
         if host.startswith("unix://"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -94,11 +106,25 @@ def server(explicit_url: str | None = None, *, major: int | None = None) -> Iter
     )
 
 
+def postgres_container() -> type[PostgresContainer]:
+    """testcontainers' PostgresContainer, imported only now: it is the `sandbox` extra's, and a
+    Docker engine that answers must not turn a plain install's `rehearse` or `demo` into a
+    ModuleNotFoundError traceback. Refused (exit 4, before any change) says what to do instead."""
+    try:
+        from testcontainers.postgres import PostgresContainer
+    except ImportError as exc:  # testcontainers, or a library it needs (docker), is not here
+        raise Refused(
+            "Docker sandboxes need the sandbox extra: pip install 'dcx-runbook[sandbox]' (no "
+            f"module {exc.name or 'testcontainers'!r} here); or pass --sandbox-url / set "
+            "DCX_SANDBOX_URL (an admin URL of a PostgreSQL server). The local PostgreSQL "
+            f"binaries come after Docker, and a Docker engine answers at {docker_host()}."
+        ) from None
+    return PostgresContainer
+
+
 @contextlib.contextmanager
 def docker_server(major: int | None = None) -> Iterator[Server]:
-    from testcontainers.postgres import PostgresContainer
-
-    container = PostgresContainer(f"postgres:{major or 15}-alpine", driver=None)
+    container = postgres_container()(f"postgres:{major or 15}-alpine", driver=None)
     container.start()
     try:
         yield Server(container.get_connection_url(), "docker")
