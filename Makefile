@@ -37,6 +37,7 @@ lint: install
 	$(BIN)/ruff format --check src tests
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: install db node-tools lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 import yaml
 
-from dcx_runbook import sandbox
 from dcx_runbook.errors import Refused
 from dcx_runbook.nodetools import NodeTools, ensure_node_tools
+from dcx_runbook.target import sandbox
 
 TESTS = Path(__file__).parent
 RUNBOOKS = TESTS / "runbooks"

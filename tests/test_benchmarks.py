@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dcx_runbook import sandbox
+from dcx_runbook.target import sandbox
 
 ROOT = Path(__file__).parents[1]
 

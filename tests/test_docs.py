@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dcx_runbook.cli import app
-from dcx_runbook.loader import parse
-from dcx_runbook.model import json_schema
+from dcx_runbook.cli.app import app
+from dcx_runbook.format.loader import parse
+from dcx_runbook.format.model import json_schema
 from tests.conftest import cli
 from tests.support.nodetools import NodeTools, link_node_modules
 from tests.wallet.conftest import apply_fixture_schema

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dcx_runbook.journal import Journal
+from dcx_runbook.state.journal import Journal
 from tests.faults.support import start, wait_until
 
 # `$$` is the shell's own pid; `exec` keeps it for sleep: the pid file names the waiting process.

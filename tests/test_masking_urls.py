@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from dcx_runbook.errors import InvalidInput
-from dcx_runbook.loader import load
+from dcx_runbook.format.loader import load
+from dcx_runbook.format.variables import parse_assignments, resolve
 from dcx_runbook.secrets import Masker, mask_url
-from dcx_runbook.variables import parse_assignments, resolve
 from tests.conftest import cli, write_runbook
 
 URLS = [

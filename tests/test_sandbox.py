@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dcx_runbook import sandbox
 from dcx_runbook.errors import Refused
+from dcx_runbook.target import sandbox
 from tests.conftest import RUNBOOKS, cli, schema_dump
 from tests.faults.support import start, wait_until
 from tests.support.nodetools import FRONTEND_TEMPLATE

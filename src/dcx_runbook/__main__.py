@@ -1,3 +1,3 @@
-from dcx_runbook.cli import main
+from dcx_runbook.cli.app import main
 
 main()

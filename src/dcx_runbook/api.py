@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dcx_runbook.errors import ExitCode, Problem, ValidationFailed
-from dcx_runbook.loader import Loaded, load
+from dcx_runbook.format.loader import Loaded, load
 
 if TYPE_CHECKING:  # the engine imports psycopg: only the commands that run need it
-    from dcx_runbook.engine import Options, Outcome
-    from dcx_runbook.journal import Journal
+    from dcx_runbook.engine.run import Options, Outcome
     from dcx_runbook.reporters.base import Reporter
+    from dcx_runbook.state.journal import Journal
 
 
 def resolve_for(
@@ -24,7 +24,7 @@ def resolve_for(
     recorded: Mapping[str, str] | None = None,
     last_resort: Mapping[str, str] | None = None,
 ) -> Any:
-    from dcx_runbook.variables import parse_assignments, read_env_file, resolve
+    from dcx_runbook.format.variables import parse_assignments, read_env_file, resolve
 
     file_values = read_env_file(env_file) if env_file else None
     return resolve(
@@ -49,8 +49,8 @@ def run(
     runbooks_dirs: Sequence[Path] = (),
     journal: Journal | None = None,
 ) -> Outcome:
-    from dcx_runbook import engine
-    from dcx_runbook.journal import Journal
+    from dcx_runbook.engine import run as engine
+    from dcx_runbook.state.journal import Journal
 
     loaded = load(name, runbooks_dirs)
     resolved = resolve_for(loaded.runbook, var, env_file, database_url)
@@ -69,8 +69,8 @@ def rollback(
 ) -> Outcome:
     """`rollback RUN_ID` undoes that run; bare `rollback` every run of the latest runbook that
     left changes, on the target given."""
-    from dcx_runbook import engine
-    from dcx_runbook import rollback as undo
+    from dcx_runbook.engine import rollback as undo
+    from dcx_runbook.engine import run as engine
     from dcx_runbook.secrets import MASK
 
     journal = journal or _journal()
@@ -95,7 +95,7 @@ def rollback(
 
 
 def _journal() -> Journal:
-    from dcx_runbook.journal import Journal
+    from dcx_runbook.state.journal import Journal
 
     return Journal()
 
@@ -130,9 +130,9 @@ def rehearse(
     sandbox_url: str | None = None,
     runbooks_dirs: Sequence[Path] = (),
 ) -> ExitCode:
+    from dcx_runbook.engine.rehearse import dump_schema, server_major
+    from dcx_runbook.engine.rehearse import rehearse as rehearse_
     from dcx_runbook.errors import InvalidInput
-    from dcx_runbook.rehearse import dump_schema, server_major
-    from dcx_runbook.rehearse import rehearse as rehearse_
     from dcx_runbook.reporters.base import Event
 
     if (from_url is None) == (schema_file is None):

@@ -19,12 +19,12 @@ import pytest
 import yaml
 
 from dcx_runbook import api
-from dcx_runbook import db as dcx_db
+from dcx_runbook.engine.rollback import journaled_runbook, rollback_run
+from dcx_runbook.engine.session import Options
 from dcx_runbook.errors import ExitCode
-from dcx_runbook.journal import Journal
 from dcx_runbook.reporters.base import Collecting, Event
-from dcx_runbook.rollback import journaled_runbook, rollback_run
-from dcx_runbook.session import Options
+from dcx_runbook.state.journal import Journal
+from dcx_runbook.target import db as dcx_db
 from tests.conftest import cli, write_runbook
 from tests.support.ledger import CREDIT, balance, wallet
 

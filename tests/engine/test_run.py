@@ -224,7 +224,7 @@ def test_rollback_refuses_a_file_changed_since_the_run_unless_forced(mixed: Mixe
 
 
 def test_a_run_being_rolled_back_elsewhere_is_refused(mixed: Mixed, _isolate) -> None:  # type: ignore[no-untyped-def]
-    from dcx_runbook.journal import Journal
+    from dcx_runbook.state.journal import Journal
 
     result = mixed.run()
     run_id = finished(result)["detail"]["run_id"]

@@ -17,11 +17,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from dcx_runbook import api, db
+from dcx_runbook import api
+from dcx_runbook.engine.session import Options
 from dcx_runbook.errors import ExitCode, JournalError
-from dcx_runbook.journal import Journal, RunRecord, _Syncer
 from dcx_runbook.reporters.base import Collecting
-from dcx_runbook.session import Options
+from dcx_runbook.state.journal import Journal, RunRecord, _Syncer
+from dcx_runbook.target import db
 from tests.conftest import write_runbook
 
 

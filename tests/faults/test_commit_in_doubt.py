@@ -23,10 +23,10 @@ import psycopg
 import pytest
 
 from dcx_runbook import api
+from dcx_runbook.engine.session import Options
 from dcx_runbook.errors import ExitCode
-from dcx_runbook.journal import Journal
 from dcx_runbook.reporters.base import Collecting
-from dcx_runbook.session import Options
+from dcx_runbook.state.journal import Journal
 from tests.conftest import write_runbook
 from tests.support.ledger import CREDIT, wallet
 

@@ -29,7 +29,7 @@ import psycopg
 import pytest
 import yaml
 
-from dcx_runbook.journal import Journal
+from dcx_runbook.state.journal import Journal
 from tests.conftest import cli, schema_dump
 
 LOCK_KEY = 4242

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from dcx_runbook.journal import Journal
+from dcx_runbook.state.journal import Journal
 from tests.conftest import cli, write_runbook
 from tests.faults.support import events
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import psycopg
 
-from dcx_runbook import api, db
-from dcx_runbook.journal import Journal
+from dcx_runbook import api
+from dcx_runbook.engine.session import Options
 from dcx_runbook.reporters.base import Collecting
-from dcx_runbook.session import Options
+from dcx_runbook.state.journal import Journal
+from dcx_runbook.target import db
 from tests.faults.support import WAITS, wait_until, waiting_on_advisory_lock
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 
-from dcx_runbook.journal import Journal
+from dcx_runbook.state.journal import Journal
 from tests.conftest import write_runbook
 from tests.support.ledger import CREDIT, balance, wallet
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dcx_runbook import api, engine
-from dcx_runbook.journal import Journal
+from dcx_runbook import api
+from dcx_runbook.engine import run as engine
+from dcx_runbook.engine.session import Options
 from dcx_runbook.reporters.base import Collecting
-from dcx_runbook.session import Options
+from dcx_runbook.state.journal import Journal
 from tests.conftest import cli
 from tests.support.ledger import balance, wallet
 from tests.trust.conftest import CREDIT_AGAIN, rollback, runbook

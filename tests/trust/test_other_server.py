@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dcx_runbook import sandbox
+from dcx_runbook.target import sandbox
 from tests.conftest import cli, write_runbook
 from tests.trust.conftest import CREATE_T, events, exists, rollback, run
 

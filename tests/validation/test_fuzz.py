@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from dcx_runbook.errors import ExitCode, ValidationFailed
-from dcx_runbook.loader import parse
+from dcx_runbook.format.loader import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = [ROOT / "runbooks" / "wallet-fix.yaml", ROOT / "tests" / "runbooks" / "mixed.yaml"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dcx_runbook.loader import MAX_RUNBOOK_BYTES, parse
+from dcx_runbook.format.loader import MAX_RUNBOOK_BYTES, parse
 from tests.conftest import cli
 
 HEAD = b"""name: huge

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from dcx_runbook.errors import ExitCode, ValidationFailed
-from dcx_runbook.loader import parse
+from dcx_runbook.format.loader import parse
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dcx_runbook.journal import UNDO_STATUSES, Journal
+from dcx_runbook.state.journal import UNDO_STATUSES, Journal
 from tests.conftest import schema_dump
 from tests.engine.conftest import events
 from tests.wallet.conftest import NODE_STEPS, Wallet

@@ -12,13 +12,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dcx_runbook import api, sandbox
-from dcx_runbook.engine import Options, Outcome
+from dcx_runbook import api
+from dcx_runbook.engine.rehearse import load_sql
+from dcx_runbook.engine.run import Options, Outcome
 from dcx_runbook.errors import ExitCode
-from dcx_runbook.journal import Journal
-from dcx_runbook.loader import bundled_dir
-from dcx_runbook.rehearse import load_sql
+from dcx_runbook.format.loader import bundled_dir
 from dcx_runbook.reporters.base import Event, Reporter
+from dcx_runbook.state.journal import Journal
+from dcx_runbook.target import sandbox
 
 NODE_STEPS = ("prisma-generate", "typescript-check")
 

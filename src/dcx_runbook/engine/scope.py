@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dcx_runbook import identity
 from dcx_runbook.errors import JournalError
-from dcx_runbook.journal import UNDO_STATUSES, Journal, RunRecord
-from dcx_runbook.model import Runbook, Step
+from dcx_runbook.format.model import Runbook, Step
+from dcx_runbook.state.journal import UNDO_STATUSES, Journal, RunRecord
+from dcx_runbook.target import identity
 
 # A step caught in the middle of its action or its undo: its state must be found out.
 UNCERTAIN = ("action_started", "rollback_started", "rollback_failed")

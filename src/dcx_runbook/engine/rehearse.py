@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dcx_runbook import sandbox
-from dcx_runbook.engine import Options, Outcome, run
+from dcx_runbook.engine.rollback import rollback_run
+from dcx_runbook.engine.run import Options, Outcome, run
 from dcx_runbook.errors import ExitCode, InvalidInput, Refused
-from dcx_runbook.journal import Journal
-from dcx_runbook.loader import Loaded
+from dcx_runbook.format.loader import Loaded
+from dcx_runbook.format.variables import Resolved
 from dcx_runbook.reporters.base import Event, Reporter
-from dcx_runbook.rollback import rollback_run
 from dcx_runbook.secrets import mask_url
+from dcx_runbook.state.journal import Journal
+from dcx_runbook.target import sandbox
 from dcx_runbook.template import render
-from dcx_runbook.variables import Resolved
 
 DUMP_TIMEOUT = 120
 

@@ -14,7 +14,7 @@ from dcx_runbook import __version__
 from dcx_runbook.errors import ExitCode, RunbookError
 
 if TYPE_CHECKING:
-    from dcx_runbook.engine import Outcome
+    from dcx_runbook.engine.run import Outcome
 
 app = typer.Typer(
     name="dcx-runbook",
@@ -104,7 +104,7 @@ def run(
 ) -> None:
     """Run a runbook: every step checked, done, verified; everything undone if anything fails."""
     from dcx_runbook import api
-    from dcx_runbook.engine import Options
+    from dcx_runbook.engine.run import Options
 
     reporter = _reporter(output)
     try:
@@ -144,7 +144,7 @@ def rollback(
     """Undo the last fix (or one run), newest step first; resumable after a crash or a failed
     undo."""
     from dcx_runbook import api
-    from dcx_runbook.engine import Options
+    from dcx_runbook.engine.run import Options
 
     reporter = _reporter(output)
     try:
@@ -168,8 +168,8 @@ def runs(
     ] = Output.human,
 ) -> None:
     """History of runs: id, runbook, target, status, operator, started, duration."""
-    from dcx_runbook import records
-    from dcx_runbook.journal import Journal
+    from dcx_runbook.state import records
+    from dcx_runbook.state.journal import Journal
 
     rows = records.runs(Journal())
     if output == Output.json:
@@ -178,7 +178,7 @@ def runs(
         for row in rows:
             print(json.dumps(row))
         return
-    from dcx_runbook.console import print_table
+    from dcx_runbook.cli.console import print_table
 
     columns = ["run_id", "runbook", "target", "status", "operator", "started", "duration"]
     print_table(columns, [[str(r.get(c, "")) for c in columns] for r in rows], empty="no runs yet")
@@ -192,8 +192,8 @@ def log(
     ] = LogFormat.text,
 ) -> None:
     """The full record of one run (Markdown: an incident-ready timeline)."""
-    from dcx_runbook import records
-    from dcx_runbook.journal import Journal
+    from dcx_runbook.state import records
+    from dcx_runbook.state.journal import Journal
 
     sys.stdout.write(records.log(Journal().load(run_id).data, format.value))
 
@@ -201,9 +201,9 @@ def log(
 @app.command("list")
 def list_(runbooks_dir: RunbooksDir = None) -> None:
     """Runbooks in the search path: name, title, steps, where found."""
-    from dcx_runbook.console import print_table
+    from dcx_runbook.cli.console import print_table
     from dcx_runbook.errors import ValidationFailed
-    from dcx_runbook.loader import discover, parse
+    from dcx_runbook.format.loader import discover, parse
 
     rows = []
     for found in discover(runbooks_dir or []):
@@ -222,8 +222,8 @@ def show(
     runbooks_dir: RunbooksDir = None,
 ) -> None:
     """The runbook's variables and steps with their phases."""
-    from dcx_runbook.console import show_runbook
-    from dcx_runbook.loader import load
+    from dcx_runbook.cli.console import show_runbook
+    from dcx_runbook.format.loader import load
 
     show_runbook(load(runbook, runbooks_dir or []))
 
@@ -245,7 +245,7 @@ def schema() -> None:
     """The runbook format's JSON Schema (for editors and CI)."""
     import json
 
-    from dcx_runbook.model import json_schema
+    from dcx_runbook.format.model import json_schema
 
     print(json.dumps(json_schema(), indent=2))
 
@@ -322,7 +322,7 @@ def demo(
     output: OutputOpt = Output.human,
 ) -> None:
     """The wallet fix end to end on a sandbox: break, fix, verify, roll back, clean up."""
-    from dcx_runbook.demo import demo as run_demo
+    from dcx_runbook.cli.demo import demo as run_demo
     from dcx_runbook.interrupts import terminate_as_interrupt
 
     reporter = _reporter(output)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcx_runbook.errors import InvalidInput
-from dcx_runbook.model import IDENT, Runbook
+from dcx_runbook.format.model import IDENT, Runbook
 from dcx_runbook.secrets import Masker
 from dcx_runbook.template import TemplateError, refs, render
 

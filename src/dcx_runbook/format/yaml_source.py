@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from dcx_runbook.errors import Problem
-from dcx_runbook.problems import format_path, mark_position, shorten
+from dcx_runbook.format.problems import format_path, mark_position, shorten
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

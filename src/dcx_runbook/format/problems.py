@@ -182,7 +182,7 @@ def _or(items: Sequence[str]) -> str:
 def _classify(loc: Sequence[Any]) -> list[_Part]:
     """Follow a pydantic location through the model's types, to tell mapping keys and list
     indexes from the union tags and union members pydantic inserts."""
-    from dcx_runbook.model import Runbook
+    from dcx_runbook.format.model import Runbook
 
     parts: list[_Part] = []
     tp: Any = Runbook
@@ -284,7 +284,7 @@ def _keys(model: Any) -> list[str]:
 
 def _model_at(parts: Sequence[_Part]) -> Any:
     """The model (class) whose mapping holds the last part of a location."""
-    from dcx_runbook.model import Runbook
+    from dcx_runbook.format.model import Runbook
 
     tp: Any = Runbook
     for kind, value in parts[:-1]:

@@ -8,16 +8,16 @@ from typing import Any
 
 import psycopg
 
-from dcx_runbook import db
-from dcx_runbook.errors import ExitCode
-from dcx_runbook.model import Step
-from dcx_runbook.runtime import Runtime
-from dcx_runbook.session import (
+from dcx_runbook.engine.runtime import Runtime
+from dcx_runbook.engine.session import (
     Options,
     Outcome,
     finish,
     needed,
 )
+from dcx_runbook.errors import ExitCode
+from dcx_runbook.format.model import Step
+from dcx_runbook.target import db
 
 
 def dry_run(rt: Runtime, options: Options) -> Outcome:

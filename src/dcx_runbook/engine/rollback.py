@@ -12,15 +12,10 @@ from typing import Any
 
 import psycopg
 
-from dcx_runbook import db, identity
 from dcx_runbook.clock import now
-from dcx_runbook.dryrun import one_check, preview_rollback
-from dcx_runbook.errors import ExitCode, InvalidInput, JournalError, Refused
-from dcx_runbook.journal import Journal, RunRecord, operator
-from dcx_runbook.model import Runbook, Step
-from dcx_runbook.reporters.base import Reporter
-from dcx_runbook.runtime import Runtime
-from dcx_runbook.scope import (
+from dcx_runbook.engine.dryrun import one_check, preview_rollback
+from dcx_runbook.engine.runtime import Runtime
+from dcx_runbook.engine.scope import (
     Pending,
     can_undo,
     candidates,
@@ -34,7 +29,7 @@ from dcx_runbook.scope import (
     same_target,
     still_applied,
 )
-from dcx_runbook.session import (
+from dcx_runbook.engine.session import (
     NOT_CONFIRMED,
     Options,
     Outcome,
@@ -47,8 +42,13 @@ from dcx_runbook.session import (
     take_run_lock,
     target_view,
 )
-from dcx_runbook.undo import UndoFailed, file_state, undo_step
-from dcx_runbook.variables import Resolved
+from dcx_runbook.engine.undo import UndoFailed, file_state, undo_step
+from dcx_runbook.errors import ExitCode, InvalidInput, JournalError, Refused
+from dcx_runbook.format.model import Runbook, Step
+from dcx_runbook.format.variables import Resolved
+from dcx_runbook.reporters.base import Reporter
+from dcx_runbook.state.journal import Journal, RunRecord, operator
+from dcx_runbook.target import db, identity
 
 __all__ = ["journaled_runbook", "rollback_latest", "rollback_run"]
 

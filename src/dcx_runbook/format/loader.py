@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from dcx_runbook.errors import Problem, RunbookNotFound, ValidationFailed
-from dcx_runbook.problems import Loc, describe_found, in_order, problem_at, schema_errors
-from dcx_runbook.yaml_source import byte_position, read_yaml
+from dcx_runbook.format.problems import Loc, describe_found, in_order, problem_at, schema_errors
+from dcx_runbook.format.yaml_source import byte_position, read_yaml
 
 if TYPE_CHECKING:
-    from dcx_runbook.model import Runbook
+    from dcx_runbook.format.model import Runbook
 
 SUFFIXES = (".yaml", ".yml")
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -48,10 +48,11 @@ class Loaded:
 
 
 def bundled_dir() -> Path:
-    packaged = Path(__file__).parent / "runbooks"
+    package = Path(__file__).resolve().parents[1]  # dcx_runbook/
+    packaged = package / "runbooks"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parents[2] / "runbooks"  # a source checkout
+    return package.parents[1] / "runbooks"  # a source checkout: src/dcx_runbook/../../runbooks
 
 
 def search_dirs(extra: Sequence[Path] = ()) -> list[tuple[Path, str]]:
@@ -166,8 +167,8 @@ def parse(raw: bytes, filename: str) -> Loaded:
 def _parse(raw: bytes, filename: str) -> Loaded:
     from pydantic import ValidationError
 
-    from dcx_runbook.model import Runbook
-    from dcx_runbook.semantics import check_patterns, check_semantics, walk
+    from dcx_runbook.format.model import Runbook
+    from dcx_runbook.format.semantics import check_patterns, check_semantics, walk
 
     try:
         text = raw.decode("utf-8")

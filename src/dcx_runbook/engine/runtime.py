@@ -14,16 +14,16 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from dcx_runbook import db
 from dcx_runbook.errors import StepFailed
+from dcx_runbook.format.model import Runbook, Step, Timeouts
 from dcx_runbook.interrupts import terminate_as_interrupt
-from dcx_runbook.journal import RunRecord, seal
 from dcx_runbook.kinds import KINDS
 from dcx_runbook.kinds.base import CheckSpec, Context, Deferred, Effect, OpSpec
 from dcx_runbook.kinds.sql import Leftover, SqlEffect, drop_leftover, invalid_indexes, leftovers
-from dcx_runbook.model import Runbook, Step, Timeouts
 from dcx_runbook.reporters.base import Event, Reporter
 from dcx_runbook.secrets import Masker
+from dcx_runbook.state.journal import RunRecord, seal
+from dcx_runbook.target import db
 from dcx_runbook.template import TemplateError, render
 
 IDLE = TransactionStatus.IDLE
@@ -454,7 +454,7 @@ class Runtime:
 
     def _restore_attempt(self, journal_step: dict[str, Any], files_before: dict[str, Any]) -> None:
         """A retried attempt starts from the files as they were before it."""
-        from dcx_runbook.undo import restore_file
+        from dcx_runbook.engine.undo import restore_file
 
         for key, entry in list(journal_step.get("files", {}).items()):
             if key not in files_before:

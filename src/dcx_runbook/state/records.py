@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from dcx_runbook.errors import JournalError
-from dcx_runbook.journal import Journal, gone
+from dcx_runbook.state.journal import Journal, gone
 
 
 def _duration(data: dict[str, Any]) -> str:

@@ -9,15 +9,9 @@ from typing import Any
 
 import psycopg
 
-from dcx_runbook import db, identity
 from dcx_runbook.clock import now
-from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError, StepFailed
-from dcx_runbook.journal import Journal, RunRecord, new_run_id, operator
-from dcx_runbook.loader import Loaded
-from dcx_runbook.model import Runbook, Step
-from dcx_runbook.reporters.base import Reporter
-from dcx_runbook.runtime import Runtime
-from dcx_runbook.session import (
+from dcx_runbook.engine.runtime import Runtime
+from dcx_runbook.engine.session import (
     NOT_CONFIRMED,
     Options,
     Outcome,
@@ -30,8 +24,14 @@ from dcx_runbook.session import (
     target_view,
     undone_summary,
 )
-from dcx_runbook.undo import UndoFailed, undo_step
-from dcx_runbook.variables import Resolved
+from dcx_runbook.engine.undo import UndoFailed, undo_step
+from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError, StepFailed
+from dcx_runbook.format.loader import Loaded
+from dcx_runbook.format.model import Runbook, Step
+from dcx_runbook.format.variables import Resolved
+from dcx_runbook.reporters.base import Reporter
+from dcx_runbook.state.journal import Journal, RunRecord, new_run_id, operator
+from dcx_runbook.target import db, identity
 
 __all__ = ["Options", "Outcome", "run"]
 
@@ -88,7 +88,7 @@ def _run(
     for note in resolved.notes:  # which of two disagreeing sources was taken, and why
         rt.emit("log", message=note)
     if options.dry_run:
-        from dcx_runbook.dryrun import dry_run
+        from dcx_runbook.engine.dryrun import dry_run
 
         return dry_run(rt, options)
     with rt.interruptible():

@@ -8,15 +8,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dcx_runbook import db, identity
 from dcx_runbook.clock import now
+from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError
-from dcx_runbook.journal import UNDO_STATUSES, Journal, RunRecord, gone
-from dcx_runbook.model import Runbook, Step
+from dcx_runbook.format.model import Runbook, Step
+from dcx_runbook.format.variables import Resolved
 from dcx_runbook.reporters.base import Reporter
-from dcx_runbook.runtime import Runtime
 from dcx_runbook.secrets import mask_url
-from dcx_runbook.variables import Resolved
+from dcx_runbook.state.journal import UNDO_STATUSES, Journal, RunRecord, gone
+from dcx_runbook.target import db, identity
 
 OWN_LOCK_GRACE = 10.0  # seconds to wait for a lock whose holder's process is gone
 

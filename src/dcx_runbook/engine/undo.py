@@ -10,11 +10,11 @@ from typing import Any
 
 import psycopg
 
+from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.errors import JournalError, RunbookError, StepFailed
-from dcx_runbook.journal import unseal
+from dcx_runbook.format.model import Step
 from dcx_runbook.kinds.files import unified_diff, write_atomic
-from dcx_runbook.model import Step
-from dcx_runbook.runtime import Runtime
+from dcx_runbook.state.journal import unseal
 
 
 class UndoFailed(RunbookError):

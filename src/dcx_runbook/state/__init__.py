@@ -1,0 +1,1 @@
+"""What a run leaves behind on this machine: the write-ahead journal, and views of it."""
