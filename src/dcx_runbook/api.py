@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from dcx_runbook.errors import ExitCode, Problem, ValidationFailed
 from dcx_runbook.format.loader import Loaded, load
+from dcx_runbook.statuses import RunStatus
 
 if TYPE_CHECKING:  # the engine imports psycopg: only the commands that run need it
     from dcx_runbook.engine.run import Options, Outcome
@@ -159,7 +160,7 @@ def rehearse(
     reporter.emit(
         Event(
             "run_finished",
-            status="rehearsed" if result.ok else "rehearsal_failed",
+            status=RunStatus.REHEARSED if result.ok else RunStatus.REHEARSAL_FAILED,
             message=message,
             detail={
                 "run_id": None,

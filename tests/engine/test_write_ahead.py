@@ -21,7 +21,8 @@ from dcx_runbook import api
 from dcx_runbook.engine.session import Options
 from dcx_runbook.errors import ExitCode, JournalError
 from dcx_runbook.reporters.base import Collecting
-from dcx_runbook.state.journal import Journal, RunRecord, _Syncer
+from dcx_runbook.state.durable import Syncer as _Syncer
+from dcx_runbook.state.journal import Journal, RunRecord
 from dcx_runbook.target import db
 from tests.conftest import write_runbook
 

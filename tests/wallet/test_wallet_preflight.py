@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dcx_runbook.state.journal import UNDO_STATUSES, Journal
+from dcx_runbook.state.journal import Journal
+from dcx_runbook.statuses import STILL_APPLIED as UNDO_STATUSES
 from tests.conftest import schema_dump
 from tests.engine.conftest import events
 from tests.wallet.conftest import NODE_STEPS, Wallet

@@ -17,6 +17,7 @@ from dcx_runbook.engine.session import (
 )
 from dcx_runbook.errors import ExitCode
 from dcx_runbook.format.model import Step
+from dcx_runbook.statuses import CheckStatus, OperationStatus, RunStatus, StepOutcome
 from dcx_runbook.target import db
 
 
@@ -34,7 +35,10 @@ def dry_run(rt: Runtime, options: Options) -> Outcome:
         for step in rt.runbook.steps:
             if step.id in options.skip:
                 rt.emit(
-                    "step_finished", step.id, status="skipped", message="would be skipped (--skip)"
+                    "step_finished",
+                    step.id,
+                    status=StepOutcome.SKIPPED,
+                    message="would be skipped (--skip)",
                 )
                 continue
             rt.emit("step_started", step.id, message=step.title)
@@ -42,7 +46,7 @@ def dry_run(rt: Runtime, options: Options) -> Outcome:
                 rt.emit(
                     "step_finished",
                     step.id,
-                    status="already_done",
+                    status=StepOutcome.ALREADY_DONE,
                     message="already done: would change nothing",
                 )
                 continue
@@ -54,14 +58,20 @@ def dry_run(rt: Runtime, options: Options) -> Outcome:
                         "operation",
                         step.id,
                         phase="action",
-                        status="planned",
+                        status=OperationStatus.PLANNED,
                         message=effect.describe(),
                     )
                     if effect.paths():
                         effect.execute(ctx)  # in a dry run, into the in-memory overlay only
             except Exception as exc:  # noqa: BLE001 - a plan that can't be made is a failed check
                 failures.append(f"{step.id}: {exc}")
-                rt.emit("operation", step.id, phase="action", status="failed", message=str(exc))
+                rt.emit(
+                    "operation",
+                    step.id,
+                    phase="action",
+                    status=OperationStatus.FAILED,
+                    message=str(exc),
+                )
             if step.action:
                 changing.append(step)
             failures += _dry_checks(rt, step, "verify", step.verify, changing, own=True)
@@ -69,7 +79,7 @@ def dry_run(rt: Runtime, options: Options) -> Outcome:
             rt.emit(
                 "step_finished",
                 step.id,
-                status="would_apply" if step.action else "would_verify",
+                status=StepOutcome.WOULD_APPLY if step.action else StepOutcome.WOULD_VERIFY,
                 message="would apply" if step.action else "would verify",
             )
     code = ExitCode.OK if not failures else ExitCode.UNDONE
@@ -78,7 +88,7 @@ def dry_run(rt: Runtime, options: Options) -> Outcome:
         if not failures
         else "dry run: " + "; ".join(failures)
     )
-    return finish(rt, Outcome(code, "dry_run", None, message))
+    return finish(rt, Outcome(code, RunStatus.DRY_RUN, None, message))
 
 
 def preview_rollback(rt: Runtime, step: Step) -> None:
@@ -90,7 +100,13 @@ def preview_rollback(rt: Runtime, step: Step) -> None:
             message = next(iter(rt.plan([op], rt.context()))).describe()
         except Exception as exc:  # noqa: BLE001 - shown, not raised: a preview must not stop
             message = f"{op.kind}: {exc}"
-        rt.emit("operation", step.id, phase="rollback.action", status="planned", message=message)
+        rt.emit(
+            "operation",
+            step.id,
+            phase="rollback.action",
+            status=OperationStatus.PLANNED,
+            message=message,
+        )
 
 
 def _dry_all_hold(rt: Runtime, step: Step, changing: list[Step]) -> bool:
@@ -145,7 +161,7 @@ def _dry_checks(
                 "check",
                 step_id,
                 phase=phase,
-                status="deferred",
+                status=CheckStatus.DEFERRED,
                 message=f"{label}: can't be evaluated yet: depends on {why}",
                 detail={"name": label},
             )

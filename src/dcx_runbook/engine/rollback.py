@@ -4,7 +4,6 @@ undo, and from the journal alone. Refused at once while a run or rollback is sti
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -12,7 +11,6 @@ from typing import Any
 
 import psycopg
 
-from dcx_runbook.clock import now
 from dcx_runbook.engine.dryrun import one_check, preview_rollback
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.engine.scope import (
@@ -47,7 +45,9 @@ from dcx_runbook.errors import ExitCode, InvalidInput, JournalError, Refused
 from dcx_runbook.format.model import Runbook, Step
 from dcx_runbook.format.variables import Resolved
 from dcx_runbook.reporters.base import Reporter
-from dcx_runbook.state.journal import Journal, RunRecord, operator
+from dcx_runbook.state.entries import new_rollback
+from dcx_runbook.state.journal import Journal, RunRecord
+from dcx_runbook.statuses import OperationStatus, RunStatus, StepStatus, UndoOutcome
 from dcx_runbook.target import db, identity
 
 __all__ = ["journaled_runbook", "rollback_latest", "rollback_run"]
@@ -71,7 +71,7 @@ def rollback_run(
             _same_database(run, info)
         return _undo(rt, info, [run], journal, resolve, options, resolved.notes)
     except Refused as exc:
-        return finish(rt, Outcome(ExitCode.REFUSED, "refused", None, str(exc)))
+        return finish(rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, str(exc)))
     finally:
         rt.close()
 
@@ -86,9 +86,9 @@ def rollback_latest(
     if not found:
         busy = live(records)
         if busy is not None:  # early in a run nothing is applied yet, but it is at work
-            return _end_here(reporter, ExitCode.REFUSED, "refused", busy.held_by())
+            return _end_here(reporter, ExitCode.REFUSED, RunStatus.REFUSED, busy.held_by())
         message = f"no run recorded in {journal.runs_dir} left changes behind: nothing to roll back"
-        return _end_here(reporter, ExitCode.OK, "nothing_to_undo", message)
+        return _end_here(reporter, ExitCode.OK, RunStatus.NOTHING_TO_UNDO, message)
     newest = found[0]
     resolved = resolve(newest.record, newest.runbook)
     rt = _runtime(newest, resolved, reporter, options)
@@ -102,7 +102,7 @@ def rollback_latest(
         scope = of_runbook(records, mine[0].runbook.name, view)
         return _undo(rt, info, scope, journal, resolve, options, resolved.notes, bare=True)
     except Refused as exc:
-        return finish(rt, Outcome(ExitCode.REFUSED, "refused", None, str(exc)))
+        return finish(rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, str(exc)))
     finally:
         rt.close()
 
@@ -280,7 +280,7 @@ class _Context:
         """The run has no step still applied (it unwound itself, was rolled back meanwhile, or
         never changed anything)."""
         message = f"run {run.run_id} has no step still applied: nothing to undo"
-        return self.end(Outcome(ExitCode.OK, "nothing_to_undo", run.run_id, message))
+        return self.end(Outcome(ExitCode.OK, RunStatus.NOTHING_TO_UNDO, run.run_id, message))
 
     def end(self, outcome: Outcome) -> Outcome:
         """The last event, saying exactly what is still applied on the target afterwards."""
@@ -346,9 +346,7 @@ def _undo_run(rt: Runtime, run: Pending, options: Options) -> tuple[int, list[St
     rt.record = record
     entries = run.applied()
     history_ = record.data.setdefault("rollbacks", [])
-    history_.append(
-        {"started_at": now(), "operator": operator(), "pid": os.getpid(), "status": "running"}
-    )
+    history_.append(new_rollback())
     rt.rollback_entry = history_[-1]
     undone, kept = 0, []
     try:
@@ -358,26 +356,35 @@ def _undo_run(rt: Runtime, run: Pending, options: Options) -> tuple[int, list[St
                 step = run.runbook.step(entry["id"])
                 # After a crash (or an interrupted undo), the already-done checks tell whether
                 # the step's effect is there to undo; the file pre-images are restored either way.
-                uncertain = entry["status"] in ("action_started", "rollback_started")
+                uncertain = entry["status"] in (
+                    StepStatus.ACTION_STARTED,
+                    StepStatus.ROLLBACK_STARTED,
+                )
                 run_ops = not (uncertain and step.done_when and not _some_effect(rt, step))
                 result = undo_step(rt, step, entry, force=options.force, run_ops=run_ops)
                 rt.emit("step_undone", step.id, status=result.status, message=result.message)
-                if result.status == "irreversible":
+                if result.status == UndoOutcome.IRREVERSIBLE:
                     kept.append(step)
-                elif result.status == "rolled_back":
+                elif result.status == UndoOutcome.ROLLED_BACK:
                     undone += 1
     except UndoFailed as exc:
-        rt.emit("step_undone", exc.step_id, status="rollback_failed", message=exc.in_step())
-        _end_run(rt, ExitCode.UNDO_INCOMPLETE, "undo_incomplete", f"undo of {exc.step_id} failed")
+        rt.emit(
+            "step_undone", exc.step_id, status=UndoOutcome.ROLLBACK_FAILED, message=exc.in_step()
+        )
+        _end_run(
+            rt, ExitCode.UNDO_INCOMPLETE, RunStatus.UNDO_INCOMPLETE, f"undo of {exc.step_id} failed"
+        )
         raise
     except KeyboardInterrupt:
-        _end_run(rt, ExitCode.UNDO_INCOMPLETE, "interrupted", "interrupted")
+        _end_run(
+            rt, ExitCode.UNDO_INCOMPLETE, RunStatus.INTERRUPTED, "stopped by Ctrl-C or SIGTERM"
+        )
         raise
     except JournalError as exc:
-        _end_run(rt, ExitCode.UNDO_INCOMPLETE, "undo_incomplete", str(exc))
+        _end_run(rt, ExitCode.UNDO_INCOMPLETE, RunStatus.UNDO_INCOMPLETE, str(exc))
         raise
     said_ = f"rolled back ({undone} step(s) undone)" if undone else "nothing that can be undone"
-    _end_run(rt, ExitCode.OK, "rolled_back" if undone else "nothing_to_undo", said_)
+    _end_run(rt, ExitCode.OK, RunStatus.ROLLED_BACK if undone else RunStatus.NOTHING_TO_UNDO, said_)
     return undone, kept
 
 
@@ -393,7 +400,9 @@ def _stopped(context: _Context, reason: str, what: str) -> Outcome:
         f"{said(left) or 'nothing'}. Fix the cause, then run: {context.command}"
     )
     still = list(dict.fromkeys(s for r in left for s in r["steps"]))
-    outcome = Outcome(ExitCode.UNDO_INCOMPLETE, "undo_incomplete", context.run_id, message, still)
+    outcome = Outcome(
+        ExitCode.UNDO_INCOMPLETE, RunStatus.UNDO_INCOMPLETE, context.run_id, message, still
+    )
     return report_end(context.rt, outcome, {"still_applied_runs": left})
 
 
@@ -419,7 +428,7 @@ def _closing(
         message += (
             f": every change was undone, {context.where} is as it was before run {undone[-1][0]}"
         )
-    status = "rolled_back" if undone else "nothing_to_undo"
+    status = RunStatus.ROLLED_BACK if undone else RunStatus.NOTHING_TO_UNDO
     return Outcome(ExitCode.OK, status, context.run_id, message)
 
 
@@ -435,9 +444,11 @@ def _preview(
     undo = listing(todo)
     if problems:
         message = f"dry run: the rollback would stop: {'; '.join(problems)} (would undo {undo})"
-        return report_end(context.rt, Outcome(ExitCode.UNDONE, "dry_run", context.run_id, message))
+        return report_end(
+            context.rt, Outcome(ExitCode.UNDONE, RunStatus.DRY_RUN, context.run_id, message)
+        )
     message = f"dry run: would undo {undo}"
-    return report_end(context.rt, Outcome(ExitCode.OK, "dry_run", context.run_id, message))
+    return report_end(context.rt, Outcome(ExitCode.OK, RunStatus.DRY_RUN, context.run_id, message))
 
 
 def _preview_run(rt: Runtime, run: Pending, options: Options) -> list[str]:
@@ -450,9 +461,15 @@ def _preview_run(rt: Runtime, run: Pending, options: Options) -> list[str]:
                 state, _ = file_state(Path(path), file_entry)
                 if state == "changed" and not options.force:
                     problems.append(f"{step.id}: {path} changed after the run")
-                    message, status = f"{path} changed after the run: would refuse", "failed"
+                    message, status = (
+                        f"{path} changed after the run: would refuse",
+                        OperationStatus.FAILED,
+                    )
                 else:
-                    message, status = f"restore the exact pre-run bytes of {path}", "planned"
+                    message, status = (
+                        f"restore the exact pre-run bytes of {path}",
+                        OperationStatus.PLANNED,
+                    )
                 rt.emit(
                     "operation", step.id, phase="rollback.action", status=status, message=message
                 )

@@ -4,7 +4,6 @@ on any failure stop and unwind everything already done."""
 from __future__ import annotations
 
 import gc
-import os
 from typing import Any
 
 import psycopg
@@ -30,7 +29,9 @@ from dcx_runbook.format.loader import Loaded
 from dcx_runbook.format.model import Runbook, Step
 from dcx_runbook.format.variables import Resolved
 from dcx_runbook.reporters.base import Reporter
-from dcx_runbook.state.journal import Journal, RunRecord, new_run_id, operator
+from dcx_runbook.state.entries import RunbookRef, new_run
+from dcx_runbook.state.journal import Journal, RunRecord, new_run_id
+from dcx_runbook.statuses import RunStatus, StepOutcome, StepStatus, UndoOutcome
 from dcx_runbook.target import db, identity
 
 __all__ = ["Options", "Outcome", "run"]
@@ -70,7 +71,7 @@ def _run(
     except Refused as exc:
         # Wrong database, run lock held, can't connect: said as an event too, so a JSON reader
         # sees every run end with run_finished.
-        return finish(rt, Outcome(ExitCode.REFUSED, "refused", None, str(exc)))
+        return finish(rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, str(exc)))
     target = target_view(rt, info)
     rt.emit(
         "run_started",
@@ -96,7 +97,7 @@ def _run(
             rt.run_checks(None, "preflight", needed(runbook.preflight, options))
         except (StepFailed, psycopg.Error) as exc:
             return finish(
-                rt, Outcome(ExitCode.REFUSED, "refused", None, f"preflight failed: {exc}")
+                rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, f"preflight failed: {exc}")
             )
     where = f"{identity.describe(target)} ({target['url']})" if target else "this machine"
     question = f"Run {runbook.name} ({len(runbook.steps)} steps) against {where}?"
@@ -105,7 +106,9 @@ def _run(
     try:
         rt.record = _create_record(rt, loaded, resolved, options, journal, run_id, target)
     except JournalError as exc:  # nothing has changed yet: a refusal, not an incomplete undo
-        return finish(rt, Outcome(ExitCode.REFUSED, "refused", None, f"{exc}: nothing was changed"))
+        return finish(
+            rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, f"{exc}: nothing was changed")
+        )
     try:  # the record is locked from its creation: a rollback can tell the run is at work
         return _execute(rt, options)
     finally:
@@ -122,31 +125,24 @@ def _create_record(
     target: dict[str, Any],
 ) -> RunRecord:
     runbook = rt.runbook
+    ref: RunbookRef = {
+        "name": runbook.name,
+        "title": runbook.title,
+        "path": str(loaded.path),
+        "sha256": loaded.sha256,
+        "spec": _journal_spec(runbook),
+    }
     return journal.create(
-        {
-            "run_id": run_id,
-            "mode": "run",
-            "status": "running",
-            "dry_run": False,
-            "runbook": {
-                "name": runbook.name,
-                "title": runbook.title,
-                "path": str(loaded.path),
-                "sha256": loaded.sha256,
-                "spec": _journal_spec(runbook),
-            },
-            "vars": rt.masker.deep(resolved.public()),
-            "captured": rt.captured,
-            "secret_vars": sorted(resolved.secret),
-            "target": rt.masker.deep(target),
-            "operator": operator(),
-            "pid": os.getpid(),
-            "started_at": now(),
-            "finished_at": None,
-            "exit_code": None,
-            "skipped": list(options.skip),
-            "steps": [{"id": s.id, "title": s.title, "status": "pending"} for s in runbook.steps],
-        }
+        new_run(
+            run_id,
+            ref,
+            [(s.id, s.title) for s in runbook.steps],
+            public_vars=dict(rt.masker.deep(resolved.public())),  # type: ignore[call-overload]
+            secret_vars=sorted(resolved.secret),
+            captured=rt.captured,
+            target=dict(rt.masker.deep(target)),  # type: ignore[call-overload]
+            skipped=list(options.skip),
+        )
     )
 
 
@@ -177,11 +173,15 @@ def _execute(rt: Runtime, options: Options) -> Outcome:
         except (StepFailed, psycopg.Error, RunbookError) as exc:
             return _unwind(rt, applied, current, f"{exc}", ExitCode.UNDONE)
         except KeyboardInterrupt:
-            return _unwind(rt, applied, current, "interrupted", ExitCode.INTERRUPTED)
+            return _unwind(
+                rt, applied, current, "stopped by Ctrl-C or SIGTERM", ExitCode.INTERRUPTED
+            )
         except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen error: undo all the same
             reason = f"unexpected error {type(exc).__name__}: {str(exc).strip() or '-'}"
             return _unwind(rt, applied, current, reason.splitlines()[0], ExitCode.UNDONE)
-    return finish(rt, Outcome(ExitCode.OK, "succeeded", rt.record.run_id, "done and verified"))
+    return finish(
+        rt, Outcome(ExitCode.OK, RunStatus.SUCCEEDED, rt.record.run_id, "done and verified")
+    )
 
 
 def _run_step(rt: Runtime, step: Step, options: Options) -> bool:
@@ -189,44 +189,47 @@ def _run_step(rt: Runtime, step: Step, options: Options) -> bool:
     assert rt.record is not None
     entry = rt.record.step(step.id)
     if step.id in options.skip:
-        entry["status"] = "skipped"
+        entry["status"] = StepStatus.SKIPPED
         rt.save(entry, durable=False)
         rt.emit(
-            "step_finished", step.id, status="skipped", message="skipped by the operator (--skip)"
+            "step_finished",
+            step.id,
+            status=StepOutcome.SKIPPED,
+            message="skipped by the operator (--skip)",
         )
         return False
     rt.emit("step_started", step.id, message=step.title)
     if step.done_when:
         ok = rt.run_checks(step.id, "done_when", step.done_when, fail_fast=False)
         if ok:
-            entry["status"] = "already_done"
+            entry["status"] = StepStatus.ALREADY_DONE
             rt.save(entry, durable=False)
             rt.emit(
                 "step_finished",
                 step.id,
-                status="already_done",
+                status=StepOutcome.ALREADY_DONE,
                 message="already done: nothing to change",
             )
             return False
     rt.run_checks(step.id, "precheck", step.precheck)
     if not step.action:
         rt.run_checks(step.id, "verify", step.verify)
-        entry["status"] = "passed"
+        entry["status"] = StepStatus.PASSED
         rt.save(entry, durable=False)
-        rt.emit("step_finished", step.id, status="passed", message="verified")
+        rt.emit("step_finished", step.id, status=StepOutcome.PASSED, message="verified")
         return False
-    entry["status"] = "action_started"
+    entry["status"] = StepStatus.ACTION_STARTED
     entry["started_at"] = now()
     # Write-ahead: durable before anything of the action takes effect. A transactional action
     # takes effect at COMMIT, so the flush overlaps its statements and verify.
     durable = rt.save_ahead(entry)
     rt.act(step, "action", step.action, step.verify, entry, before_effect=durable)
-    entry["status"] = "applied"
+    entry["status"] = StepStatus.APPLIED
     entry["finished_at"] = now()
     # Not fsynced: should this line be lost, "action started" and the step's already-done checks
     # still tell a later rollback what to undo.
     rt.save(entry, durable=False)
-    rt.emit("step_finished", step.id, status="applied", message="applied and verified")
+    rt.emit("step_finished", step.id, status=StepOutcome.APPLIED, message="applied and verified")
     return True
 
 
@@ -242,7 +245,7 @@ def _unwind(
     todo: list[tuple[Step, bool]] = []
     if current is not None:
         entry = rt.record.step(current.id)
-        if entry["status"] == "action_started":
+        if entry["status"] == StepStatus.ACTION_STARTED:
             committed = _committed(rt, current, entry)
             if committed is None:
                 return incomplete(
@@ -252,8 +255,8 @@ def _unwind(
                     "whether it took effect: check the step's effect before rolling back",
                 )
             todo.append((current, not committed))
-        elif entry["status"] in ("pending",):
-            entry["status"] = "failed"
+        elif entry["status"] == StepStatus.PENDING:
+            entry["status"] = StepStatus.FAILED
     todo += [(step, False) for step in reversed(applied)]
     kept: list[Step] = []  # irreversible steps: left as they are, said so
     try:
@@ -265,10 +268,12 @@ def _unwind(
                 lasting = bool(entry.get("effects_started"))
                 result = undo_step(rt, step, entry, force=False, run_ops=not in_flight or lasting)
                 rt.emit("step_undone", step.id, status=result.status, message=result.message)
-                if result.status == "irreversible":
+                if result.status == UndoOutcome.IRREVERSIBLE:
                     kept.append(step)
     except UndoFailed as exc:
-        rt.emit("step_undone", exc.step_id, status="rollback_failed", message=exc.in_step())
+        rt.emit(
+            "step_undone", exc.step_id, status=UndoOutcome.ROLLBACK_FAILED, message=exc.in_step()
+        )
         return incomplete(rt, reason, f"undo of {exc.step_id} failed: {exc.message}")
     except KeyboardInterrupt:
         return incomplete(rt, reason, "the unwind was interrupted")
@@ -276,13 +281,13 @@ def _unwind(
         # Nothing is undone before the journal says so: with the journal unwritable, stop here.
         return incomplete(rt, reason, f"the unwind stopped: {exc}")
     for step, _ in todo:
-        if rt.record.step(step.id)["status"] == "rolled_back" and step is current:
-            rt.record.step(step.id)["status"] = "failed"
+        if rt.record.step(step.id)["status"] == StepStatus.ROLLED_BACK and step is current:
+            rt.record.step(step.id)["status"] = StepStatus.FAILED
     return finish(
         rt,
         Outcome(
             code,
-            "interrupted" if code == ExitCode.INTERRUPTED else "failed",
+            RunStatus.INTERRUPTED if code == ExitCode.INTERRUPTED else RunStatus.FAILED,
             rt.record.run_id,
             f"{reason}; {undone_summary(kept)}",
         ),
@@ -303,7 +308,7 @@ def _committed(rt: Runtime, step: Step, entry: dict[str, Any]) -> bool | None:
         f"{state or 'unknown'}",
     )
     if state == "committed":
-        entry["status"] = "applied"  # undone below like any applied step
+        entry["status"] = StepStatus.APPLIED  # undone below like any applied step
         return True
     return False if state == "aborted" else None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +14,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from dcx_runbook.errors import StepFailed
+from dcx_runbook.filesystem import sha256
 from dcx_runbook.format.model import Runbook, Step, Timeouts
 from dcx_runbook.interrupts import terminate_as_interrupt
 from dcx_runbook.kinds import KINDS
@@ -22,7 +22,10 @@ from dcx_runbook.kinds.base import CheckSpec, Context, Deferred, Effect, OpSpec
 from dcx_runbook.kinds.sql import Leftover, SqlEffect, drop_leftover, invalid_indexes, leftovers
 from dcx_runbook.reporters.base import Event, Reporter
 from dcx_runbook.secrets import Masker
-from dcx_runbook.state.journal import RunRecord, seal
+from dcx_runbook.state.entries import new_file
+from dcx_runbook.state.journal import RunRecord
+from dcx_runbook.state.sealing import seal
+from dcx_runbook.statuses import CheckStatus, LockWaitStatus, OperationStatus
 from dcx_runbook.target import db
 from dcx_runbook.template import TemplateError, render
 
@@ -97,14 +100,9 @@ class Runtime:
                     mode: int | None = path.stat().st_mode & 0o7777
                 except FileNotFoundError:
                     data, mode = None, None
-                files[key] = {
-                    "existed": data is not None,
-                    "mode": mode,
-                    "sha256": _sha(data),
-                    "sealed": seal(data, self.secrets) if data is not None else None,
-                    "planned": [],
-                }
-            files[key]["planned"].append(_sha(planned))
+                sealed = seal(data, self.secrets) if data is not None else None
+                files[key] = new_file(data is not None, mode, sha256(data), sealed)
+            files[key]["planned"].append(sha256(planned))
             self.save(step)
 
         return Context(
@@ -152,7 +150,7 @@ class Runtime:
                     "check",
                     step_id,
                     phase=phase,
-                    status="deferred",
+                    status=CheckStatus.DEFERRED,
                     message=f"{label}: {why}",
                     detail={"name": label},
                 )
@@ -210,7 +208,11 @@ class Runtime:
         if not ok and spec.message and phase != "done_when":
             message += f" ({self._render_message(spec.message, value)})"
         # An unmet already-done check is not a failure: it means the step has work to do.
-        status = "passed" if ok else ("unmet" if phase == "done_when" else "failed")
+        status = (
+            CheckStatus.PASSED
+            if ok
+            else (CheckStatus.UNMET if phase == "done_when" else CheckStatus.FAILED)
+        )
         self.emit(
             "check",
             step_id,
@@ -305,7 +307,7 @@ class Runtime:
             "lock_wait",
             step_id,
             phase=phase,
-            status="timeout",
+            status=LockWaitStatus.TIMEOUT,
             message=f"lock timeout after {policy.lock_timeout:g}s "
             f"(attempt {retries.attempt} of {policy.attempts})",
             detail={"attempt": retries.attempt, "delay": delay, "blockers": blockers},
@@ -395,9 +397,21 @@ class Runtime:
             if lasting and spec.kind in ("shell", "sql"):
                 journal_step["effects_started"] = True
             description = effect.describe()
-            self.emit("operation", step_id, phase=phase, status="started", message=description)
+            self.emit(
+                "operation",
+                step_id,
+                phase=phase,
+                status=OperationStatus.STARTED,
+                message=description,
+            )
             output = self._perform(step_id, phase, effect, ctx, in_tx, left)
-            self.emit("operation", step_id, phase=phase, status="done", message=output or "done")
+            self.emit(
+                "operation",
+                step_id,
+                phase=phase,
+                status=OperationStatus.DONE,
+                message=output or OperationStatus.DONE,
+            )
             if lasting:
                 kept.add(index)
 
@@ -481,10 +495,6 @@ class _Retries:
 
 def _verify_phase(phase: str) -> str:
     return "rollback.verify" if phase.startswith("rollback") else "verify"
-
-
-def _sha(data: bytes | None) -> str | None:
-    return None if data is None else hashlib.sha256(data).hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:

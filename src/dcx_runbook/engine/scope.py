@@ -14,11 +14,11 @@ from typing import Any
 
 from dcx_runbook.errors import JournalError
 from dcx_runbook.format.model import Runbook, Step
-from dcx_runbook.state.journal import UNDO_STATUSES, Journal, RunRecord
+from dcx_runbook.state.journal import Journal, RunRecord
+from dcx_runbook.statuses import STILL_APPLIED, UNCERTAIN
 from dcx_runbook.target import identity
 
 # A step caught in the middle of its action or its undo: its state must be found out.
-UNCERTAIN = ("action_started", "rollback_started", "rollback_failed")
 
 
 def journaled_runbook(record: RunRecord) -> Runbook:
@@ -52,7 +52,7 @@ class Pending:
     def applied(self) -> list[dict[str, Any]]:
         """The step entries still applied, newest first."""
         steps = self.record.data["steps"]
-        return [s for s in reversed(steps) if s["status"] in UNDO_STATUSES]
+        return [s for s in reversed(steps) if s["status"] in STILL_APPLIED]
 
     def undoable(self) -> list[dict[str, Any]]:
         """The applied entries a rollback can do something about: not those declared
@@ -90,7 +90,7 @@ def candidates(records: Sequence[RunRecord | JournalError]) -> list[Pending]:
             damaged.append(record)
             continue
         if record.data.get("dry_run") or not any(
-            s["status"] in UNDO_STATUSES for s in record.data["steps"]
+            s["status"] in STILL_APPLIED for s in record.data["steps"]
         ):
             continue
         run = pending(record)
@@ -124,7 +124,7 @@ def of_runbook(
         if isinstance(record, JournalError) or record.data["runbook"]["name"] != name:
             continue
         if record.data.get("dry_run") or not any(
-            s["status"] in UNDO_STATUSES for s in record.data["steps"]
+            s["status"] in STILL_APPLIED for s in record.data["steps"]
         ):
             continue
         run = pending(record)

@@ -15,7 +15,9 @@ from dcx_runbook.format.model import Runbook, Step
 from dcx_runbook.format.variables import Resolved
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.secrets import mask_url
-from dcx_runbook.state.journal import UNDO_STATUSES, Journal, RunRecord, gone
+from dcx_runbook.state.entries import gone
+from dcx_runbook.state.journal import Journal, RunRecord
+from dcx_runbook.statuses import STILL_APPLIED, RunStatus
 from dcx_runbook.target import db, identity
 
 OWN_LOCK_GRACE = 10.0  # seconds to wait for a lock whose holder's process is gone
@@ -43,7 +45,7 @@ class Outcome:
 
 NOT_CONFIRMED = Outcome(
     ExitCode.REFUSED,
-    "refused",
+    RunStatus.REFUSED,
     None,
     "not confirmed (no terminal? pass --yes); nothing was changed",
 )
@@ -224,14 +226,17 @@ def undone_summary(irreversible: Sequence[Step]) -> str:
 
 def incomplete(rt: Runtime, reason: str, what: str) -> Outcome:
     assert rt.record is not None
-    still = [s["id"] for s in rt.record.data["steps"] if s["status"] in UNDO_STATUSES]
+    still = [s["id"] for s in rt.record.data["steps"] if s["status"] in STILL_APPLIED]
     command = f"dcx-runbook rollback {rt.record.run_id}"
     message = (
         f"{reason}; {what.rstrip('.')}. Still applied: {', '.join(still) or 'nothing'}. "
         f"Fix the cause, then run: {command}"
     )
     return finish(
-        rt, Outcome(ExitCode.UNDO_INCOMPLETE, "undo_incomplete", rt.record.run_id, message, still)
+        rt,
+        Outcome(
+            ExitCode.UNDO_INCOMPLETE, RunStatus.UNDO_INCOMPLETE, rt.record.run_id, message, still
+        ),
     )
 
 
@@ -252,7 +257,7 @@ def record_outcome(rt: Runtime, outcome: Outcome) -> None:
         finished_at=now(),
         message=rt.masker(outcome.message),
     )
-    if rt.rollback_entry is None or where.get("status") in (None, "running"):
+    if rt.rollback_entry is None or where.get("status") in (None, RunStatus.RUNNING):
         where["status"] = outcome.status  # a rollback may have said more (interrupted)
     try:
         rt.record.snapshot()

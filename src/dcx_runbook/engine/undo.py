@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,9 +11,11 @@ import psycopg
 
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.errors import JournalError, RunbookError, StepFailed
+from dcx_runbook.filesystem import sha256
 from dcx_runbook.format.model import Step
 from dcx_runbook.kinds.files import unified_diff, write_atomic
-from dcx_runbook.state.journal import unseal
+from dcx_runbook.state.sealing import unseal
+from dcx_runbook.statuses import OperationStatus, StepStatus, UndoOutcome
 
 
 class UndoFailed(RunbookError):
@@ -25,7 +26,7 @@ class UndoFailed(RunbookError):
 class UndoResult:
     """How one step's undo ended: the status its `step_undone` event reports, and what to say."""
 
-    status: str  # "rolled_back", "nothing_to_undo" or "irreversible"
+    status: UndoOutcome
     message: str
 
 
@@ -36,7 +37,7 @@ def file_state(path: Path, entry: dict[str, Any]) -> tuple[str, bytes | None]:
         current: bytes | None = path.read_bytes()
     except FileNotFoundError:
         current = None
-    current_sha = None if current is None else hashlib.sha256(current).hexdigest()
+    current_sha = sha256(current)
     if current_sha == entry["sha256"]:
         return "as_it_was", current
     return ("restorable" if current_sha in entry.get("planned", []) else "changed"), current
@@ -85,11 +86,11 @@ def undo_step(
     files = journal_step.get("files", {})
     needs_ops = rollback is not None and bool(rollback.action) and run_ops
     if step.irreversible and not files:
-        journal_step["status"] = "irreversible"
+        journal_step["status"] = StepStatus.IRREVERSIBLE
         rt.save(journal_step)
         reason = " ".join(str(step.irreversible).split())
-        return UndoResult("irreversible", f"irreversible, left as it is: {reason}")
-    journal_step["status"] = "rollback_started"
+        return UndoResult(UndoOutcome.IRREVERSIBLE, f"irreversible, left as it is: {reason}")
+    journal_step["status"] = StepStatus.ROLLBACK_STARTED
     rt.save(journal_step)
     try:
         if rollback is not None and needs_ops:
@@ -97,7 +98,13 @@ def undo_step(
         env_files = _env_files(rt, step)
         for key, entry in files.items():
             message = restore_file(Path(key), entry, rt.secrets, force=force, env=key in env_files)
-            rt.emit("operation", step.id, phase="rollback.action", status="done", message=message)
+            rt.emit(
+                "operation",
+                step.id,
+                phase="rollback.action",
+                status=OperationStatus.DONE,
+                message=message,
+            )
         if rollback is not None and needs_ops:
             rt.act(step, "rollback.action", rollback.action, rollback.verify, journal_step)
         elif rollback is not None and files and run_ops:
@@ -105,15 +112,15 @@ def undo_step(
     except (StepFailed, UndoFailed, JournalError, psycopg.Error, OSError) as exc:
         # Said once: a StepFailed's own text already names the step and phase.
         message = exc.message if isinstance(exc, RunbookError) else str(exc)
-        journal_step["status"] = "rollback_failed"
+        journal_step["status"] = StepStatus.ROLLBACK_FAILED
         journal_step["error"] = rt.masker(message)
         rt.save(journal_step)
         raise UndoFailed(message, step_id=step.id, phase=getattr(exc, "phase", None)) from None
-    journal_step["status"] = "rolled_back"
+    journal_step["status"] = StepStatus.ROLLED_BACK
     rt.save(journal_step)
     if needs_ops or files:
-        return UndoResult("rolled_back", "rolled back")
-    return UndoResult("nothing_to_undo", "nothing to undo")
+        return UndoResult(UndoOutcome.ROLLED_BACK, "rolled back")
+    return UndoResult(UndoOutcome.NOTHING_TO_UNDO, "nothing to undo")
 
 
 def _env_masked(data: bytes | None) -> bytes | None:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from dcx_runbook.filesystem import sha256, write_atomic
 from dcx_runbook.kinds.base import Context
 
-
-def sha256(data: bytes | None) -> str | None:
-    return None if data is None else hashlib.sha256(data).hexdigest()
+__all__ = ["sha256", "write_atomic"]  # re-exported: the file kinds' callers use them here
 
 
 def unified_diff(path: Path, before: bytes | None, after: bytes | None) -> str:
@@ -25,45 +21,6 @@ def unified_diff(path: Path, before: bytes | None, after: bytes | None) -> str:
     return "".join(
         line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
     )
-
-
-def write_atomic(path: Path, data: bytes, mode: int | None) -> None:
-    """Write via a temporary file in the same directory, fsync, rename: never a half-written file.
-
-    Through a symbolic link, the file it points to is written and the link stays: renaming onto
-    the link would replace it with a copy and leave the real file (the one the journal keeps the
-    pre-image of) untouched."""
-    path = Path(os.path.realpath(path))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".dcx-tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        _keep_owner(path, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _keep_owner(path: Path, tmp: str) -> None:
-    """The rewritten file keeps its owner and group (when we are allowed to set them)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return
-    try:
-        os.chown(tmp, st.st_uid, st.st_gid)
-    except PermissionError:
-        pass  # not root: the file is ours anyway, or the owner can't be given away
 
 
 @dataclass(frozen=True)
@@ -89,7 +46,7 @@ class FileWrite:
             return "unchanged"
         if ctx.dry_run:
             ctx.overlay[self.path] = self.after
-            return "planned"
+            return "previewed, not written (dry run)"
         ctx.before_write(self.path, self.after)
         mode = self.path.stat().st_mode & 0o7777 if self.before is not None else None
         write_atomic(self.path, self.after, mode)

@@ -15,6 +15,14 @@ from rich.table import Table
 from rich.text import Text
 
 from dcx_runbook.reporters.base import Event, silence
+from dcx_runbook.statuses import (
+    CheckStatus,
+    OperationStatus,
+    RunStatus,
+    StepOutcome,
+    StepStatus,
+    UndoOutcome,
+)
 
 
 class _Console(Console):
@@ -28,29 +36,30 @@ class _Console(Console):
         raise BrokenPipeError(errno.EPIPE, "the output's reader went away")
 
 
-SYMBOLS = {
-    "passed": "[green]✓[/]",
-    "failed": "[red]✗[/]",
-    "deferred": "[yellow]…[/]",
-    "unmet": "[dim]·[/]",
-    "applied": "[green]✓[/]",
-    "already_done": "[cyan]=[/]",
-    "skipped": "[yellow]-[/]",
-    "rolled_back": "[magenta]↺[/]",
-    "rollback_failed": "[red]✗[/]",
-    "would_apply": "[cyan]~[/]",
-    "would_verify": "[cyan]?[/]",
-    "irreversible": "[yellow]![/]",
+SYMBOLS: dict[str, str] = {
+    CheckStatus.PASSED: "[green]✓[/]",
+    CheckStatus.FAILED: "[red]✗[/]",
+    CheckStatus.DEFERRED: "[yellow]…[/]",
+    CheckStatus.UNMET: "[dim]·[/]",
+    StepOutcome.APPLIED: "[green]✓[/]",
+    StepOutcome.ALREADY_DONE: "[cyan]=[/]",
+    StepOutcome.SKIPPED: "[yellow]-[/]",
+    UndoOutcome.ROLLED_BACK: "[magenta]↺[/]",
+    UndoOutcome.ROLLBACK_FAILED: "[red]✗[/]",
+    StepOutcome.WOULD_APPLY: "[cyan]~[/]",
+    StepOutcome.WOULD_VERIFY: "[cyan]?[/]",
+    UndoOutcome.IRREVERSIBLE: "[yellow]![/]",
 }
-STEP_WORDS = {
-    "applied": "applied and verified",
-    "passed": "verified",
-    "already_done": "already done",
-    "skipped": "skipped (--skip)",
-    "would_apply": "would apply",
-    "would_verify": "would verify",
-    "failed": "failed",
+STEP_WORDS: dict[str, str] = {
+    StepOutcome.APPLIED: "applied and verified",
+    StepOutcome.PASSED: "verified",
+    StepOutcome.ALREADY_DONE: "already done",
+    StepOutcome.SKIPPED: "skipped (--skip)",
+    StepOutcome.WOULD_APPLY: "would apply",
+    StepOutcome.WOULD_VERIFY: "would verify",
 }
+# The live table's own states of a step, besides the statuses of its events.
+_PENDING, _RUNNING = StepStatus.PENDING, RunStatus.RUNNING
 
 
 class HumanReporter:
@@ -66,7 +75,7 @@ class HumanReporter:
         table = Table.grid(padding=(0, 1))
         for step_id, s in self.steps.items():
             elapsed = (s.get("end") or time.monotonic()) - s["start"] if s.get("start") else 0.0
-            symbol = SYMBOLS.get(s["status"], "[blue]•[/]" if s["status"] == "running" else " ")
+            symbol = SYMBOLS.get(s["status"], "[blue]•[/]" if s["status"] == _RUNNING else " ")
             table.add_row(
                 Text.from_markup(symbol),
                 step_id,
@@ -111,13 +120,13 @@ class HumanReporter:
         if d.get("dry_run"):
             lines.append("[yellow]dry run: nothing will be written[/]")
         self._print(Panel("\n".join(lines), expand=False))
-        self.steps = {s: {"status": "pending"} for s in d.get("steps", [])}
+        self.steps = {s: {"status": _PENDING} for s in d.get("steps", [])}
         if self.console.is_terminal and not d.get("dry_run"):
             self._start_live()
 
     def _on_step_started(self, e: Event) -> None:
         self.steps.setdefault(e.step or "", {}).update(
-            status="running", start=time.monotonic(), phase=""
+            status=_RUNNING, start=time.monotonic(), phase=""
         )
         self._print(f"[bold]▶ {escape(e.step or '')}[/] {escape(e.message or '')}")
 
@@ -129,13 +138,13 @@ class HumanReporter:
     def _on_operation(self, e: Event) -> None:
         self._phase(e)
         text = escape(e.message or "")
-        if e.status in ("started", "planned"):
+        if e.status in (OperationStatus.STARTED, OperationStatus.PLANNED):
             body = "\n".join("      " + line for line in text.splitlines())
-            verb = "would run" if e.status == "planned" else "run"
+            verb = "would run" if e.status == OperationStatus.PLANNED else "run"
             self._print(f"  [blue]→[/] {e.phase}: {verb}\n{body}")
-        elif e.status == "failed":
+        elif e.status == OperationStatus.FAILED:
             self._print(f"  [red]✗[/] {e.phase}: {text}")
-        elif text and text != "done":
+        elif text and text != OperationStatus.DONE:
             self._print(f"    [dim]{text}[/]")
 
     def _on_lock_wait(self, e: Event) -> None:
@@ -154,7 +163,7 @@ class HumanReporter:
 
     def _on_unwind_started(self, e: Event) -> None:
         if e.step:
-            self.steps.setdefault(e.step, {}).update(status="failed", end=time.monotonic())
+            self.steps.setdefault(e.step, {}).update(status=StepStatus.FAILED, end=time.monotonic())
         self._print(
             Panel(
                 f"[red]{escape(e.message or '')}[/]\nUndoing what was done, newest first.",

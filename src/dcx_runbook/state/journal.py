@@ -1,36 +1,33 @@
-"""The journal: one JSON record per run, rewritten atomically (temp file, fsync, rename).
+"""The journal: one JSON record per run, a snapshot rewritten atomically plus an append-only log
+(docs/journal-format.md).
 
 It holds everything rollback needs (the rendered runbook, public variables, file pre-images), so an
 undo works after a crash or after the runbook file changed. Secrets are never written: pre-images
-are sealed (secret values replaced by markers, restored from the live value, checked by hash).
+are sealed (state/sealing.py).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
-import getpass
-import hashlib
 import json
 import os
 import secrets as _random
-import socket
-import tempfile
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dcx_runbook.clock import now
 from dcx_runbook.errors import JournalError, Refused, RunbookError
+from dcx_runbook.filesystem import fsync_dir, write_atomic
+from dcx_runbook.state.durable import Syncer, reason
+from dcx_runbook.state.entries import FORMAT, RunData, shape_problem
+from dcx_runbook.statuses import RunStatus
 
-FORMAT = 1
 # Compact, so that json uses its C encoder; one encoder for the run (json.dumps with options
 # builds a new one per call).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
-UNDO_STATUSES = ("applied", "action_started", "rollback_failed", "rollback_started")
 
 
 def state_dir() -> Path:
@@ -43,56 +40,6 @@ def state_dir() -> Path:
 
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(3)
-
-
-def gone(entry: dict[str, Any]) -> bool:
-    """Whether the process that wrote `entry` (a run record, or one of its rollbacks) is known to
-    have ended: same host, and no process with its pid. A process still there, or on another
-    machine, is not called gone (a reused pid errs on the side of "still running")."""
-    pid, host = entry.get("pid"), (entry.get("operator") or {}).get("host")
-    if not isinstance(pid, int) or host != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # another user's process: it exists
-        return False
-    return False
-
-
-def operator() -> dict[str, str]:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return {"user": user, "host": socket.gethostname()}
-
-
-# -------------------------------------------------------------------------------- sealed bytes
-
-
-def _marker(name: str) -> bytes:
-    return f"\x00dcx-secret:{name}\x00".encode()
-
-
-def seal(data: bytes, secrets: Mapping[str, str | None]) -> str:
-    for name, value in sorted(secrets.items(), key=lambda kv: -len(kv[1] or "")):
-        if value:
-            data = data.replace(value.encode(), _marker(name))
-    return base64.b64encode(data).decode()
-
-
-def unseal(sealed: str, secrets: Mapping[str, str | None], sha256: str) -> bytes:
-    data = base64.b64decode(sealed)
-    for name, value in secrets.items():
-        if _marker(name) in data:
-            if value is None:
-                raise JournalError(f"restoring needs the secret variable {name}: pass it again")
-            data = data.replace(_marker(name), value.encode())
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise JournalError("a stored pre-image does not match its checksum; not restored")
-    return data
 
 
 # -------------------------------------------------------------------------------- records
@@ -114,7 +61,7 @@ class RunRecord:
         self._lock_fd: int | None = None
         self._log: Any = None
         self._steps: dict[str, dict[str, Any]] | None = None
-        self._syncer: _Syncer | None = None
+        self._syncer: Syncer | None = None
 
     @property
     def log_path(self) -> Path:
@@ -150,13 +97,13 @@ class RunRecord:
                 os.fdatasync(self._log.fileno())
         except OSError as exc:  # a full or failing disk: said plainly, never a traceback
             self._drop_unwritten(end)
-            raise JournalError(f"can't write the journal {self.log_path}: {_reason(exc)}") from None
+            raise JournalError(f"can't write the journal {self.log_path}: {reason(exc)}") from None
 
     def _open_log(self) -> Any:
         created = not self.log_path.exists()
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the run
         if created:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         elif log.tell() > 0:
             # A last line without its newline is a write that was never acknowledged (a crash or
             # a full disk in the middle of it): cut it off, or the next line would be glued to it.
@@ -182,7 +129,7 @@ class RunRecord:
         work overlap instead of adding up."""
         self.save(*steps, durable=False)
         if self._syncer is None:
-            self._syncer = _Syncer(self._log.fileno())
+            self._syncer = Syncer(self._log.fileno())
         return self._syncer.request()
 
     def snapshot(self) -> None:
@@ -192,19 +139,9 @@ class RunRecord:
         # Compact: with indentation json would use its pure-Python encoder (0.3 s for 1000 steps).
         payload = _ENCODER.encode(self.data).encode()
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(payload)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            _fsync_dir(self.path.parent)
+            write_atomic(self.path, payload, None)  # mkstemp's 0600: the journal is the user's
         except OSError as exc:
-            raise JournalError(f"can't write the journal {self.path}: {_reason(exc)}") from None
+            raise JournalError(f"can't write the journal {self.path}: {reason(exc)}") from None
         self._close_log()
         self.log_path.unlink(missing_ok=True)
 
@@ -234,9 +171,9 @@ class RunRecord:
             data = self.data
         name = (data.get("runbook") or {}).get("name", "?")
         rollbacks = data.get("rollbacks") or []
-        if rollbacks and rollbacks[-1].get("status") == "running":
+        if rollbacks and rollbacks[-1].get("status") == RunStatus.RUNNING:
             who, doing = rollbacks[-1], "being rolled back"
-        elif data.get("status") == "running":
+        elif data.get("status") == RunStatus.RUNNING:
             who, doing = data, "still running"
         else:
             return (
@@ -271,73 +208,6 @@ class RunRecord:
             log.close()
 
 
-class _Syncer:
-    """fdatasync of one file on a daemon thread, on request. Each request is a ticket; waiting on
-    it returns once an fdatasync that began after the request has finished (one flush can serve
-    several tickets)."""
-
-    def __init__(self, fd: int):
-        self._fd = fd
-        self._cond = threading.Condition()
-        self._asked = self._synced = 0
-        self._error: OSError | None = None
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="dcx-journal-sync", daemon=True)
-        self._thread.start()
-
-    def request(self) -> Callable[[], None]:
-        with self._cond:
-            self._asked += 1
-            ticket = self._asked
-            self._cond.notify_all()
-        return lambda: self._wait(ticket)
-
-    def _wait(self, ticket: int) -> None:
-        with self._cond:
-            while self._synced < ticket and self._error is None:
-                self._cond.wait()
-            if self._error is not None:
-                raise JournalError(f"the journal could not be made durable: {_reason(self._error)}")
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._synced == self._asked and not self._closed:
-                    self._cond.wait()
-                if self._synced == self._asked:  # closed, nothing left to flush
-                    return
-                target = self._asked
-            try:
-                os.fdatasync(self._fd)
-            except OSError as exc:
-                with self._cond:
-                    self._error = exc
-                    self._cond.notify_all()
-                return
-            with self._cond:
-                self._synced = target
-                self._cond.notify_all()
-
-    def close(self) -> None:
-        """Waits for a flush in progress: the file must not be closed under it."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._thread.join()
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
-def _fsync_dir(directory: Path) -> None:
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def _replay(data: dict[str, Any], log_path: Path) -> None:
     """Apply the log's lines newer than the snapshot. A torn last line is a write that was never
     acknowledged (nothing acted on it); a damaged line before the last is corruption."""
@@ -370,7 +240,8 @@ def _replay(data: dict[str, Any], log_path: Path) -> None:
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """A run's record as last written: its snapshot, then the log's lines past it."""
+    """A run's record as last written: its snapshot, then the log's lines past it; its shape
+    checked (docs/journal-format.md) before and after the log is applied."""
     try:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
@@ -378,14 +249,17 @@ def read_record(path: Path) -> dict[str, Any]:
             f"journal record {path} is unreadable ({exc}); it was left as is: "
             "inspect it, and do not delete it before the run's changes are accounted for"
         ) from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or "steps" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("format"), int) or "steps" not in data:
+        raise JournalError(f"journal record {path} is not a dcx-runbook run record")
+    if data["format"] > FORMAT:
         raise JournalError(
-            f"journal record {path} is not a dcx-runbook run record (format {FORMAT})"
+            f"journal record {path} was written by a newer dcx-runbook (journal format "
+            f"{data['format']}; this one reads up to {FORMAT}): use that version or a later one"
         )
-    damage = _damage(data)
+    damage = shape_problem(data)
     if damage is None:
         _replay(data, path.with_suffix(".jsonl"))
-        damage = _damage(data)
+        damage = shape_problem(data)
     if damage is not None:
         raise JournalError(
             f"journal record {path} is damaged ({damage}); it was left as is: inspect it, and do "
@@ -394,38 +268,12 @@ def read_record(path: Path) -> dict[str, Any]:
     return data
 
 
-def _damage(data: dict[str, Any]) -> str | None:
-    """What of a record's shape `runs`, `log` and `rollback` rely on is missing, if anything."""
-    if not isinstance(data.get("run_id"), str):
-        return "no run id"
-    runbook = data.get("runbook")
-    if not isinstance(runbook, dict) or not isinstance(runbook.get("name"), str):
-        return "no runbook name"
-    for key in ("target", "operator"):
-        if data.get(key) is not None and not isinstance(data[key], dict):
-            return f"its {key} is not a mapping"
-    rollbacks = data.get("rollbacks", [])
-    if not isinstance(rollbacks, list) or not all(isinstance(r, dict) for r in rollbacks):
-        return "its rollbacks are not a list of entries"
-    steps = data["steps"]
-    if not isinstance(steps, list):
-        return "its steps are not a list"
-    for i, step in enumerate(steps, 1):
-        if not (
-            isinstance(step, dict)
-            and isinstance(step.get("id"), str)
-            and isinstance(step.get("status"), str)
-        ):
-            return f"step {i} has no id or status"
-    return None
-
-
 class Journal:
     def __init__(self, root: Path | None = None):
         self.root = root or state_dir()
         self.runs_dir = self.root / "runs"
 
-    def create(self, data: dict[str, Any]) -> RunRecord:
+    def create(self, data: RunData) -> RunRecord:
         """A new run's record, durable and locked (the run holds its lock until it ends, so that
         from its first line a rollback can tell it is still at work)."""
         try:
@@ -435,8 +283,8 @@ class Journal:
             raise JournalError(
                 f"can't create the state directory {self.runs_dir}: {exc.strerror}"
             ) from None
-        data = {"format": FORMAT, "order": order, **data}
-        record = RunRecord(self.runs_dir / f"{data['run_id']}.json", data)
+        data["format"], data["order"] = FORMAT, order
+        record = RunRecord(self.runs_dir / f"{data['run_id']}.json", dict(data))
         record.lock()
         try:
             record.snapshot()

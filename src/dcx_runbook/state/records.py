@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from dcx_runbook.errors import JournalError
-from dcx_runbook.state.journal import Journal, gone
+from dcx_runbook.state.entries import gone
+from dcx_runbook.state.journal import Journal
+from dcx_runbook.statuses import RunStatus
 
 
 def _duration(data: dict[str, Any]) -> str:
@@ -38,12 +40,7 @@ def runs(journal: Journal) -> list[dict[str, Any]]:
             continue
         target = data.get("target") or {}
         op = data.get("operator") or {}
-        status = data.get("status", "?")
-        if data.get("rollbacks"):
-            status = f"{status}, rollback: {data['rollbacks'][-1].get('status')}"
-        last = (data.get("rollbacks") or [data])[-1]
-        if status.endswith("running") and gone(last):
-            status += " (its process is gone: rollback to finish)"
+        status = _status(data)
         rows.append(
             {
                 "run_id": data["run_id"],
@@ -56,6 +53,19 @@ def runs(journal: Journal) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _status(data: dict[str, Any]) -> str:
+    """The run's status, then its last rollback's; a process said running that is known gone is
+    flagged (the journal alone can't tell it from one still at work)."""
+    rollbacks = data.get("rollbacks") or []
+    last = rollbacks[-1] if rollbacks else data
+    shown = str(data.get("status", "?"))
+    if rollbacks:
+        shown += f", rollback: {last.get('status')}"
+    if last.get("status") == RunStatus.RUNNING and gone(last):
+        shown += " (its process is gone: rollback to finish)"
+    return shown
 
 
 def log(data: dict[str, Any], fmt: str) -> str:
