@@ -16,9 +16,13 @@ $(BIN)/dcx-runbook: pyproject.toml
 
 install: $(BIN)/dcx-runbook
 
-# The wallet fix end to end on a throwaway PostgreSQL: nothing else to set up.
+# The wallet fix end to end on a throwaway PostgreSQL: nothing else to set up. Its Prisma and
+# TypeScript steps use the tools `node-tools` prepares where npm is here; without them (no npm, no
+# registry) the demo skips those steps and says so. The package itself installs nothing from npm.
+NODE_TOOLS_DIR = $(or $(DCX_NODE_TOOLS_DIR),$(DCX_TEST_NODE_CACHE))
 demo: install
-	$(BIN)/dcx-runbook demo
+	-@$(MAKE) --no-print-directory node-tools DCX_TEST_NODE_CACHE="$(NODE_TOOLS_DIR)"
+	DCX_NODE_TOOLS_DIR="$(NODE_TOOLS_DIR)" $(BIN)/dcx-runbook demo
 
 db:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || { \

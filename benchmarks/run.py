@@ -276,7 +276,7 @@ def bench_lock_stall(block_for: float, writers: int = 4) -> dict[str, Any]:
 
 def bench_wallet(repeat: int, with_node: bool = True) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from dcx_runbook.nodetools import ensure_node_tools, link_node_modules
+    from tests.support.nodetools import ensure_node_tools, link_node_modules
 
     fixtures = ROOT / "runbooks" / "fixtures" / "wallet-fix"
     cache = Path(os.environ.get("DCX_TEST_NODE_CACHE", ROOT / ".cache" / "nodetools"))

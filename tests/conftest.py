@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from dcx_runbook.errors import Refused
-from dcx_runbook.nodetools import NodeTools, ensure_node_tools
 from dcx_runbook.target import sandbox
+from tests.support.nodetools import NodeTools, ensure_node_tools
 
 TESTS = Path(__file__).parent
 RUNBOOKS = TESTS / "runbooks"

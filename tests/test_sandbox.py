@@ -1,8 +1,7 @@
-"""The sandbox provider (also behind the test fixture), `rehearse` and `demo`."""
+"""The sandbox provider (also behind the test fixture) and `rehearse` (`demo`: test_demo.py)."""
 
 from __future__ import annotations
 
-import signal
 import socket
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import pytest
 from dcx_runbook.errors import Refused
 from dcx_runbook.target import sandbox
 from tests.conftest import RUNBOOKS, cli, schema_dump
-from tests.faults.support import start, wait_until
 from tests.support.nodetools import FRONTEND_TEMPLATE
 from tests.wallet.conftest import apply_fixture_schema
 
@@ -181,76 +179,6 @@ def test_rehearse_needs_exactly_one_schema_source(pg_server: sandbox.Server) -> 
     result = cli("rehearse", "wallet-fix", "--sandbox-url", pg_server.admin_url)
     assert result.returncode == 2
     assert "exactly one of --from-url or --schema-file" in result.stderr
-
-
-# --------------------------------------------------------------------------- demo
-
-
-def demo_databases(srv: sandbox.Server) -> set[str]:
-    with psycopg.connect(srv.admin_url) as admin:
-        rows = admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'dcx_demo_%'")
-        return {row[0] for row in rows}
-
-
-def test_demo_runs_the_wallet_fix_end_to_end(pg_server: sandbox.Server, node_tools) -> None:  # type: ignore[no-untyped-def]
-    before = demo_databases(pg_server)
-    env = {"DCX_SANDBOX_URL": pg_server.admin_url}
-    if node_tools is not None:
-        env["DCX_NODE_TOOLS_DIR"] = str(node_tools.node_modules.parent)
-    result = cli("demo", env=env)
-    assert result.returncode == 0, result.stderr[-4000:]
-    out = result.stderr
-    assert 'before: unique index "wallet_transactions_walletId_key": present' in out
-    assert 'after the fix: unique index "wallet_transactions_walletId_key": gone' in out
-    assert 'after the rollback: unique index "wallet_transactions_walletId_key": present' in out
-    if node_tools is None:
-        assert "the Prisma and TypeScript steps are skipped" in out
-    else:
-        assert "typescript-check: verified" in out
-    assert demo_databases(pg_server) == before  # its scratch database is gone
-
-
-@needs_binaries
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_demo_interrupted_while_its_sandbox_starts_stops_and_removes_it(sig) -> None:  # type: ignore[no-untyped-def]
-    import shutil
-    import tempfile
-
-    if sandbox.docker_available():
-        pytest.skip("a Docker engine answers here; the binaries come third")
-    # The postgres system user must reach the sandbox's directory: a world-traversable temp dir.
-    tmp = Path(tempfile.mkdtemp(prefix="dcx-test-"))
-    tmp.chmod(0o755)
-    try:
-        env = {"TMPDIR": str(tmp), "DCX_SANDBOX_URL": "", "DOCKER_HOST": f"unix://{tmp}/none.sock"}
-        proc = start("demo", "--no-node", env=env)
-        wait_until(lambda: any(tmp.glob("dcx-sandbox-*")), "the sandbox to start")
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, err
-        assert not list(tmp.glob("dcx-sandbox-*")), "the sandbox directory was left behind"
-        assert not list(tmp.glob("dcx-demo-*"))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def test_demo_interrupted_drops_its_scratch_database(
-    pg_server: sandbox.Server, tmp_path: Path
-) -> None:
-    before = demo_databases(pg_server)  # the server is shared: count only this test's
-
-    def scratch() -> int:
-        return len(demo_databases(pg_server) - before)
-
-    proc = start(
-        "demo", "--no-node", env={"DCX_SANDBOX_URL": pg_server.admin_url, "TMPDIR": str(tmp_path)}
-    )
-    wait_until(lambda: scratch() > 0, "the scratch database")
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert scratch() == 0
-    assert not list(tmp_path.glob("dcx-demo-*"))
 
 
 def test_a_schema_file_that_does_not_load_is_invalid_input(

@@ -304,6 +304,12 @@ def rehearse(
 
 @app.command()
 def demo(
+    runbook: Annotated[
+        str,
+        typer.Argument(
+            help="Runbook name or path; it needs demo fixtures (fixtures/NAME/demo.yaml)."
+        ),
+    ] = "wallet-fix",
     sandbox_url: Annotated[
         str | None,
         typer.Option(
@@ -316,19 +322,28 @@ def demo(
         bool,
         typer.Option(
             "--node/--no-node",
-            help="Use the real Prisma CLI and TypeScript when node and npm are here.",
+            help="Run the steps that need node tools with the ones prepared in "
+            "$DCX_NODE_TOOLS_DIR (else they are skipped).",
         ),
     ] = True,
     output: OutputOpt = Output.human,
+    runbooks_dir: RunbooksDir = None,
 ) -> None:
-    """The wallet fix end to end on a sandbox: break, fix, verify, roll back, clean up."""
+    """A runbook end to end on a sandbox with its demo fixtures: set up, run, verify, roll back,
+    clean up."""
     from dcx_runbook.cli.demo import demo as run_demo
     from dcx_runbook.interrupts import terminate_as_interrupt
 
     reporter = _reporter(output)
     with terminate_as_interrupt():
         try:
-            code = run_demo(reporter, sandbox_url=sandbox_url, node=node)
+            code = run_demo(
+                reporter,
+                runbook=runbook,
+                runbooks_dirs=runbooks_dir or [],
+                sandbox_url=sandbox_url,
+                node=node,
+            )
         finally:
             reporter.close()
     raise typer.Exit(code=int(code))

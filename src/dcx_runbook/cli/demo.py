@@ -1,114 +1,158 @@
-"""`dcx-runbook demo`: the wallet fix from start to finish on a machine with nothing set up.
+"""`dcx-runbook demo [RUNBOOK]`: a runbook from start to finish on a machine with nothing set up.
 
-A sandbox PostgreSQL gets the broken wallet schema (shipped with the package), a scratch frontend
-directory gets the broken Prisma schema, wallet-fix runs with its full live output, the state of the
-database is shown, everything is rolled back, and the sandbox is removed."""
+What the runbook needs comes from its demo manifest (demo_manifest): a sandbox PostgreSQL gets its
+SQL fixtures, a scratch copy of its checkout goes into its variable, the runbook runs with its full
+live output, the state query shows the database before, after the run and after the rollback, and
+the sandbox is removed. The command knows no runbook: anything runbook-specific lives with the
+fixtures, and node tools only come prepared (demo_tools)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dcx_runbook import api
+from dcx_runbook.cli import demo_manifest, demo_tools
+from dcx_runbook.cli.demo_manifest import Manifest
 from dcx_runbook.engine.rehearse import load_sql
 from dcx_runbook.engine.run import Options, Outcome
-from dcx_runbook.errors import ExitCode
-from dcx_runbook.format.loader import bundled_dir
+from dcx_runbook.errors import ExitCode, InvalidInput
+from dcx_runbook.format.loader import Loaded
 from dcx_runbook.reporters.base import Event, Reporter
 from dcx_runbook.state.journal import Journal
 from dcx_runbook.target import sandbox
 
-NODE_STEPS = ("prisma-generate", "typescript-check")
+Say = Callable[[str], None]
 
 
-def fixtures() -> Path:
-    return bundled_dir() / "fixtures" / "wallet-fix"
+def demo(
+    reporter: Reporter,
+    *,
+    runbook: str,
+    runbooks_dirs: Sequence[Path] = (),
+    sandbox_url: str | None = None,
+    node: bool = True,
+) -> ExitCode:
+    """Everything that can be wrong with the input (runbook, manifest, prepared tools) is found
+    before the sandbox starts; the sandbox and the scratch files go whatever happens."""
 
-
-def node_cache() -> Path:
-    """Where the demo installs the Prisma CLI and TypeScript once ($DCX_NODE_TOOLS_DIR overrides)."""
-    if os.environ.get("DCX_NODE_TOOLS_DIR"):
-        return Path(os.environ["DCX_NODE_TOOLS_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "dcx-runbook" / "node-tools"
-
-
-def database_state(url: str) -> str:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            """SELECT (SELECT count(*) FROM pg_indexes
-                        WHERE indexname = 'wallet_transactions_walletId_key'),
-                      (SELECT count(*) FROM "OrganisationWallet"),
-                      (SELECT count(*) FROM wallet_transactions)"""
-        ).fetchone()
-    assert row is not None
-    index = (
-        "present (one transaction per wallet)" if row[0] else "gone (many transactions per wallet)"
-    )
-    return f'unique index "wallet_transactions_walletId_key": {index}; wallets: {row[1]}; transactions: {row[2]}'
-
-
-def demo(reporter: Reporter, *, sandbox_url: str | None = None, node: bool = True) -> ExitCode:
     def say(message: str) -> None:
         reporter.emit(Event("log", message=message))
 
+    (loaded,) = api.validate([runbook], runbooks_dirs)
+    manifest = demo_manifest.read(loaded)
+    tools, reason = _node_tools(manifest, node)
     with (
         tempfile.TemporaryDirectory(prefix="dcx-demo-") as tmp,
         sandbox.server(sandbox_url) as srv,
         sandbox.scratch_database(srv, "dcx_demo") as url,
     ):
         root = Path(tmp)
+        say(f"demo of {loaded.runbook.name} with the fixtures in {manifest.path.parent}")
         say(f"sandbox PostgreSQL ({srv.provider}); scratch database {url.rsplit('/', 1)[1]}")
-        load_sql(url, (fixtures() / "broken-schema.sql").read_text())
-        load_sql(url, (fixtures() / "seed.sql").read_text())
-        frontend = root / "frontend"
-        shutil.copytree(fixtures() / "frontend", frontend)
-        skip = _node_tools(frontend, node, say)
-        say("before: " + database_state(url))
-        common: dict[str, Any] = {
-            "reporter": reporter,
-            "database_url": url,
-            "journal": Journal(root / "state"),
-        }
-        dbname = url.rsplit("/", 1)[1]
-        done: Outcome = api.run(
-            "wallet-fix",
-            var=[f"frontend_dir={frontend}"],
-            options=Options(yes=True, skip=skip, expect_database=dbname),
-            **common,
-        )
-        say("after the fix: " + database_state(url))
-        if done.exit_code != ExitCode.OK or done.run_id is None:
-            return done.exit_code
-        undone = api.rollback(done.run_id, options=Options(yes=True), **common)
-        say("after the rollback: " + database_state(url))
-        say("cleaning up the sandbox")
-        return undone.exit_code
+        variables = _set_up(manifest, url, root, tools)
+        if reason:
+            say(f"skipping {', '.join(manifest.node_steps)} (they need node tools): {reason}")
+        skip = manifest.node_steps if tools is None else ()
+        scene = _Scene(loaded, manifest, url, root, reporter, say)
+        return _round_trip(scene, variables, skip)
 
 
-def _node_tools(frontend: Path, wanted: bool, say: Any) -> tuple[str, ...]:
-    """Set up the real Prisma CLI and TypeScript when node and npm are here; else skip their steps."""
-    from dcx_runbook.nodetools import ensure_node_tools, link_node_modules
-
+def _node_tools(manifest: Manifest, wanted: bool) -> tuple[demo_tools.Prepared | None, str]:
+    """The prepared tools for the manifest's node steps, or why they are skipped."""
+    if not manifest.node_steps:
+        return None, ""
     if not wanted:
-        say("--no-node: the Prisma and TypeScript steps are skipped")
-        return NODE_STEPS
+        return None, "--no-node"
+    found = demo_tools.find(os.environ)
+    if isinstance(found, str):
+        return None, f"{found}; {demo_tools.HOW}"
+    return found, ""
+
+
+def _set_up(
+    manifest: Manifest, url: str, root: Path, tools: demo_tools.Prepared | None
+) -> list[str]:
+    """Load the SQL fixtures and copy the checkout; return the --var assignments for the run."""
+    for sql in manifest.sql:
+        try:
+            load_sql(url, sql.read_text())
+        except (InvalidInput, OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{sql}: {exc}") from None
+    if manifest.checkout is None:
+        return []
+    copy = root / "checkout" / manifest.checkout.source.name
+    shutil.copytree(manifest.checkout.source, copy)
+    if tools is not None:
+        demo_tools.install(tools, copy)
+    return [f"{manifest.checkout.var}={copy}"]
+
+
+@dataclass(frozen=True)
+class _Scene:
+    loaded: Loaded
+    manifest: Manifest
+    url: str
+    root: Path
+    reporter: Reporter
+    say: Say
+
+
+def _round_trip(scene: _Scene, variables: list[str], skip: tuple[str, ...]) -> ExitCode:
+    """Run, then roll back what the run did; the state after each. The exit code is the run's
+    when it failed (it has undone itself), else the rollback's."""
+    show = _shower(scene.manifest, scene.url, scene.say)
+    show("before")
+    common: dict[str, Any] = {
+        "reporter": scene.reporter,
+        "database_url": scene.url,
+        "journal": Journal(scene.root / "state"),
+    }
+    dbname = scene.url.rsplit("/", 1)[1]
+    done: Outcome = api.run(
+        str(scene.loaded.path),
+        var=variables,
+        options=Options(yes=True, skip=skip, expect_database=dbname),
+        **common,
+    )
+    show("after the run")
+    if done.exit_code != ExitCode.OK or done.run_id is None:
+        return done.exit_code
+    undone = api.rollback(done.run_id, options=Options(yes=True), **common)
+    show("after the rollback")
+    scene.say("cleaning up the sandbox")
+    return undone.exit_code
+
+
+def _shower(manifest: Manifest, url: str, say: Say) -> Say:
+    def show(when: str) -> None:
+        if manifest.state_query is not None:
+            say(f"{when}: {database_state(url, manifest)}")
+
+    return show
+
+
+def database_state(url: str, manifest: Manifest) -> str:
+    """The state query's row as `column: value; ...`, read in a read-only transaction: showing
+    the state must not change it."""
+    import psycopg
+
+    assert manifest.state_query is not None
     try:
-        tools = ensure_node_tools(node_cache())
-    except (OSError, RuntimeError) as exc:
-        say(
-            f"could not install the Prisma CLI and TypeScript ({str(exc).splitlines()[0]}): "
-            "the Prisma and TypeScript steps are skipped"
-        )
-        return NODE_STEPS
-    if tools is None:
-        say("node and npm are not installed: the Prisma and TypeScript steps are skipped")
-        return NODE_STEPS
-    link_node_modules(frontend, tools)
-    os.environ.update(tools.env)  # the run's child processes find prisma offline
-    return ()
+        with psycopg.connect(url) as conn:
+            conn.read_only = True
+            cur = conn.execute(manifest.state_query.encode())
+            row = cur.fetchone() if cur.description else None
+            names = [column.name for column in cur.description or []]
+            conn.rollback()
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InvalidInput(f"{manifest.path}: state_query fails: {first}") from None
+    if row is None:
+        return "(no row)"
+    return "; ".join(f"{name}: {value}" for name, value in zip(names, row, strict=True))
