@@ -123,7 +123,7 @@ COUNTER = {
     ],
 }
 COUNTER_MANIFEST = {
-    "sql": ["schema.sql", "seed.sql"],
+    "load": ["schema.sql", "seed.sql"],
     "checkout": {"copy": "app", "var": "app_dir"},
     "state_query": "SELECT count(*) AS widgets, (SELECT count(*) FROM information_schema.columns"
     " WHERE table_name = 'widgets' AND column_name = 'colour') AS colour_columns FROM widgets",
@@ -205,7 +205,7 @@ def test_a_bad_manifest_is_invalid_input_with_every_problem_located(
 ) -> None:
     manifest = runbooks / "fixtures" / "counter" / "demo.yaml"
     manifest.write_text(
-        "sql: [schema.sql, missing.sql, ../counter.yaml]\n"
+        "load: [schema.sql, missing.sql, ../counter.yaml]\n"
         "checkout: {copy: app, var: nope}\n"
         "node_steps: [node-check, typo]\n"
         "colour: blue\n"
@@ -215,8 +215,8 @@ def test_a_bad_manifest_is_invalid_input_with_every_problem_located(
     )
     assert result.returncode == 2, result.stderr
     err = result.stderr
-    assert f"{manifest}:1:19: sql[1]: no SQL file {manifest.parent / 'missing.sql'}" in err
-    assert f"{manifest}:1:32: sql[2]: expected a path inside {manifest.parent}" in err
+    assert f"{manifest}:1:20: load[1]: no SQL file {manifest.parent / 'missing.sql'}" in err
+    assert f"{manifest}:1:33: load[2]: expected a path inside {manifest.parent}" in err
     assert (
         f"{manifest}:2:28: checkout.var: expected a variable of the runbook (database_url, app_dir); found 'nope'"
         in err
@@ -228,7 +228,7 @@ def test_a_bad_manifest_is_invalid_input_with_every_problem_located(
 
 def test_a_manifest_that_is_not_yaml_is_located(runbooks: Path) -> None:
     manifest = runbooks / "fixtures" / "counter" / "demo.yaml"
-    manifest.write_text("sql: [schema.sql\n")
+    manifest.write_text("load: [schema.sql\n")
     result = cli(
         "demo", "counter", "--runbooks-dir", str(runbooks), env={"DCX_SANDBOX_URL": NO_SERVER}
     )

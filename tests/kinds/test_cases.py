@@ -12,7 +12,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from dcx_runbook.kinds import KINDS
+from dcx_runbook.kinds import OPERATIONS
 from dcx_runbook.kinds.base import Context
 from dcx_runbook.kinds.env_file import EnvFileOp
 from dcx_runbook.kinds.file import FileOp
@@ -33,7 +33,7 @@ def apply(kind: str, case: dict[str, Any], tmp_path: Path) -> bytes:
     else:
         op = FileOp(kind="file", path=str(target), edits=case["edits"])
     ctx = Context(values=case.get("values", {}), masker=Masker())
-    effect = KINDS[kind].plan(op, ctx)
+    effect = OPERATIONS[kind].plan(op, ctx)
     effect.execute(ctx)
     return target.read_bytes()
 
@@ -63,7 +63,7 @@ def test_rewritten_files_keep_owner_and_mode(tmp_path: Path) -> None:
     target.chmod(0o640)
     op = EnvFileOp(kind="env_file", path=str(target), set={"B": "2"})
     ctx = Context(values={}, masker=Masker())
-    KINDS["env_file"].plan(op, ctx).execute(ctx)
+    OPERATIONS["env_file"].plan(op, ctx).execute(ctx)
     st = target.stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (65534, 65534, 0o640)
     assert target.read_text() == 'A=1\nB="2"\n'

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dcx_runbook.kinds import KINDS
+from dcx_runbook.kinds import OPERATIONS
 from dcx_runbook.kinds.base import Context
 from dcx_runbook.kinds.env_file import EnvFileOp
 from dcx_runbook.secrets import Masker
@@ -33,7 +33,7 @@ def describe(tmp_path: Path, before: str | None, **op: object) -> tuple[str, byt
         target.write_text(before)
     spec = EnvFileOp(kind="env_file", path=str(target), **op)  # type: ignore[arg-type]
     ctx = Context(values={"db_url": "postgresql://app:DbPassw0rd@db/app"}, masker=Masker())
-    effect = KINDS["env_file"].plan(spec, ctx)
+    effect = OPERATIONS["env_file"].plan(spec, ctx)
     text = effect.describe()
     effect.execute(ctx)
     return text, target.read_bytes()

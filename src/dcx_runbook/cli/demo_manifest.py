@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from dcx_runbook.format.model import Runbook
 
 MANIFEST = "demo.yaml"
-KEYS = ("sql", "checkout", "state_query", "node_steps")
+KEYS = ("load", "checkout", "state_query", "node_steps")
 MAX_MANIFEST_BYTES = 1024 * 1024  # a few lines by hand; anything near this is the wrong file
 
 
@@ -101,7 +101,7 @@ class _Checker:
             self.fail(["node_steps"], "node tools go into the checkout: declare checkout too")
         return Manifest(
             path=self.path,
-            sql=self.sql(data.get("sql", [])),
+            sql=self.sql(data.get("load", [])),
             checkout=checkout,
             state_query=self.state_query(data.get("state_query")),
             node_steps=node_steps,
@@ -109,10 +109,10 @@ class _Checker:
 
     def sql(self, value: Any) -> tuple[Path, ...]:
         if not isinstance(value, list):
-            self.fail(["sql"], f"expected a list of SQL files; found {describe_found(value)}")
+            self.fail(["load"], f"expected a list of SQL files; found {describe_found(value)}")
             return ()
         files = (
-            self.inside(["sql", i], item, "SQL file", Path.is_file) for i, item in enumerate(value)
+            self.inside(["load", i], item, "SQL file", Path.is_file) for i, item in enumerate(value)
         )
         return tuple(f for f in files if f is not None)
 

@@ -17,6 +17,7 @@ from dcx_runbook.engine.session import (
 )
 from dcx_runbook.errors import ExitCode
 from dcx_runbook.format.model import Step
+from dcx_runbook.kinds import CHECKS, OPERATIONS
 from dcx_runbook.statuses import CheckStatus, OperationStatus, RunStatus, StepOutcome
 from dcx_runbook.target import db
 
@@ -121,23 +122,17 @@ def _dry_all_hold(rt: Runtime, step: Step, changing: list[Step]) -> bool:
 
 
 def _depends_on(spec: Any, changing: list[Step], step: Step, *, own: bool) -> str | None:
-    """Why a check can't be evaluated in a dry run yet, or None.
+    """Why a check can't be evaluated in a dry run yet, or None: it reads what an action before
+    it (or this step's own) may change, and no in-memory preview shows it the change (file checks
+    see planned edits through the overlay; a process may write anything)."""
+    reader = CHECKS[spec.kind].traits
 
-    File checks see planned edits through the in-memory overlay, so they wait only for shell
-    actions (which may write anything). A sql check waits for sql or shell actions; a shell check
-    waits for any action."""
-    waits_for = {
-        "sql": {"sql", "shell"},
-        "shell": {"sql", "shell", "file", "env_file"},
-        "file": {"shell"},
-        "env_file": {"shell"},
-    }
-    kinds = waits_for.get(spec.kind)
-    if not kinds:
-        return None
-    if own and any(op.kind in kinds for op in step.action):
+    def waits(other: Step) -> bool:
+        return any(reader.dry_run_waits(OPERATIONS[op.kind].traits) for op in other.action)
+
+    if own and waits(step):
         return "this step's action"
-    earlier = [s.id for s in changing if s is not step and any(op.kind in kinds for op in s.action)]
+    earlier = [s.id for s in changing if s is not step and waits(s)]
     return f"the effect of {', '.join(earlier)}" if earlier else None
 
 
@@ -180,7 +175,9 @@ def one_check(
     from contextlib import nullcontext
 
     savepoint = (
-        rt.conn.transaction() if rt.conn is not None and spec.kind == "sql" else nullcontext()
+        rt.conn.transaction()
+        if rt.conn is not None and CHECKS[spec.kind].traits.uses_connection
+        else nullcontext()
     )
     try:
         with savepoint:

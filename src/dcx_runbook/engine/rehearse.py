@@ -20,6 +20,7 @@ from dcx_runbook.engine.run import Options, Outcome, run
 from dcx_runbook.errors import ExitCode, InvalidInput, Refused
 from dcx_runbook.format.loader import Loaded
 from dcx_runbook.format.variables import Resolved
+from dcx_runbook.kinds import path_of
 from dcx_runbook.reporters.base import Event, Reporter
 from dcx_runbook.secrets import mask_url
 from dcx_runbook.state.journal import Journal
@@ -138,8 +139,8 @@ def _touched_paths(loaded: Loaded, values: dict[str, Any]) -> list[Path]:
         if step.rollback is not None:
             items += [*step.rollback.precheck, *step.rollback.action, *step.rollback.verify]
         for item in [*loaded.runbook.preflight, *items]:
-            path = getattr(item, "path", None)
-            if item.kind in ("file", "env_file") and isinstance(path, str):
+            path = path_of(item)
+            if path is not None:
                 try:
                     out.append(Path(render(path, values)))
                 except TemplateError:

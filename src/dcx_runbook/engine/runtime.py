@@ -17,7 +17,7 @@ from dcx_runbook.errors import StepFailed
 from dcx_runbook.filesystem import sha256
 from dcx_runbook.format.model import Runbook, Step, Timeouts
 from dcx_runbook.interrupts import terminate_as_interrupt
-from dcx_runbook.kinds import KINDS
+from dcx_runbook.kinds import CHECKS, OPERATIONS
 from dcx_runbook.kinds.base import CheckSpec, Context, Deferred, Effect, OpSpec
 from dcx_runbook.kinds.sql import Leftover, SqlEffect, drop_leftover, invalid_indexes, leftovers
 from dcx_runbook.reporters.base import Event, Reporter
@@ -142,7 +142,7 @@ class Runtime:
         ctx = self.context()  # checks write nothing: one context serves them all
         for index, spec in enumerate(specs):
             label = spec.name or f"{spec.kind} check {index + 1}"
-            kind = KINDS[spec.kind]
+            kind = CHECKS[spec.kind]
             try:
                 result = kind.check(spec, ctx)
             except Deferred as why:
@@ -227,7 +227,7 @@ class Runtime:
     def plan(self, specs: Sequence[OpSpec], ctx: Context) -> Iterator[Effect]:
         """Effects are planned one at a time, so each sees the files as the previous one left them."""
         for spec in specs:
-            yield KINDS[spec.kind].plan(spec, ctx)
+            yield OPERATIONS[spec.kind].plan(spec, ctx)
 
     def act(
         self,
@@ -248,7 +248,8 @@ class Runtime:
         An index build (`CONCURRENTLY`) that fails leaves an INVALID index behind: it is dropped
         before the step is retried, or fails (see `_drop_leftovers`)."""
         policy = self.policy(step)
-        uses_sql = any(op.kind == "sql" for op in ops) and self.conn is not None
+        uses_sql = any(OPERATIONS[op.kind].traits.uses_connection for op in ops)
+        uses_sql = uses_sql and self.conn is not None
         in_tx = step.transaction and uses_sql
         deadline = time.monotonic() + policy.retry_budget
         retries = _Retries(policy, deadline, db.backoff_delays(policy))
@@ -384,17 +385,18 @@ class Runtime:
             if index in kept:
                 continue
             try:
-                effect = KINDS[spec.kind].plan(spec, ctx)
+                effect = OPERATIONS[spec.kind].plan(spec, ctx)
             except (OSError, ValueError, TemplateError, re.error) as exc:
                 # A plan that can't be made (a missing file, an edit that doesn't match, a value
                 # that can't be written safely) fails the step before anything of it is done.
                 raise StepFailed(
                     self.masker(_first_line(exc)), step_id=step_id, phase=phase
                 ) from None
-            if not (in_tx and spec.kind == "sql"):  # it takes effect now, not at COMMIT
+            traits = OPERATIONS[spec.kind].traits
+            if not (in_tx and traits.transactional):  # it takes effect now, not at COMMIT
                 before_effect()
-            lasting = not in_tx or spec.kind == "shell"  # no ROLLBACK takes it back
-            if lasting and spec.kind in ("shell", "sql"):
+            lasting = not in_tx or traits.outlives_rollback  # no ROLLBACK takes it back
+            if lasting and not traits.restored_from_preimage:
                 journal_step["effects_started"] = True
             description = effect.describe()
             self.emit(

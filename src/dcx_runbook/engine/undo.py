@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +13,11 @@ from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.errors import JournalError, RunbookError, StepFailed
 from dcx_runbook.filesystem import sha256
 from dcx_runbook.format.model import Step
+from dcx_runbook.kinds import OPERATIONS, path_of
 from dcx_runbook.kinds.files import unified_diff, write_atomic
 from dcx_runbook.state.sealing import unseal
 from dcx_runbook.statuses import OperationStatus, StepStatus, UndoOutcome
+from dcx_runbook.template import TemplateError, render
 
 
 class UndoFailed(RunbookError):
@@ -49,17 +51,19 @@ def restore_file(
     secrets: Mapping[str, str | None],
     *,
     force: bool,
-    env: bool = False,
+    view: Callable[[bytes], bytes] | None = None,
 ) -> str:
-    """Put back the exact bytes and mode (or remove a file the run created). `env`: the file is
-    an env file, whose diff, if the restore is refused, shows keys but masks every value."""
+    """Put back the exact bytes and mode (or remove a file the run created). `view`: how the
+    kind that wrote the file shows it, should the restore be refused (an env file: keys, every
+    value masked)."""
     state, current = file_state(path, entry)
     if state == "as_it_was":
         return f"{path}: already as it was"
     if state == "changed" and not force:
         before = unseal(entry["sealed"], secrets, entry["sha256"]) if entry["existed"] else None
-        if env:
-            before, current = _env_masked(before), _env_masked(current)
+        if view is not None:
+            before = None if before is None else view(before)
+            current = None if current is None else view(current)
         diff = unified_diff(path, before, current)
         raise UndoFailed(
             f"{path} changed after the run (it is neither what the run left nor what it found); "
@@ -95,9 +99,9 @@ def undo_step(
     try:
         if rollback is not None and needs_ops:
             rt.run_checks(step.id, "rollback.precheck", rollback.precheck)
-        env_files = _env_files(rt, step)
+        views = _views(rt, step)
         for key, entry in files.items():
-            message = restore_file(Path(key), entry, rt.secrets, force=force, env=key in env_files)
+            message = restore_file(Path(key), entry, rt.secrets, force=force, view=views.get(key))
             rt.emit(
                 "operation",
                 step.id,
@@ -123,22 +127,15 @@ def undo_step(
     return UndoResult(UndoOutcome.NOTHING_TO_UNDO, "nothing to undo")
 
 
-def _env_masked(data: bytes | None) -> bytes | None:
-    """An env file as a diff may show it: keys kept, every value masked."""
-    from dcx_runbook.kinds.env_file import masked
-
-    return None if data is None else masked(data.decode(errors="replace"), {}).encode()
-
-
-def _env_files(rt: Runtime, step: Step) -> set[str]:
-    """The files the step's env_file operations write, as the journal keys them (resolved)."""
-    from dcx_runbook.template import TemplateError, render
-
-    out = set()
+def _views(rt: Runtime, step: Step) -> dict[str, Callable[[bytes], bytes]]:
+    """How each file the step's operations write may be shown, keyed as the journal keys it."""
+    out: dict[str, Callable[[bytes], bytes]] = {}
     for op in step.action:
-        if op.kind == "env_file":
-            try:
-                out.add(str(Path(render(op.path, rt.values)).resolve()))
-            except (TemplateError, OSError):
-                continue
+        path = path_of(op)
+        if path is None:
+            continue
+        try:
+            out[str(Path(render(path, rt.values)).resolve())] = OPERATIONS[op.kind].diff_view
+        except (TemplateError, OSError):
+            continue
     return out

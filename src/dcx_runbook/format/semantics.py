@@ -11,14 +11,19 @@ import re
 from collections.abc import Hashable, Iterator
 from typing import Any
 
-from dcx_runbook.kinds import OPERATION_KINDS
+from dcx_runbook.kinds import OPERATION_KINDS, OPERATIONS, with_trait
 from dcx_runbook.kinds.sql import refused_in_transaction, statements
 from dcx_runbook.template import REF, malformed, refs
 
 Loc = tuple[Any, ...]
 _NOT_RENDERED = {"title", "description", "name", "id", "kind", "irreversible"}
 _CHECK_LISTS = ("preflight", "done_when", "precheck", "verify")
-_FILE_KINDS = ("file", "env_file")
+# Kinds whose files a rollback restores from their pre-images; kinds that need the database; kinds
+# whose operations run inside the step's transaction (their SQL text is checked for statements
+# that refuse one).
+_FILE_KINDS = with_trait("restored_from_preimage")
+_DATABASE_KINDS = with_trait("uses_connection")
+_TRANSACTIONAL = {k: OPERATIONS[k].op_model.sql_fields for k in with_trait("transactional")}
 _EDIT_PATTERNS = ("replace", "remove_line", "after")
 _CHECK_PATTERNS = ("matches", "not_matches", "stdout_matches")
 
@@ -164,7 +169,9 @@ def _step_rules(steps: list[Any], data: dict[str, Any]) -> list[tuple[Loc, str]]
                 )
             )
             continue
-        kinds = [a.get("kind") for a in actions if isinstance(a, dict)]
+        kinds = [
+            a["kind"] for a in actions if isinstance(a, dict) and isinstance(a.get("kind"), str)
+        ]
         other = sorted({k for k in kinds if k in OPERATION_KINDS and k not in _FILE_KINDS})
         if other and not undo:
             problems.append(
@@ -182,8 +189,8 @@ def _step_rules(steps: list[Any], data: dict[str, Any]) -> list[tuple[Loc, str]]
                     "rollback restores their exact bytes",
                 )
             )
-    first_sql = _first_kind(data.get("preflight"), "sql", ("preflight",)) or _first_kind(
-        steps, "sql", ("steps",)
+    first_sql = _first_kind(data.get("preflight"), _DATABASE_KINDS, ("preflight",)) or (
+        _first_kind(steps, _DATABASE_KINDS, ("steps",))
     )
     if first_sql is not None and not isinstance(data.get("target"), dict):
         problems.append(
@@ -230,8 +237,10 @@ def _sql_operations(step: dict[str, Any], loc: Loc) -> Iterator[tuple[Loc, str]]
         lists.append((("rollback", "action"), rollback.get("action")))
     for where, ops in lists:
         for j, op in enumerate(ops if isinstance(ops, list) else []):
-            if isinstance(op, dict) and op.get("kind") == "sql" and isinstance(op.get("sql"), str):
-                yield (*loc, *where, j, "sql"), op["sql"]
+            fields = _TRANSACTIONAL.get(str(op.get("kind"))) if isinstance(op, dict) else None
+            for field in fields or ():
+                if isinstance(op.get(field), str):
+                    yield (*loc, *where, j, field), op[field]
 
 
 def _refused(loc: Loc, text: str, in_tx: bool) -> list[tuple[Loc, str]]:
@@ -295,9 +304,13 @@ def _var_cycles(raw_vars: dict[Any, Any]) -> list[tuple[Loc, str]]:
     return problems
 
 
-def _first_kind(value: Any, kind: str, loc: Loc) -> Loc | None:
+def _first_kind(value: Any, kinds: frozenset[str], loc: Loc) -> Loc | None:
     return next(
-        (item_loc for item_loc, v in _items(value, loc) if item_loc[-1] == "kind" and v == kind),
+        (
+            item_loc
+            for item_loc, v in _items(value, loc)
+            if item_loc[-1] == "kind" and isinstance(v, str) and v in kinds
+        ),
         None,
     )
 

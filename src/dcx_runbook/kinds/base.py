@@ -126,21 +126,71 @@ class Effect(Protocol):
     def paths(self) -> list[Path]: ...
 
 
-class Kind(Protocol):
-    """A registered step kind (sql, shell, env_file, file, command)."""
+DATABASE, FILES = "database", "files"  # what a kind's checks read and its operations write
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What the engine, the dry run, validation and rehearsals need to know of a kind, declared by
+    the kind: no kind's name appears outside `kinds/`."""
+
+    uses_connection: bool = False  # it talks to the target database: the runbook needs `target`
+    # An operation that takes effect at COMMIT when its step runs in a transaction.
+    transactional: bool = False
+    outlives_rollback: bool = False  # an operation no ROLLBACK takes back (a process)
+    restored_from_preimage: bool = False  # it writes files whose exact pre-image is journaled
+    reads: frozenset[str] = frozenset()  # checks: what they look at
+    writes: frozenset[str] = frozenset()  # operations: what they may change
+    previewed: bool = False  # operations: a dry run applies them to its in-memory file overlay
+    sees_preview: bool = False  # checks: read files through that overlay
+    path_field: str | None = None  # the spec field naming the file it reads or writes
+
+    def dry_run_waits(self, operation: Traits) -> bool:
+        """Whether a check of this kind can only be evaluated after `operation` really ran: it
+        reads what the operation may change, and no preview shows it the change."""
+        seen = operation.previewed and self.sees_preview
+        return bool(self.reads & operation.writes) and not seen
+
+
+class CheckKind(Protocol):
+    """A kind that checks (sql, shell, env_file, file, command)."""
 
     @property
     def name(self) -> str: ...
 
     @property
-    def check_model(self) -> type[CheckSpec] | None: ...
+    def traits(self) -> Traits: ...
 
     @property
-    def op_model(self) -> type[OpSpec] | None: ...
+    def check_model(self) -> type[CheckSpec]: ...
 
     def check(self, spec: Any, ctx: Context) -> CheckResult: ...
 
+
+class OperationKind(Protocol):
+    """A kind that changes something (sql, shell, env_file, file)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def traits(self) -> Traits: ...
+
+    @property
+    def op_model(self) -> type[OpSpec]: ...
+
     def plan(self, spec: Any, ctx: Context) -> Effect: ...
+
+    def diff_view(self, data: bytes) -> bytes:
+        """A file this kind wrote, as a refused restore may show it (an env file: values masked)."""
+        ...
+
+
+class Shown:
+    """Mixin: files shown as they are."""
+
+    def diff_view(self, data: bytes) -> bytes:
+        return data
 
 
 def compare(actual: Any, expected: Any, op: str) -> bool:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from dcx_runbook.kinds.base import CheckResult, CheckSpec, Context
+from dcx_runbook.kinds.base import CheckResult, CheckSpec, Context, Traits
 from dcx_runbook.template import render
 
 
@@ -17,12 +17,11 @@ class CommandCheck(CheckSpec):
 
 
 class CommandKind:
-    name = "command"
-    check_model = CommandCheck
-    op_model = None
+    """Check only: is a program on PATH."""
 
-    def plan(self, spec: object, ctx: Context) -> object:
-        raise TypeError("command is a check kind only")
+    name = "command"
+    traits = Traits()
+    check_model = CommandCheck
 
     def check(self, spec: CommandCheck, ctx: Context) -> CheckResult:
         name = render(spec.command, ctx.values)

@@ -10,7 +10,7 @@ from typing import Literal
 from dotenv.parser import Binding, parse_stream
 from pydantic import Field, model_validator
 
-from dcx_runbook.kinds.base import CheckResult, CheckSpec, Context, OpSpec
+from dcx_runbook.kinds.base import FILES, CheckResult, CheckSpec, Context, OpSpec, Traits
 from dcx_runbook.kinds.files import FileWrite, plan_write
 from dcx_runbook.secrets import MASK
 from dcx_runbook.template import render
@@ -121,8 +121,20 @@ def edit(text: str, set_: dict[str, str], unset: list[str]) -> str:
 
 class EnvFileKind:
     name = "env_file"
+    traits = Traits(
+        restored_from_preimage=True,
+        reads=frozenset({FILES}),
+        writes=frozenset({FILES}),
+        previewed=True,
+        sees_preview=True,
+        path_field="path",
+    )
     check_model = EnvFileCheck
     op_model = EnvFileOp
+
+    def diff_view(self, data: bytes) -> bytes:
+        """Keys kept, every value masked: an env file is where the other secrets live."""
+        return masked(data.decode(errors="replace"), {}).encode()
 
     def plan(self, spec: EnvFileOp, ctx: Context) -> FileWrite:
         path = Path(render(spec.path, ctx.values))

@@ -13,7 +13,18 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from dcx_runbook.kinds.base import CheckResult, CheckSpec, Context, Deferred, OpSpec, Spec
+from dcx_runbook.kinds.base import (
+    DATABASE,
+    FILES,
+    CheckResult,
+    CheckSpec,
+    Context,
+    Deferred,
+    OpSpec,
+    Shown,
+    Spec,
+    Traits,
+)
 from dcx_runbook.template import refs, render
 
 TAIL_LINES = 20
@@ -145,8 +156,14 @@ def stop_group(proc: subprocess.Popen[Any]) -> None:
             continue
 
 
-class ShellKind:
+class ShellKind(Shown):
     name = "shell"
+    # A process may read and write anything, the database included, and no transaction holds it.
+    traits = Traits(
+        outlives_rollback=True,
+        reads=frozenset({DATABASE, FILES}),
+        writes=frozenset({DATABASE, FILES}),
+    )
     check_model = ShellCheck
     op_model = ShellOp
 

@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from dcx_runbook.kinds.base import CheckResult, CheckSpec, Context, Deferred, OpSpec, compare
+from dcx_runbook.kinds.base import (
+    DATABASE,
+    CheckResult,
+    CheckSpec,
+    Context,
+    Deferred,
+    OpSpec,
+    Shown,
+    Traits,
+    compare,
+)
 from dcx_runbook.template import render_sql, render_value
 
 if TYPE_CHECKING:
@@ -121,8 +131,14 @@ def _expectation(spec: SqlCheck, values: dict[str, Any]) -> tuple[str, str, Any]
     return what, op, render_value(expected, values)
 
 
-class SqlKind:
+class SqlKind(Shown):
     name = "sql"
+    traits = Traits(
+        uses_connection=True,
+        transactional=True,
+        reads=frozenset({DATABASE}),
+        writes=frozenset({DATABASE}),
+    )
     check_model = SqlCheck
     op_model = SqlOp
 
