@@ -4,10 +4,12 @@ nothing is written anywhere."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import psycopg
 
+from dcx_runbook.engine.phases import walk
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.engine.session import (
     Options,
@@ -25,64 +27,16 @@ from dcx_runbook.target import db
 def dry_run(rt: Runtime, options: Options) -> Outcome:
     """Live read-only checks, the exact SQL and argv, in-memory file diffs; nothing is written."""
     assert rt.conn is not None or rt.runbook.target is None
-    failures: list[str] = []
-    changing: list[Step] = []  # steps that would act before the current one
-    from contextlib import nullcontext
-
     window = db.read_only(rt.conn) if rt.conn is not None else nullcontext()
+    preview = Preview(rt)
     with window:
-        preflight = needed(rt.runbook.preflight, options)
-        failures += _dry_checks(rt, None, "preflight", preflight, [])
+        preview.failures += _dry_checks(
+            rt, None, "preflight", needed(rt.runbook.preflight, options), []
+        )
         for step in rt.runbook.steps:
-            if step.id in options.skip:
-                rt.emit(
-                    "step_finished",
-                    step.id,
-                    status=StepOutcome.SKIPPED,
-                    message="would be skipped (--skip)",
-                )
-                continue
-            rt.emit("step_started", step.id, message=step.title)
-            if step.done_when and _dry_all_hold(rt, step, changing):
-                rt.emit(
-                    "step_finished",
-                    step.id,
-                    status=StepOutcome.ALREADY_DONE,
-                    message="already done: would change nothing",
-                )
-                continue
-            failures += _dry_checks(rt, step, "precheck", step.precheck, changing)
-            ctx = rt.context()
-            try:
-                for effect in rt.plan(step.action, ctx):
-                    rt.emit(
-                        "operation",
-                        step.id,
-                        phase="action",
-                        status=OperationStatus.PLANNED,
-                        message=effect.describe(),
-                    )
-                    if effect.paths():
-                        effect.execute(ctx)  # in a dry run, into the in-memory overlay only
-            except Exception as exc:  # noqa: BLE001 - a plan that can't be made is a failed check
-                failures.append(f"{step.id}: {exc}")
-                rt.emit(
-                    "operation",
-                    step.id,
-                    phase="action",
-                    status=OperationStatus.FAILED,
-                    message=str(exc),
-                )
-            if step.action:
-                changing.append(step)
-            failures += _dry_checks(rt, step, "verify", step.verify, changing, own=True)
-            preview_rollback(rt, step)
-            rt.emit(
-                "step_finished",
-                step.id,
-                status=StepOutcome.WOULD_APPLY if step.action else StepOutcome.WOULD_VERIFY,
-                message="would apply" if step.action else "would verify",
-            )
+            if walk(rt, step, preview, options.skip):
+                preview.changing.append(step)
+    failures = preview.failures
     code = ExitCode.OK if not failures else ExitCode.UNDONE
     message = (
         "dry run: every check that could run passed"
@@ -90,6 +44,76 @@ def dry_run(rt: Runtime, options: Options) -> Outcome:
         else "dry run: " + "; ".join(failures)
     )
     return finish(rt, Outcome(code, RunStatus.DRY_RUN, None, message))
+
+
+class Preview:
+    """The phases of a step, previewed: checks run read-only where they can, a check that
+    depends on an earlier effect is deferred, operations are planned and shown (file edits
+    applied to an in-memory overlay, so later file checks see them)."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.failures: list[str] = []
+        self.changing: list[Step] = []  # steps that would act before the current one
+
+    def skipped(self, step: Step) -> None:
+        self.rt.emit(
+            "step_finished",
+            step.id,
+            status=StepOutcome.SKIPPED,
+            message="would be skipped (--skip)",
+        )
+
+    def already_done(self, step: Step) -> bool:
+        if not _dry_all_hold(self.rt, step, self.changing):
+            return False
+        self.rt.emit(
+            "step_finished",
+            step.id,
+            status=StepOutcome.ALREADY_DONE,
+            message="already done: would change nothing",
+        )
+        return True
+
+    def precheck(self, step: Step) -> None:
+        self.failures += _dry_checks(self.rt, step, "precheck", step.precheck, self.changing)
+
+    def verify_only(self, step: Step) -> None:
+        self._verify(step, StepOutcome.WOULD_VERIFY, "would verify")
+
+    def act(self, step: Step) -> None:
+        self._plan(step)
+        self._verify(step, StepOutcome.WOULD_APPLY, "would apply")
+
+    def _plan(self, step: Step) -> None:
+        ctx = self.rt.context()
+        try:
+            for effect in self.rt.plan(step.action, ctx):
+                self.rt.emit(
+                    "operation",
+                    step.id,
+                    phase="action",
+                    status=OperationStatus.PLANNED,
+                    message=effect.describe(),
+                )
+                if effect.paths():
+                    effect.execute(ctx)  # in a dry run, into the in-memory overlay only
+        except Exception as exc:  # noqa: BLE001 - a plan that can't be made is a failed check
+            self.failures.append(f"{step.id}: {exc}")
+            self.rt.emit(
+                "operation",
+                step.id,
+                phase="action",
+                status=OperationStatus.FAILED,
+                message=str(exc),
+            )
+
+    def _verify(self, step: Step, outcome: StepOutcome, said: str) -> None:
+        """Verify (deferred where it waits for this step's own action or an earlier one), the
+        rollback that would undo the step, and how the step would end."""
+        self.failures += _dry_checks(self.rt, step, "verify", step.verify, self.changing, own=True)
+        preview_rollback(self.rt, step)
+        self.rt.emit("step_finished", step.id, status=outcome, message=said)
 
 
 def preview_rollback(rt: Runtime, step: Step) -> None:
@@ -172,8 +196,6 @@ def one_check(
 ) -> bool:
     """One check in a dry run's read-only window, in its own savepoint: a failing query must not
     abort the checks after it."""
-    from contextlib import nullcontext
-
     savepoint = (
         rt.conn.transaction()
         if rt.conn is not None and CHECKS[spec.kind].traits.uses_connection

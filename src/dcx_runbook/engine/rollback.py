@@ -40,14 +40,14 @@ from dcx_runbook.engine.session import (
     take_run_lock,
     target_view,
 )
-from dcx_runbook.engine.undo import UndoFailed, file_state, undo_step
+from dcx_runbook.engine.undo import UndoFailed, file_state, undo_all
 from dcx_runbook.errors import ExitCode, InvalidInput, JournalError, Refused
 from dcx_runbook.format.model import Runbook, Step
 from dcx_runbook.format.variables import Resolved
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.state.entries import new_rollback
 from dcx_runbook.state.journal import Journal, RunRecord
-from dcx_runbook.statuses import OperationStatus, RunStatus, StepStatus, UndoOutcome
+from dcx_runbook.statuses import OperationStatus, RunStatus, StepStatus
 from dcx_runbook.target import db, identity
 
 __all__ = ["journaled_runbook", "rollback_latest", "rollback_run"]
@@ -348,29 +348,15 @@ def _undo_run(rt: Runtime, run: Pending, options: Options) -> tuple[int, list[St
     history_ = record.data.setdefault("rollbacks", [])
     history_.append(new_rollback())
     rt.rollback_entry = history_[-1]
-    undone, kept = 0, []
     try:
         rt.save()
-        with rt.interruptible():
-            for entry in entries:
-                step = run.runbook.step(entry["id"])
-                # After a crash (or an interrupted undo), the already-done checks tell whether
-                # the step's effect is there to undo; the file pre-images are restored either way.
-                uncertain = entry["status"] in (
-                    StepStatus.ACTION_STARTED,
-                    StepStatus.ROLLBACK_STARTED,
-                )
-                run_ops = not (uncertain and step.done_when and not _some_effect(rt, step))
-                result = undo_step(rt, step, entry, force=options.force, run_ops=run_ops)
-                rt.emit("step_undone", step.id, status=result.status, message=result.message)
-                if result.status == UndoOutcome.IRREVERSIBLE:
-                    kept.append(step)
-                elif result.status == UndoOutcome.ROLLED_BACK:
-                    undone += 1
-    except UndoFailed as exc:
-        rt.emit(
-            "step_undone", exc.step_id, status=UndoOutcome.ROLLBACK_FAILED, message=exc.in_step()
+        done = undo_all(
+            rt,
+            [(run.runbook.step(entry["id"]), entry) for entry in entries],
+            lambda step, entry: _run_ops(rt, step, entry),
+            force=options.force,
         )
+    except UndoFailed as exc:
         _end_run(
             rt, ExitCode.UNDO_INCOMPLETE, RunStatus.UNDO_INCOMPLETE, f"undo of {exc.step_id} failed"
         )
@@ -383,9 +369,17 @@ def _undo_run(rt: Runtime, run: Pending, options: Options) -> tuple[int, list[St
     except JournalError as exc:
         _end_run(rt, ExitCode.UNDO_INCOMPLETE, RunStatus.UNDO_INCOMPLETE, str(exc))
         raise
+    undone = done.count
     said_ = f"rolled back ({undone} step(s) undone)" if undone else "nothing that can be undone"
     _end_run(rt, ExitCode.OK, RunStatus.ROLLED_BACK if undone else RunStatus.NOTHING_TO_UNDO, said_)
-    return undone, kept
+    return undone, done.kept
+
+
+def _run_ops(rt: Runtime, step: Step, entry: dict[str, Any]) -> bool:
+    """After a crash (or an interrupted undo), the already-done checks tell whether the step's
+    effect is there to undo; the file pre-images are restored either way."""
+    uncertain = entry["status"] in (StepStatus.ACTION_STARTED, StepStatus.ROLLBACK_STARTED)
+    return not (uncertain and step.done_when and not _some_effect(rt, step))
 
 
 def _end_run(rt: Runtime, code: ExitCode, status: str, message: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from dcx_runbook.clock import now
+from dcx_runbook.engine.phases import walk
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.engine.session import (
     NOT_CONFIRMED,
@@ -23,7 +24,7 @@ from dcx_runbook.engine.session import (
     target_view,
     undone_summary,
 )
-from dcx_runbook.engine.undo import UndoFailed, undo_step
+from dcx_runbook.engine.undo import UndoFailed, undo_all
 from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError, StepFailed
 from dcx_runbook.format.loader import Loaded
 from dcx_runbook.format.model import Runbook, Step
@@ -31,7 +32,7 @@ from dcx_runbook.format.variables import Resolved
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.state.entries import RunbookRef, new_run
 from dcx_runbook.state.journal import Journal, RunRecord, new_run_id
-from dcx_runbook.statuses import RunStatus, StepOutcome, StepStatus, UndoOutcome
+from dcx_runbook.statuses import RunStatus, StepOutcome, StepStatus
 from dcx_runbook.target import db, identity
 
 __all__ = ["Options", "Outcome", "run"]
@@ -163,11 +164,12 @@ def _execute(rt: Runtime, options: Options) -> Outcome:
     assert rt.record is not None
     applied: list[Step] = []
     current: Step | None = None
+    live = Live(rt)
     with rt.interruptible():
         try:
             for step in rt.runbook.steps:
                 current = step
-                if _run_step(rt, step, options):
+                if walk(rt, step, live, options.skip):
                     applied.append(step)
                 current = None
         except (StepFailed, psycopg.Error, RunbookError) as exc:
@@ -184,53 +186,49 @@ def _execute(rt: Runtime, options: Options) -> Outcome:
     )
 
 
-def _run_step(rt: Runtime, step: Step, options: Options) -> bool:
-    """Run one step; True if it changed something that an unwind must undo."""
-    assert rt.record is not None
-    entry = rt.record.step(step.id)
-    if step.id in options.skip:
-        entry["status"] = StepStatus.SKIPPED
-        rt.save(entry, durable=False)
-        rt.emit(
-            "step_finished",
-            step.id,
-            status=StepOutcome.SKIPPED,
-            message="skipped by the operator (--skip)",
-        )
-        return False
-    rt.emit("step_started", step.id, message=step.title)
-    if step.done_when:
-        ok = rt.run_checks(step.id, "done_when", step.done_when, fail_fast=False)
-        if ok:
-            entry["status"] = StepStatus.ALREADY_DONE
-            rt.save(entry, durable=False)
-            rt.emit(
-                "step_finished",
-                step.id,
-                status=StepOutcome.ALREADY_DONE,
-                message="already done: nothing to change",
-            )
+class Live:
+    """The phases of a step, for real: each state journaled, the action written ahead."""
+
+    def __init__(self, rt: Runtime):
+        assert rt.record is not None
+        self.rt, self.record = rt, rt.record
+
+    def _end(self, step: Step, status: StepStatus, outcome: StepOutcome, said: str) -> None:
+        entry = self.record.step(step.id)
+        entry["status"] = status
+        self.rt.save(entry, durable=False)
+        self.rt.emit("step_finished", step.id, status=outcome, message=said)
+
+    def skipped(self, step: Step) -> None:
+        said = "skipped by the operator (--skip)"
+        self._end(step, StepStatus.SKIPPED, StepOutcome.SKIPPED, said)
+
+    def already_done(self, step: Step) -> bool:
+        if not self.rt.run_checks(step.id, "done_when", step.done_when, fail_fast=False):
             return False
-    rt.run_checks(step.id, "precheck", step.precheck)
-    if not step.action:
-        rt.run_checks(step.id, "verify", step.verify)
-        entry["status"] = StepStatus.PASSED
-        rt.save(entry, durable=False)
-        rt.emit("step_finished", step.id, status=StepOutcome.PASSED, message="verified")
-        return False
-    entry["status"] = StepStatus.ACTION_STARTED
-    entry["started_at"] = now()
-    # Write-ahead: durable before anything of the action takes effect. A transactional action
-    # takes effect at COMMIT, so the flush overlaps its statements and verify.
-    durable = rt.save_ahead(entry)
-    rt.act(step, "action", step.action, step.verify, entry, before_effect=durable)
-    entry["status"] = StepStatus.APPLIED
-    entry["finished_at"] = now()
-    # Not fsynced: should this line be lost, "action started" and the step's already-done checks
-    # still tell a later rollback what to undo.
-    rt.save(entry, durable=False)
-    rt.emit("step_finished", step.id, status=StepOutcome.APPLIED, message="applied and verified")
-    return True
+        said = "already done: nothing to change"
+        self._end(step, StepStatus.ALREADY_DONE, StepOutcome.ALREADY_DONE, said)
+        return True
+
+    def precheck(self, step: Step) -> None:
+        self.rt.run_checks(step.id, "precheck", step.precheck)
+
+    def verify_only(self, step: Step) -> None:
+        self.rt.run_checks(step.id, "verify", step.verify)
+        self._end(step, StepStatus.PASSED, StepOutcome.PASSED, "verified")
+
+    def act(self, step: Step) -> None:
+        entry = self.record.step(step.id)
+        entry["status"] = StepStatus.ACTION_STARTED
+        entry["started_at"] = now()
+        # Write-ahead: durable before anything of the action takes effect. A transactional action
+        # takes effect at COMMIT, so the flush overlaps its statements and verify.
+        durable = self.rt.save_ahead(entry)
+        self.rt.act(step, "action", step.action, step.verify, entry, before_effect=durable)
+        entry["finished_at"] = now()
+        # Not fsynced: should this line be lost, "action started" and the step's already-done
+        # checks still tell a later rollback what to undo.
+        self._end(step, StepStatus.APPLIED, StepOutcome.APPLIED, "applied and verified")
 
 
 def _unwind(
@@ -258,22 +256,17 @@ def _unwind(
         elif entry["status"] == StepStatus.PENDING:
             entry["status"] = StepStatus.FAILED
     todo += [(step, False) for step in reversed(applied)]
-    kept: list[Step] = []  # irreversible steps: left as they are, said so
+    in_flight = {step.id for step, flying in todo if flying}
+
+    def run_ops(step: Step, entry: dict[str, Any]) -> bool:
+        # A step failed in flight has its transaction rolled back: its rollback operations run
+        # only if something no transaction takes back had started.
+        return step.id not in in_flight or bool(entry.get("effects_started"))
+
+    entries = [(step, rt.record.step(step.id)) for step, _ in todo]
     try:
-        with rt.interruptible():
-            for step, in_flight in todo:
-                entry = rt.record.step(step.id)
-                # A step failed in flight has its transaction rolled back: its rollback
-                # operations run only if something no transaction takes back had started.
-                lasting = bool(entry.get("effects_started"))
-                result = undo_step(rt, step, entry, force=False, run_ops=not in_flight or lasting)
-                rt.emit("step_undone", step.id, status=result.status, message=result.message)
-                if result.status == UndoOutcome.IRREVERSIBLE:
-                    kept.append(step)
+        kept = undo_all(rt, entries, run_ops, force=False).kept
     except UndoFailed as exc:
-        rt.emit(
-            "step_undone", exc.step_id, status=UndoOutcome.ROLLBACK_FAILED, message=exc.in_step()
-        )
         return incomplete(rt, reason, f"undo of {exc.step_id} failed: {exc.message}")
     except KeyboardInterrupt:
         return incomplete(rt, reason, "the unwind was interrupted")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,43 @@ def undo_step(
     if needs_ops or files:
         return UndoResult(UndoOutcome.ROLLED_BACK, "rolled back")
     return UndoResult(UndoOutcome.NOTHING_TO_UNDO, "nothing to undo")
+
+
+@dataclass
+class Undone:
+    """What an undo got through: how many steps it undid, the irreversible ones it left."""
+
+    count: int = 0
+    kept: list[Step] = field(default_factory=list)
+
+
+def undo_all(
+    rt: Runtime,
+    todo: Sequence[tuple[Step, dict[str, Any]]],
+    run_ops: Callable[[Step, dict[str, Any]], bool],
+    *,
+    force: bool,
+) -> Undone:
+    """The one undo loop, of a failed run's unwind and of `rollback`: each step in the order
+    given (newest first), its `step_undone` said. `run_ops(step, entry)` says, just before the
+    step is undone, whether its rollback operations must run. Stops at the first undo that fails
+    (UndoFailed, said too), at an interrupt, or when the journal can't record it first."""
+    done = Undone()
+    try:
+        with rt.interruptible():
+            for step, entry in todo:
+                result = undo_step(rt, step, entry, force=force, run_ops=run_ops(step, entry))
+                rt.emit("step_undone", step.id, status=result.status, message=result.message)
+                if result.status == UndoOutcome.IRREVERSIBLE:
+                    done.kept.append(step)
+                elif result.status == UndoOutcome.ROLLED_BACK:
+                    done.count += 1
+    except UndoFailed as exc:
+        rt.emit(
+            "step_undone", exc.step_id, status=UndoOutcome.ROLLBACK_FAILED, message=exc.in_step()
+        )
+        raise
+    return done
 
 
 def _views(rt: Runtime, step: Step) -> dict[str, Callable[[bytes], bytes]]:
