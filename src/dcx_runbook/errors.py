@@ -94,3 +94,9 @@ class StepFailed(RunbookError):
     """A phase of a step failed; the engine unwinds."""
 
     exit_code = ExitCode.UNDONE
+
+
+class UndoFailed(RunbookError):
+    """Undoing a step failed: the undo stops there; what is left is said."""
+
+    exit_code = ExitCode.UNDO_INCOMPLETE

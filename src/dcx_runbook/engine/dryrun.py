@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from dcx_runbook.engine.checks import run_checks
 from dcx_runbook.engine.phases import walk
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.engine.session import (
@@ -203,8 +204,8 @@ def one_check(
     )
     try:
         with savepoint:
-            ok = rt.run_checks(
-                step_id, phase, [spec], fail_fast=False, deferred_holds=deferred_holds
+            ok = run_checks(
+                rt, step_id, phase, [spec], fail_fast=False, deferred_holds=deferred_holds
             )
     except psycopg.Error as exc:  # the connection itself failed: say so, count it as failed
         rt.emit("log", step_id, message=f"the check could not run: {exc}")

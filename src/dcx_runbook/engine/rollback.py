@@ -4,18 +4,18 @@ undo, and from the journal alone. Refused at once while a run or rollback is sti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
 
-from dcx_runbook.engine.dryrun import one_check, preview_rollback
+from dcx_runbook.engine.checks import run_checks
+from dcx_runbook.engine.journaled import Resolve, borrowed, runtime_of
+from dcx_runbook.engine.report import Report, closing, end_here, name_others, stopped
+from dcx_runbook.engine.rollback_preview import preview
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.engine.scope import (
     Pending,
-    can_undo,
     candidates,
     history,
     journaled_runbook,
@@ -23,9 +23,7 @@ from dcx_runbook.engine.scope import (
     live,
     of_runbook,
     pending,
-    said,
     same_target,
-    still_applied,
 )
 from dcx_runbook.engine.session import (
     NOT_CONFIRMED,
@@ -35,26 +33,19 @@ from dcx_runbook.engine.session import (
     connect_target,
     finish,
     record_outcome,
-    report_end,
-    runtime_for,
     take_run_lock,
     target_view,
 )
-from dcx_runbook.engine.undo import UndoFailed, file_state, undo_all
-from dcx_runbook.errors import ExitCode, InvalidInput, JournalError, Refused
-from dcx_runbook.format.model import Runbook, Step
-from dcx_runbook.format.variables import Resolved
+from dcx_runbook.engine.undo import undo_all
+from dcx_runbook.errors import ExitCode, InvalidInput, JournalError, Refused, UndoFailed
+from dcx_runbook.format.model import Step
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.state.entries import new_rollback
 from dcx_runbook.state.journal import Journal, RunRecord
-from dcx_runbook.statuses import OperationStatus, RunStatus, StepStatus
+from dcx_runbook.statuses import RunStatus, StepStatus
 from dcx_runbook.target import db, identity
 
 __all__ = ["journaled_runbook", "rollback_latest", "rollback_run"]
-
-# The variables of a journaled run, resolved again: its public values, then what the operator
-# gives now (secrets are never journaled: the URL must be given again).
-Resolve = Callable[[RunRecord, Runbook], Resolved]
 
 
 def rollback_run(
@@ -63,7 +54,7 @@ def rollback_run(
     """`rollback RUN_ID`: that run only, on the very database it changed."""
     run = pending(record)
     resolved = resolve(record, run.runbook)
-    rt = _runtime(run, resolved, reporter, options)
+    rt = runtime_of(run, resolved, reporter, options)
     rt.expected_database = run.target.get("database")
     try:
         info = _connect(rt, run)
@@ -86,12 +77,12 @@ def rollback_latest(
     if not found:
         busy = live(records)
         if busy is not None:  # early in a run nothing is applied yet, but it is at work
-            return _end_here(reporter, ExitCode.REFUSED, RunStatus.REFUSED, busy.held_by())
+            return end_here(reporter, ExitCode.REFUSED, RunStatus.REFUSED, busy.held_by())
         message = f"no run recorded in {journal.runs_dir} left changes behind: nothing to roll back"
-        return _end_here(reporter, ExitCode.OK, RunStatus.NOTHING_TO_UNDO, message)
+        return end_here(reporter, ExitCode.OK, RunStatus.NOTHING_TO_UNDO, message)
     newest = found[0]
     resolved = resolve(newest.record, newest.runbook)
-    rt = _runtime(newest, resolved, reporter, options)
+    rt = runtime_of(newest, resolved, reporter, options)
     rt.expected_database = None  # the target given decides; runs are matched by identity
     try:
         info = _connect(rt, newest)
@@ -105,16 +96,6 @@ def rollback_latest(
         return finish(rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, str(exc)))
     finally:
         rt.close()
-
-
-def _runtime(run: Pending, resolved: Resolved, reporter: Reporter, options: Options) -> Runtime:
-    rt = runtime_for(run.runbook, resolved, reporter, run.run_id)
-    rt.app_name = db.application_name(run.runbook.name, run.run_id, "rollback")
-    rt.values.update(run.record.data.get("captured") or {})  # by preflight checks
-    for entry in run.record.data["steps"]:
-        rt.values.update(entry.get("captured", {}))
-    rt.dry_run = options.dry_run
-    return rt
 
 
 def _connect(rt: Runtime, run: Pending) -> db.TargetInfo | None:
@@ -149,15 +130,6 @@ def _elsewhere(journal: Journal, newest: Pending, view: Mapping[str, Any] | None
     )
 
 
-def _end_here(reporter: Reporter, code: ExitCode, status: str, message: str) -> Outcome:
-    """The last event of a rollback that found no run to connect for."""
-    from dcx_runbook.reporters.base import Event
-
-    detail: dict[str, Any] = {"run_id": None, "exit_code": int(code), "still_applied": []}
-    reporter.emit(Event("run_finished", status=status, message=message, detail=detail))
-    return Outcome(code, status, None, message)
-
-
 def _undo(
     rt: Runtime,
     info: db.TargetInfo | None,
@@ -184,13 +156,13 @@ def _undo(
             take_run_lock(rt, name, journal)
         todo = [run for run in scope if run.applied()]
         _started(rt, info, scope, todo, options, notes)
-        context = _Context(rt, journal, name, view, bare, scope[0].run_id)
+        context = Report(rt, journal, name, view, bare, scope[0].run_id)
         if not bare:
-            _name_others(context, scope[0])
+            name_others(context, scope[0])
         if not todo:
             return context.nothing(scope[0])
         if options.dry_run:
-            return _preview(context, todo, resolve, options)
+            return preview(context, todo, resolve, options)
         question = f"Undo, newest first, on {context.where}: {listing(todo)}. Go ahead?"
         if not confirmed(rt, options, question):
             return finish(rt, NOT_CONFIRMED)
@@ -253,90 +225,25 @@ def _started(
         rt.emit("log", message=f"to undo, newest first: {listing(todo)}")
 
 
-class _Context:
-    """What the end of a rollback needs to say where it stands."""
-
-    def __init__(
-        self,
-        rt: Runtime,
-        journal: Journal,
-        name: str,
-        view: Mapping[str, Any] | None,
-        bare: bool,
-        run_id: str,
-    ):
-        self.rt, self.journal, self.name, self.view = rt, journal, name, view
-        self.bare, self.run_id = bare, run_id
-        self.where = identity.describe(view) if view is not None else "this machine"
-
-    @property
-    def command(self) -> str:
-        return "dcx-runbook rollback" + ("" if self.bare else f" {self.run_id}")
-
-    def left(self) -> list[dict[str, Any]]:
-        return still_applied(self.journal, self.name, self.view)
-
-    def nothing(self, run: Pending) -> Outcome:
-        """The run has no step still applied (it unwound itself, was rolled back meanwhile, or
-        never changed anything)."""
-        message = f"run {run.run_id} has no step still applied: nothing to undo"
-        return self.end(Outcome(ExitCode.OK, RunStatus.NOTHING_TO_UNDO, run.run_id, message))
-
-    def end(self, outcome: Outcome) -> Outcome:
-        """The last event, saying exactly what is still applied on the target afterwards."""
-        left = self.left()
-        if left:
-            outcome.message += f". Still applied on {self.where}: {said(left)}"
-        outcome.still_applied = list(dict.fromkeys(s for r in left for s in r["steps"]))
-        return report_end(self.rt, outcome, {"still_applied_runs": left})
-
-
-def _name_others(context: _Context, run: Pending) -> None:
-    """`rollback RUN_ID` undoes that run only: other runs still applied on the target are named
-    before anything is asked."""
-    others = [r for r in context.left() if r["run_id"] != run.run_id]
-    if others:
-        context.rt.emit(
-            "log",
-            message=f"other runs of {context.name} still applied on {context.where}, not undone "
-            f"by this rollback: {said(others)} (`dcx-runbook rollback` undoes every run)",
-        )
-
-
 def _undo_all(
-    context: _Context, todo: Sequence[Pending], resolve: Resolve, options: Options
+    context: Report, todo: Sequence[Pending], resolve: Resolve, options: Options
 ) -> Outcome:
     undone: list[tuple[str, int]] = []
     kept: list[tuple[str, Step]] = []
     try:
         for run in todo:
-            with _borrowed(context.rt, run, resolve, options) as rt:
+            with borrowed(context.rt, run, resolve, options) as rt:
                 count, irreversible = _undo_run(rt, run, options)
             if count:
                 undone.append((run.run_id, count))
             kept += [(run.run_id, step) for step in irreversible]
     except UndoFailed as exc:
-        return _stopped(context, "rollback stopped", f"undo of {exc.step_id} failed: {exc.message}")
+        return stopped(context, "rollback stopped", f"undo of {exc.step_id} failed: {exc.message}")
     except KeyboardInterrupt:
-        return _stopped(context, "rollback interrupted", "not every step was undone")
+        return stopped(context, "rollback interrupted", "not every step was undone")
     except JournalError as exc:  # nothing is undone that the journal can't record first
-        return _stopped(context, "rollback stopped", str(exc))
-    return context.end(_closing(context, undone, kept, todo))
-
-
-@contextmanager
-def _borrowed(
-    owner: Runtime, run: Pending, resolve: Resolve, options: Options
-) -> Iterator[Runtime]:
-    """A run's own runtime (its variables, captured values, record) on the rollback's
-    connection."""
-    rt = _runtime(run, resolve(run.record, run.runbook), owner.reporter, options)
-    rt.conn = owner.conn
-    try:
-        yield rt
-    finally:
-        rt.conn = None  # the owner's: closed by it
-        rt.close()
+        return stopped(context, "rollback stopped", str(exc))
+    return context.end(closing(context, undone, kept, todo))
 
 
 def _undo_run(rt: Runtime, run: Pending, options: Options) -> tuple[int, list[Step]]:
@@ -387,106 +294,13 @@ def _end_run(rt: Runtime, code: ExitCode, status: str, message: str) -> None:
     record_outcome(rt, Outcome(code, status, rt.record.run_id, message))
 
 
-def _stopped(context: _Context, reason: str, what: str) -> Outcome:
-    left = context.left()
-    message = (
-        f"{reason}; {what.rstrip('.')}. Still applied on {context.where}: "
-        f"{said(left) or 'nothing'}. Fix the cause, then run: {context.command}"
-    )
-    still = list(dict.fromkeys(s for r in left for s in r["steps"]))
-    outcome = Outcome(
-        ExitCode.UNDO_INCOMPLETE, RunStatus.UNDO_INCOMPLETE, context.run_id, message, still
-    )
-    return report_end(context.rt, outcome, {"still_applied_runs": left})
-
-
-def _closing(
-    context: _Context,
-    undone: Sequence[tuple[str, int]],
-    kept: Sequence[tuple[str, Step]],
-    todo: Sequence[Pending],
-) -> Outcome:
-    """Says what was undone, and never more: a run whose applied steps were all irreversible or
-    had nothing to undo is not reported as rolled back."""
-    if undone:
-        message = "rolled back " + ", ".join(f"run {rid} ({n} step(s))" for rid, n in undone)
-    else:
-        message = "nothing that can be undone: " + ", ".join(run.run_id for run in todo)
-    if kept:
-        reasons = "; ".join(
-            f"{step.id} of run {rid}: {' '.join(str(step.irreversible).split())}"
-            for rid, step in kept
-        )
-        message += f"; left as they are, declared irreversible: {reasons}"
-    elif undone and not context.left():
-        message += (
-            f": every change was undone, {context.where} is as it was before run {undone[-1][0]}"
-        )
-    status = RunStatus.ROLLED_BACK if undone else RunStatus.NOTHING_TO_UNDO
-    return Outcome(ExitCode.OK, status, context.run_id, message)
-
-
-def _preview(
-    context: _Context, todo: Sequence[Pending], resolve: Resolve, options: Options
-) -> Outcome:
-    """What the rollback would do, and whether it would get through: files edited since the run
-    (refused without --force) and rollback prechecks (run read-only) are checked, not assumed."""
-    problems: list[str] = []
-    for run in todo:
-        with _borrowed(context.rt, run, resolve, options) as rt:
-            problems += _preview_run(rt, run, options)
-    undo = listing(todo)
-    if problems:
-        message = f"dry run: the rollback would stop: {'; '.join(problems)} (would undo {undo})"
-        return report_end(
-            context.rt, Outcome(ExitCode.UNDONE, RunStatus.DRY_RUN, context.run_id, message)
-        )
-    message = f"dry run: would undo {undo}"
-    return report_end(context.rt, Outcome(ExitCode.OK, RunStatus.DRY_RUN, context.run_id, message))
-
-
-def _preview_run(rt: Runtime, run: Pending, options: Options) -> list[str]:
-    problems: list[str] = []
-    window = db.read_only(rt.conn) if rt.conn is not None else nullcontext()
-    with window:
-        for entry in run.applied():
-            step = run.runbook.step(entry["id"])
-            for path, file_entry in entry.get("files", {}).items():
-                state, _ = file_state(Path(path), file_entry)
-                if state == "changed" and not options.force:
-                    problems.append(f"{step.id}: {path} changed after the run")
-                    message, status = (
-                        f"{path} changed after the run: would refuse",
-                        OperationStatus.FAILED,
-                    )
-                else:
-                    message, status = (
-                        f"restore the exact pre-run bytes of {path}",
-                        OperationStatus.PLANNED,
-                    )
-                rt.emit(
-                    "operation", step.id, phase="rollback.action", status=status, message=message
-                )
-            if not can_undo(step, entry):
-                continue
-            rollback = step.rollback
-            if rollback is not None and rollback.action:
-                results = [
-                    one_check(rt, step.id, "rollback.precheck", c) for c in rollback.precheck
-                ]
-                if not all(results):
-                    problems.append(f"{step.id}: a rollback precheck failed")
-            preview_rollback(rt, step)
-    return problems
-
-
 def _some_effect(rt: Runtime, step: Step) -> bool:
     """After a crash mid-action or mid-undo: is any of the step's effect there? A step killed
     between two of its effects (or between two parts of its undo) has only some of its
     already-done checks holding; one is enough for its rollback operations to run."""
     for spec in step.done_when:
         try:
-            ok = rt.run_checks(step.id, "done_when", [spec], fail_fast=False)
+            ok = run_checks(rt, step.id, "done_when", [spec], fail_fast=False)
         except psycopg.Error:
             return True
         if ok:

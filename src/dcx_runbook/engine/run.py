@@ -9,6 +9,8 @@ from typing import Any
 import psycopg
 
 from dcx_runbook.clock import now
+from dcx_runbook.engine.acting import act
+from dcx_runbook.engine.checks import run_checks
 from dcx_runbook.engine.phases import walk
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.engine.session import (
@@ -24,8 +26,8 @@ from dcx_runbook.engine.session import (
     target_view,
     undone_summary,
 )
-from dcx_runbook.engine.undo import UndoFailed, undo_all
-from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError, StepFailed
+from dcx_runbook.engine.undo import undo_all
+from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError, StepFailed, UndoFailed
 from dcx_runbook.format.loader import Loaded
 from dcx_runbook.format.model import Runbook, Step
 from dcx_runbook.format.variables import Resolved
@@ -95,7 +97,7 @@ def _run(
         return dry_run(rt, options)
     with rt.interruptible():
         try:
-            rt.run_checks(None, "preflight", needed(runbook.preflight, options))
+            run_checks(rt, None, "preflight", needed(runbook.preflight, options))
         except (StepFailed, psycopg.Error) as exc:
             return finish(
                 rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, f"preflight failed: {exc}")
@@ -204,17 +206,17 @@ class Live:
         self._end(step, StepStatus.SKIPPED, StepOutcome.SKIPPED, said)
 
     def already_done(self, step: Step) -> bool:
-        if not self.rt.run_checks(step.id, "done_when", step.done_when, fail_fast=False):
+        if not run_checks(self.rt, step.id, "done_when", step.done_when, fail_fast=False):
             return False
         said = "already done: nothing to change"
         self._end(step, StepStatus.ALREADY_DONE, StepOutcome.ALREADY_DONE, said)
         return True
 
     def precheck(self, step: Step) -> None:
-        self.rt.run_checks(step.id, "precheck", step.precheck)
+        run_checks(self.rt, step.id, "precheck", step.precheck)
 
     def verify_only(self, step: Step) -> None:
-        self.rt.run_checks(step.id, "verify", step.verify)
+        run_checks(self.rt, step.id, "verify", step.verify)
         self._end(step, StepStatus.PASSED, StepOutcome.PASSED, "verified")
 
     def act(self, step: Step) -> None:
@@ -224,7 +226,7 @@ class Live:
         # Write-ahead: durable before anything of the action takes effect. A transactional action
         # takes effect at COMMIT, so the flush overlaps its statements and verify.
         durable = self.rt.save_ahead(entry)
-        self.rt.act(step, "action", step.action, step.verify, entry, before_effect=durable)
+        act(self.rt, step, "action", step.action, step.verify, entry, before_effect=durable)
         entry["finished_at"] = now()
         # Not fsynced: should this line be lost, "action started" and the step's already-done
         # checks still tell a later rollback what to undo.

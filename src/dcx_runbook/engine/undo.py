@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from dcx_runbook.engine.acting import act
+from dcx_runbook.engine.checks import run_checks
+from dcx_runbook.engine.restore import restore_file
 from dcx_runbook.engine.runtime import Runtime
-from dcx_runbook.errors import JournalError, RunbookError, StepFailed
-from dcx_runbook.filesystem import sha256
+from dcx_runbook.errors import JournalError, RunbookError, StepFailed, UndoFailed
 from dcx_runbook.format.model import Step
 from dcx_runbook.kinds import OPERATIONS, path_of
-from dcx_runbook.kinds.files import unified_diff, write_atomic
-from dcx_runbook.state.sealing import unseal
 from dcx_runbook.statuses import OperationStatus, StepStatus, UndoOutcome
 from dcx_runbook.template import TemplateError, render
-
-
-class UndoFailed(RunbookError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -30,53 +26,6 @@ class UndoResult:
 
     status: UndoOutcome
     message: str
-
-
-def file_state(path: Path, entry: dict[str, Any]) -> tuple[str, bytes | None]:
-    """("as_it_was" | "restorable" | "changed", the current bytes): whether the file is still
-    what the run found, what the run left, or something else (edited since)."""
-    try:
-        current: bytes | None = path.read_bytes()
-    except FileNotFoundError:
-        current = None
-    current_sha = sha256(current)
-    if current_sha == entry["sha256"]:
-        return "as_it_was", current
-    return ("restorable" if current_sha in entry.get("planned", []) else "changed"), current
-
-
-def restore_file(
-    path: Path,
-    entry: dict[str, Any],
-    secrets: Mapping[str, str | None],
-    *,
-    force: bool,
-    view: Callable[[bytes], bytes] | None = None,
-) -> str:
-    """Put back the exact bytes and mode (or remove a file the run created). `view`: how the
-    kind that wrote the file shows it, should the restore be refused (an env file: keys, every
-    value masked)."""
-    state, current = file_state(path, entry)
-    if state == "as_it_was":
-        return f"{path}: already as it was"
-    if state == "changed" and not force:
-        before = unseal(entry["sealed"], secrets, entry["sha256"]) if entry["existed"] else None
-        if view is not None:
-            before = None if before is None else view(before)
-            current = None if current is None else view(current)
-        diff = unified_diff(path, before, current)
-        raise UndoFailed(
-            f"{path} changed after the run (it is neither what the run left nor what it found); "
-            f"not restored. Difference from the pre-run content:\n{diff}"
-            "Merge by hand, or rerun the rollback with --force to overwrite it."
-        )
-    if not entry["existed"]:
-        if current is not None:
-            path.unlink()
-        return f"{path}: removed (the run created it)"
-    data = unseal(entry["sealed"], secrets, entry["sha256"])
-    write_atomic(path, data, entry["mode"])
-    return f"{path}: restored ({len(data)} bytes, mode {entry['mode']:o})"
 
 
 def undo_step(
@@ -98,7 +47,7 @@ def undo_step(
     rt.save(journal_step)
     try:
         if rollback is not None and needs_ops:
-            rt.run_checks(step.id, "rollback.precheck", rollback.precheck)
+            run_checks(rt, step.id, "rollback.precheck", rollback.precheck)
         views = _views(rt, step)
         for key, entry in files.items():
             message = restore_file(Path(key), entry, rt.secrets, force=force, view=views.get(key))
@@ -110,9 +59,9 @@ def undo_step(
                 message=message,
             )
         if rollback is not None and needs_ops:
-            rt.act(step, "rollback.action", rollback.action, rollback.verify, journal_step)
+            act(rt, step, "rollback.action", rollback.action, rollback.verify, journal_step)
         elif rollback is not None and files and run_ops:
-            rt.run_checks(step.id, "rollback.verify", rollback.verify)
+            run_checks(rt, step.id, "rollback.verify", rollback.verify)
     except (StepFailed, UndoFailed, JournalError, psycopg.Error, OSError) as exc:
         # Said once: a StepFailed's own text already names the step and phase.
         message = exc.message if isinstance(exc, RunbookError) else str(exc)

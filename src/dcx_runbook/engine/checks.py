@@ -1,0 +1,127 @@
+"""Evaluating checks: each one's event, its captured value journaled, a failure raised (or
+counted) as the phase asks; a check a dry run can't evaluate yet is deferred, not assumed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from dcx_runbook.engine.runtime import Runtime
+from dcx_runbook.errors import StepFailed
+from dcx_runbook.kinds import CHECKS
+from dcx_runbook.kinds.base import CheckSpec, Deferred
+from dcx_runbook.statuses import CheckStatus
+from dcx_runbook.template import TemplateError, render
+
+
+def run_checks(
+    rt: Runtime,
+    step_id: str | None,
+    phase: str,
+    specs: Sequence[CheckSpec],
+    *,
+    fail_fast: bool = True,
+    deferred_holds: bool = True,
+) -> bool:
+    """Evaluate checks; True when all passed. Raises StepFailed on a failure when fail_fast.
+    A check deferred (a dry run can't evaluate it) counts as passed unless `deferred_holds`
+    is False: "already done" must be known, not assumed."""
+    ok = True
+    ctx = rt.context()  # checks write nothing: one context serves them all
+    for index, spec in enumerate(specs):
+        label = spec.name or f"{spec.kind} check {index + 1}"
+        kind = CHECKS[spec.kind]
+        try:
+            result = kind.check(spec, ctx)
+        except Deferred as why:
+            rt.emit(
+                "check",
+                step_id,
+                phase=phase,
+                status=CheckStatus.DEFERRED,
+                message=f"{label}: {why}",
+                detail={"name": label},
+            )
+            ok = ok and deferred_holds
+            continue
+        except (psycopg.Error, OSError, TemplateError, ValueError, re.error) as exc:
+            if isinstance(exc, psycopg.Error) and rt.conn is not None and rt.conn.closed:
+                raise
+            result_ok, detail = False, f"{type(exc).__name__}: {_first_line(exc)}"
+            _check_event(rt, step_id, phase, label, result_ok, detail, spec, None)
+            if fail_fast:
+                raise StepFailed(
+                    f"{label}: {rt.masker(detail)}", step_id=step_id, phase=phase
+                ) from None
+            ok = False
+            continue
+        capture = getattr(spec, "capture", None)
+        if capture and result.ok:
+            rt.values[capture] = result.value
+            if step_id is None:  # preflight: journaled with the run's record
+                rt.captured[capture] = _jsonable(result.value)
+            elif rt.record is not None:
+                rt.record.step(step_id).setdefault("captured", {})[capture] = _jsonable(
+                    result.value
+                )
+        _check_event(rt, step_id, phase, label, result.ok, result.detail, spec, result.value)
+        if not result.ok:
+            ok = False
+            if fail_fast:
+                message = f"{label}: {result.detail}"
+                if spec.message:
+                    message += f"\n{_render_message(rt, spec.message, result.value)}"
+                raise StepFailed(message, step_id=step_id, phase=phase)
+    return ok
+
+
+def _render_message(rt: Runtime, template: str, value: Any) -> str:
+    try:
+        return render(template, {**rt.values, "value": value})
+    except TemplateError:
+        return template
+
+
+def _check_event(
+    rt: Runtime,
+    step_id: str | None,
+    phase: str,
+    label: str,
+    ok: bool,
+    detail: str,
+    spec: CheckSpec,
+    value: Any,
+) -> None:
+    """The check's event; a failed check's message shows `${value}` as the failure raised
+    after it does: the value the check found."""
+    message = f"{label}: {detail}"
+    if not ok and spec.message and phase != "done_when":
+        message += f" ({_render_message(rt, spec.message, value)})"
+    # An unmet already-done check is not a failure: it means the step has work to do.
+    status = (
+        CheckStatus.PASSED
+        if ok
+        else (CheckStatus.UNMET if phase == "done_when" else CheckStatus.FAILED)
+    )
+    rt.emit(
+        "check",
+        step_id,
+        phase=phase,
+        status=status,
+        message=message,  # emit masks it
+        detail={"name": label},
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

@@ -1,0 +1,43 @@
+"""Runtimes for journaled runs: each run's own variables, captured values and record, the
+rollback's one connection shared between them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from dcx_runbook.engine.runtime import Runtime
+from dcx_runbook.engine.scope import Pending
+from dcx_runbook.engine.session import Options, runtime_for
+from dcx_runbook.format.model import Runbook
+from dcx_runbook.format.variables import Resolved
+from dcx_runbook.reporters.base import Reporter
+from dcx_runbook.state.journal import RunRecord
+from dcx_runbook.target import db
+
+# The variables of a journaled run, resolved again: its public values, then what the operator
+# gives now (secrets are never journaled: the URL must be given again).
+Resolve = Callable[[RunRecord, Runbook], Resolved]
+
+
+def runtime_of(run: Pending, resolved: Resolved, reporter: Reporter, options: Options) -> Runtime:
+    rt = runtime_for(run.runbook, resolved, reporter, run.run_id)
+    rt.app_name = db.application_name(run.runbook.name, run.run_id, "rollback")
+    rt.values.update(run.record.data.get("captured") or {})  # by preflight checks
+    for entry in run.record.data["steps"]:
+        rt.values.update(entry.get("captured", {}))
+    rt.dry_run = options.dry_run
+    return rt
+
+
+@contextmanager
+def borrowed(owner: Runtime, run: Pending, resolve: Resolve, options: Options) -> Iterator[Runtime]:
+    """A run's own runtime (its variables, captured values, record) on the rollback's
+    connection."""
+    rt = runtime_of(run, resolve(run.record, run.runbook), owner.reporter, options)
+    rt.conn = owner.conn
+    try:
+        yield rt
+    finally:
+        rt.conn = None  # the owner's: closed by it
+        rt.close()
