@@ -12,6 +12,7 @@ from dcx_runbook.format.loader import Loaded, load
 from dcx_runbook.statuses import RunStatus
 
 if TYPE_CHECKING:  # the engine imports psycopg: only the commands that run need it
+    from dcx_runbook.engine.rehearse import Rehearsal
     from dcx_runbook.engine.run import Options, Outcome
     from dcx_runbook.reporters.base import Reporter
     from dcx_runbook.state.journal import Journal
@@ -134,7 +135,6 @@ def rehearse(
     from dcx_runbook.engine.rehearse import dump_schema, server_major
     from dcx_runbook.engine.rehearse import rehearse as rehearse_
     from dcx_runbook.errors import InvalidInput
-    from dcx_runbook.reporters.base import Event
 
     if (from_url is None) == (schema_file is None):
         raise InvalidInput("give exactly one of --from-url or --schema-file")
@@ -151,6 +151,16 @@ def rehearse(
         sandbox_url=sandbox_url,
         major=server_major(from_url) if from_url else None,
     )
+    return _rehearsal_finished(result, reporter)
+
+
+def _rehearsal_finished(result: Rehearsal, reporter: Reporter) -> ExitCode:
+    """Report the rehearsal as a run's end: a table of its phases (and the schema diff left after
+    rollback, if any) for people, the phases and diff as data for machines. Exit 0 when it
+    passed; 1 otherwise, as for a run whose every change was undone: the rehearsal changed only
+    a sandbox."""
+    from dcx_runbook.reporters.base import Event
+
     table = "\n".join(
         f"{p.name:<16} {'ok' if p.ok else 'FAILED':<7} {p.seconds:6.2f}s  {p.note}"
         for p in result.phases

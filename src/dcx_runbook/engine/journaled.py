@@ -13,21 +13,36 @@ from dcx_runbook.format.model import Runbook
 from dcx_runbook.format.variables import Resolved
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.state.journal import RunRecord
-from dcx_runbook.target import db
 
 # The variables of a journaled run, resolved again: its public values, then what the operator
 # gives now (secrets are never journaled: the URL must be given again).
 Resolve = Callable[[RunRecord, Runbook], Resolved]
 
 
-def runtime_of(run: Pending, resolved: Resolved, reporter: Reporter, options: Options) -> Runtime:
-    rt = runtime_for(run.runbook, resolved, reporter, run.run_id)
-    rt.app_name = db.application_name(run.runbook.name, run.run_id, "rollback")
-    rt.values.update(run.record.data.get("captured") or {})  # by preflight checks
+def runtime_of(
+    run: Pending,
+    resolved: Resolved,
+    reporter: Reporter,
+    options: Options,
+    *,
+    expected_database: str | None = None,
+    guard: bool = True,
+) -> Runtime:
+    """The runtime of a rollback of `run`: its values with what its checks captured."""
+    captured = dict(run.record.data.get("captured") or {})  # by preflight checks
     for entry in run.record.data["steps"]:
-        rt.values.update(entry.get("captured", {}))
-    rt.dry_run = options.dry_run
-    return rt
+        captured.update(entry.get("captured", {}))
+    return runtime_for(
+        run.runbook,
+        resolved,
+        reporter,
+        run.run_id,
+        dry_run=options.dry_run,
+        role="rollback",
+        expected_database=expected_database,
+        guard=guard,
+        captured=captured,
+    )
 
 
 @contextmanager

@@ -54,8 +54,7 @@ def rollback_run(
     """`rollback RUN_ID`: that run only, on the very database it changed."""
     run = pending(record)
     resolved = resolve(record, run.runbook)
-    rt = runtime_of(run, resolved, reporter, options)
-    rt.expected_database = run.target.get("database")
+    rt = runtime_of(run, resolved, reporter, options, expected_database=run.target.get("database"))
     try:
         info = _connect(rt, run)
         if info is not None:
@@ -82,8 +81,8 @@ def rollback_latest(
         return end_here(reporter, ExitCode.OK, RunStatus.NOTHING_TO_UNDO, message)
     newest = found[0]
     resolved = resolve(newest.record, newest.runbook)
-    rt = runtime_of(newest, resolved, reporter, options)
-    rt.expected_database = None  # the target given decides; runs are matched by identity
+    # The target given decides; runs are matched by the server's identity, not by a name.
+    rt = runtime_of(newest, resolved, reporter, options, guard=False)
     try:
         info = _connect(rt, newest)
         view = info.identity() if info is not None else None

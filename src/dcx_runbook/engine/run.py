@@ -55,10 +55,14 @@ def run(
     # out of the collector's reach keeps its passes short however many steps there are.
     gc.freeze()
     run_id = new_run_id()
-    rt = runtime_for(runbook, resolved, reporter, run_id)
-    rt.dry_run = options.dry_run
-    if options.expect_database:
-        rt.expected_database = options.expect_database
+    rt = runtime_for(
+        runbook,
+        resolved,
+        reporter,
+        run_id,
+        dry_run=options.dry_run,
+        expected_database=options.expect_database,
+    )
     try:
         return _run(rt, loaded, resolved, options, journal, run_id)
     finally:

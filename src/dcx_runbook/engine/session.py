@@ -164,34 +164,56 @@ def _describe_holder(holder: Mapping[str, Any], record: RunRecord | None) -> str
     )
 
 
-def runtime_for(runbook: Runbook, resolved: Resolved, reporter: Reporter, run_id: str) -> Runtime:
-    values: dict[str, Any] = dict(resolved.values)
-    url = values.get(runbook.url_var) if runbook.url_var else None
-    expected = None
-    if runbook.target is not None and runbook.target.database:
-        from dcx_runbook.template import render
+def runtime_for(
+    runbook: Runbook,
+    resolved: Resolved,
+    reporter: Reporter,
+    run_id: str,
+    *,
+    dry_run: bool = False,
+    role: str = "",
+    expected_database: str | None = None,
+    guard: bool = True,
+    captured: Mapping[str, Any] | None = None,
+) -> Runtime:
+    """The runtime of a run or rollback, whole: nothing is patched in afterwards.
 
-        expected = render(runbook.target.database, values)
-        if not expected.strip():
-            # An empty name would turn the guard off: `--var expected_database=$DB` with $DB unset.
-            raise RunbookError(
-                f"target.database ({runbook.target.database}) is empty: give the name of the "
-                "database this runbook is meant for; the guard refuses any other"
-            )
-    secrets = {n: resolved.values.get(n) for n in resolved.secret}
+    `expected_database` overrides the runbook's `target.database` (a rehearsal's scratch
+    database, the database a rollback's run changed); `guard=False` leaves the name unchecked (a
+    bare rollback matches runs by the server's identity instead). `captured`: values the run's
+    checks captured, for a rollback's checks."""
+    values: dict[str, Any] = {**resolved.values, **(captured or {})}
+    url = values.get(runbook.url_var) if runbook.url_var else None
+    expected = expected_database or (_runbook_guard(runbook, values) if guard else None)
     masker = resolved.masker()
     if url:
         masker.add(url)
     return Runtime(
         runbook,
         values,
-        secrets,
+        {n: resolved.values.get(n) for n in resolved.secret},
         masker,
         reporter,
         url=url,
-        app_name=db.application_name(runbook.name, run_id),
+        app_name=db.application_name(runbook.name, run_id, role),
         expected_database=expected,
+        dry_run=dry_run,
     )
+
+
+def _runbook_guard(runbook: Runbook, values: Mapping[str, Any]) -> str | None:
+    if runbook.target is None or not runbook.target.database:
+        return None
+    from dcx_runbook.template import render
+
+    expected = render(runbook.target.database, values)
+    if not expected.strip():
+        # An empty name would turn the guard off: `--var expected_database=$DB` with $DB unset.
+        raise RunbookError(
+            f"target.database ({runbook.target.database}) is empty: give the name of the "
+            "database this runbook is meant for; the guard refuses any other"
+        )
+    return expected
 
 
 def needed(checks: Sequence[Any], options: Options) -> list[Any]:

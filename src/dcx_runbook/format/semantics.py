@@ -11,19 +11,17 @@ import re
 from collections.abc import Hashable, Iterator
 from typing import Any
 
-from dcx_runbook.kinds import OPERATION_KINDS, OPERATIONS, with_trait
-from dcx_runbook.kinds.sql import refused_in_transaction, statements
+from dcx_runbook.format.transaction_blocks import NO_TRANSACTION_BLOCK, transaction_blocks
+from dcx_runbook.kinds import OPERATION_KINDS, with_trait
 from dcx_runbook.template import REF, malformed, refs
 
 Loc = tuple[Any, ...]
+__all__ = ["NO_TRANSACTION_BLOCK", "Loc", "check_patterns", "check_semantics", "walk"]
 _NOT_RENDERED = {"title", "description", "name", "id", "kind", "irreversible"}
 _CHECK_LISTS = ("preflight", "done_when", "precheck", "verify")
-# Kinds whose files a rollback restores from their pre-images; kinds that need the database; kinds
-# whose operations run inside the step's transaction (their SQL text is checked for statements
-# that refuse one).
+# Kinds whose files a rollback restores from their pre-images; kinds that need the database.
 _FILE_KINDS = with_trait("restored_from_preimage")
 _DATABASE_KINDS = with_trait("uses_connection")
-_TRANSACTIONAL = {k: OPERATIONS[k].op_model.sql_fields for k in with_trait("transactional")}
 _EDIT_PATTERNS = ("replace", "remove_line", "after")
 _CHECK_PATTERNS = ("matches", "not_matches", "stdout_matches")
 
@@ -34,57 +32,93 @@ def walk(data: dict[str, Any]) -> list[tuple[Loc, Any]]:
 
 
 def check_semantics(data: dict[str, Any], items: list[tuple[Loc, Any]]) -> list[tuple[Loc, str]]:
-    problems: list[tuple[Loc, str]] = []
+    """Every whole-runbook rule, always in this order: each is a small function below whose
+    docstring says the rule."""
     raw_vars = data.get("vars")
     declared = {k for k in raw_vars if isinstance(k, str)} if isinstance(raw_vars, dict) else set()
     steps = data.get("steps") if isinstance(data.get("steps"), list) else []
     assert isinstance(steps, list)
+    return [
+        *_yaml_only_types(items),
+        *_captures_hiding_vars(items, declared),
+        *_references(items, declared | set(_captures(items))),
+        *_step_rules(steps, data),
+        *transaction_blocks(steps),
+        *_unknown_needed_by(items, steps),
+        *_var_cycles(raw_vars if isinstance(raw_vars, dict) else {}),
+    ]
 
+
+def _yaml_only_types(items: list[tuple[Loc, Any]]) -> list[tuple[Loc, str]]:
+    """No binary or set values: YAML types the schema would quietly convert (bytes to text, a
+    set, whose order is undefined, to a list)."""
+    problems: list[tuple[Loc, str]] = []
     for loc, value in items:
-        # YAML types that the schema would quietly convert: bytes to text, a set to a list.
         if isinstance(value, bytes):
             problems.append((loc, "expected text; found binary data (!!binary)"))
         elif isinstance(value, set | frozenset):
             problems.append((loc, "expected a list; found a set (!!set), whose order is undefined"))
+    return problems
 
+
+def _captures(items: list[tuple[Loc, Any]]) -> dict[str, Loc]:
+    """Each name a check captures into, at its first capture: a variable for later steps."""
     captures: dict[str, Loc] = {}
     for loc, value in items:
         if loc and loc[-1] == "capture" and isinstance(value, str):
-            if value in declared:
-                problems.append(
-                    (
-                        loc,
-                        f"capture {value!r} would hide the variable of that name; "
-                        "expected a name not declared under vars",
-                    )
-                )
             captures.setdefault(value, loc)
+    return captures
 
-    known = declared | set(captures)
-    sections = ("target", "preflight", "steps", "vars")
-    rendered = (
-        (loc, value)
+
+def _captures_hiding_vars(
+    items: list[tuple[Loc, Any]], declared: set[str]
+) -> list[tuple[Loc, str]]:
+    """No capture takes the name of a declared variable: it would hide that variable from every
+    later `${name}`."""
+    return [
+        (
+            loc,
+            f"capture {value!r} would hide the variable of that name; "
+            "expected a name not declared under vars",
+        )
         for loc, value in items
-        if loc[0] in sections and isinstance(value, str) and str(loc[-1]) not in _NOT_RENDERED
-    )
-    for loc, value in rendered:
-        for bad in malformed(value):
-            problems.append(
-                (
-                    loc,
-                    f"malformed reference {bad!r}; expected ${{name}} (or $${{ for a literal ${{)",
-                )
-            )
-        allowed = known | {"value"} if loc[-1] == "message" else known
-        for name in refs(value):
-            if name not in allowed:
-                problems.append((loc, _undeclared(name, allowed)))
+        if loc and loc[-1] == "capture" and isinstance(value, str) and value in declared
+    ]
 
-    problems += _step_rules(steps, data)
-    problems += _transaction_blocks(steps)
+
+def _references(items: list[tuple[Loc, Any]], known: set[str]) -> list[tuple[Loc, str]]:
+    """Every rendered text's references are well formed and name a declared variable or a
+    capture (or `value`, in a message), checked at load rather than when the step renders."""
+    sections = ("target", "preflight", "steps", "vars")
+    problems: list[tuple[Loc, str]] = []
+    for loc, value in items:
+        if loc[0] in sections and isinstance(value, str) and str(loc[-1]) not in _NOT_RENDERED:
+            problems += _malformed_references(loc, value)
+            problems += _undeclared_references(loc, value, known)
+    return problems
+
+
+def _malformed_references(loc: Loc, value: str) -> list[tuple[Loc, str]]:
+    """A `${` that starts no reference is a typo, not text: a literal one is written `$${`."""
+    return [
+        (loc, f"malformed reference {bad!r}; expected ${{name}} (or $${{ for a literal ${{)")
+        for bad in malformed(value)
+    ]
+
+
+def _undeclared_references(loc: Loc, value: str, known: set[str]) -> list[tuple[Loc, str]]:
+    """Each `${name}` is declared (or captured; a message may also say `${value}`)."""
+    allowed = known | {"value"} if loc[-1] == "message" else known
+    return [(loc, _undeclared(name, allowed)) for name in refs(value) if name not in allowed]
+
+
+def _unknown_needed_by(items: list[tuple[Loc, Any]], steps: list[Any]) -> list[tuple[Loc, str]]:
+    """Each id a `needed_by` names is the id of a step of this runbook: a misspelt one would tie
+    the check to no step."""
     ids: list[str] = [
         s["id"] for s in steps if isinstance(s, dict) and isinstance(s.get("id"), str)
     ]
+    problems: list[tuple[Loc, str]] = []
     for loc, value in items:
         if loc and loc[-1] == "needed_by" and isinstance(value, list):
             for j, step_id in enumerate(value):
@@ -98,7 +132,6 @@ def check_semantics(data: dict[str, Any], items: list[tuple[Loc, Any]]) -> list[
                             f"expected one of: {', '.join(dict.fromkeys(ids)) or 'no steps'}",
                         )
                     )
-    problems += _var_cycles(raw_vars if isinstance(raw_vars, dict) else {})
     return problems
 
 
@@ -136,142 +169,124 @@ def _undeclared(name: str, known: set[str]) -> str:
 
 
 def _step_rules(steps: list[Any], data: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """The rules about each step in turn (a unique id, a way back), then about the target."""
     problems: list[tuple[Loc, str]] = []
     seen: dict[str, int] = {}
     for i, step in enumerate(steps):
-        if not isinstance(step, dict):
-            continue
-        step_id = step.get("id")
-        if isinstance(step_id, str):
-            if step_id in seen:
-                problems.append(
-                    (
-                        ("steps", i, "id"),
-                        f"duplicate step id {step_id!r} (first at steps[{seen[step_id]}]); "
-                        "expected a unique id",
-                    )
-                )
-            else:
-                seen[step_id] = i
-        actions = step.get("action") if isinstance(step.get("action"), list) else []
-        assert isinstance(actions, list)
-        if not actions or step.get("irreversible"):
-            continue
-        rollback = step.get("rollback")
-        undo = rollback.get("action") if isinstance(rollback, dict) else None
-        restores = rollback.get("restore_files") is True if isinstance(rollback, dict) else False
-        if not undo and not restores:
-            problems.append(
-                (
-                    ("steps", i),
-                    "step changes something but has no rollback: expected `rollback` "
-                    "(action or restore_files) or `irreversible: <reason>`",
-                )
+        if isinstance(step, dict):
+            problems += _duplicate_id(i, step, seen)
+            problems += _way_back(i, step)
+    problems += _target_for_sql(steps, data)
+    problems += _target_url_is_reference(data)
+    return problems
+
+
+def _duplicate_id(i: int, step: dict[str, Any], seen: dict[str, int]) -> list[tuple[Loc, str]]:
+    """Step ids are unique: the journal, `needed_by` and `--skip` name a step by its id.
+    `seen` holds each id's first step, and learns this step's."""
+    step_id = step.get("id")
+    if not isinstance(step_id, str):
+        return []
+    if step_id not in seen:
+        seen[step_id] = i
+        return []
+    return [
+        (
+            ("steps", i, "id"),
+            f"duplicate step id {step_id!r} (first at steps[{seen[step_id]}]); "
+            "expected a unique id",
+        )
+    ]
+
+
+def _way_back(i: int, step: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """A step that changes something has a rollback (an action, or restore_files) or says why it
+    is irreversible; and that rollback covers each kind of change its actions make."""
+    actions = step.get("action") if isinstance(step.get("action"), list) else []
+    assert isinstance(actions, list)
+    if not actions or step.get("irreversible"):
+        return []
+    rollback = step.get("rollback")
+    undo = rollback.get("action") if isinstance(rollback, dict) else None
+    restores = rollback.get("restore_files") is True if isinstance(rollback, dict) else False
+    if not undo and not restores:
+        return [
+            (
+                ("steps", i),
+                "step changes something but has no rollback: expected `rollback` "
+                "(action or restore_files) or `irreversible: <reason>`",
             )
-            continue
-        kinds = [
-            a["kind"] for a in actions if isinstance(a, dict) and isinstance(a.get("kind"), str)
         ]
-        other = sorted({k for k in kinds if k in OPERATION_KINDS and k not in _FILE_KINDS})
-        if other and not undo:
-            problems.append(
-                (
-                    ("steps", i, "rollback"),
-                    f"restore_files only restores files, not the effect of the {', '.join(other)} "
-                    "action(s): expected rollback `action` for them, or `irreversible: <reason>`",
-                )
-            )
-        if any(k in _FILE_KINDS for k in kinds) and not restores:
-            problems.append(
-                (
-                    ("steps", i, "rollback"),
-                    "the step edits files: expected `restore_files: true` so "
-                    "rollback restores their exact bytes",
-                )
-            )
+    kinds = [a["kind"] for a in actions if isinstance(a, dict) and isinstance(a.get("kind"), str)]
+    return [*_undone_by_action(i, kinds, undo), *_files_restored(i, kinds, restores)]
+
+
+def _undone_by_action(i: int, kinds: list[str], undo: Any) -> list[tuple[Loc, str]]:
+    """Restoring files undoes only file edits: any other operation needs a rollback action."""
+    other = sorted({k for k in kinds if k in OPERATION_KINDS and k not in _FILE_KINDS})
+    if not other or undo:
+        return []
+    return [
+        (
+            ("steps", i, "rollback"),
+            f"restore_files only restores files, not the effect of the {', '.join(other)} "
+            "action(s): expected rollback `action` for them, or `irreversible: <reason>`",
+        )
+    ]
+
+
+def _files_restored(i: int, kinds: list[str], restores: bool) -> list[tuple[Loc, str]]:
+    """A step that edits files restores them from their pre-images: a hand-written undo of an
+    edit can't give back the exact bytes."""
+    if not any(k in _FILE_KINDS for k in kinds) or restores:
+        return []
+    return [
+        (
+            ("steps", i, "rollback"),
+            "the step edits files: expected `restore_files: true` so "
+            "rollback restores their exact bytes",
+        )
+    ]
+
+
+def _target_for_sql(steps: list[Any], data: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """A runbook with an sql check or operation has a `target` to connect to: said at the
+    first one, preflight before steps."""
     first_sql = _first_kind(data.get("preflight"), _DATABASE_KINDS, ("preflight",)) or (
         _first_kind(steps, _DATABASE_KINDS, ("steps",))
     )
-    if first_sql is not None and not isinstance(data.get("target"), dict):
-        problems.append(
-            (
-                first_sql,
-                "sql checks and operations need a database: expected a top-level "
-                "`target` with `url: ${database_url}`",
-            )
-        )
-    target = data.get("target")
-    if isinstance(target, dict) and isinstance(target.get("url"), str):
-        if not REF.fullmatch(target["url"].strip()):
-            problems.append(
-                (
-                    ("target", "url"),
-                    "expected a reference to a variable, such as ${database_url} "
-                    "(never a URL written in the runbook)",
-                )
-            )
-    return problems
-
-
-NO_TRANSACTION_BLOCK = "no-transaction-block"
-
-
-def _transaction_blocks(steps: list[Any]) -> list[tuple[Loc, str]]:
-    """Statements PostgreSQL refuses inside a transaction block (CREATE INDEX CONCURRENTLY,
-    VACUUM, ...) where the step would send them in one: found by `validate`, not halfway
-    through a run. A step's rollback action runs in the step's transaction mode too."""
-    problems: list[tuple[Loc, str]] = []
-    for i, step in enumerate(steps):
-        if isinstance(step, dict):
-            in_tx = step.get("transaction", True) is True
-            for loc, text in _sql_operations(step, ("steps", i)):
-                problems += _refused(loc, text, in_tx)
-    return problems
-
-
-def _sql_operations(step: dict[str, Any], loc: Loc) -> Iterator[tuple[Loc, str]]:
-    """(location, text) of each sql operation of the step's action and rollback action."""
-    rollback = step.get("rollback")
-    lists: list[tuple[Loc, Any]] = [(("action",), step.get("action"))]
-    if isinstance(rollback, dict):
-        lists.append((("rollback", "action"), rollback.get("action")))
-    for where, ops in lists:
-        for j, op in enumerate(ops if isinstance(ops, list) else []):
-            fields = _TRANSACTIONAL.get(str(op.get("kind"))) if isinstance(op, dict) else None
-            for field in fields or ():
-                if isinstance(op.get(field), str):
-                    yield (*loc, *where, j, field), op[field]
-
-
-def _refused(loc: Loc, text: str, in_tx: bool) -> list[tuple[Loc, str]]:
-    """In a `transaction: true` step every such statement is refused; in a `transaction: false`
-    one only a statement sent together with others (PostgreSQL runs several statements of one
-    query in an implicit transaction block)."""
-    found = refused_in_transaction(text)
-    count = len(statements(text)) if found else 0
-    if not in_tx and count < 2:
+    if first_sql is None or isinstance(data.get("target"), dict):
         return []
-    problems = []
-    for index, name in found:
-        which = f" (statement {index + 1} of {count})" if count > 1 else ""
-        alone = " and the statement in a sql operation of its own" if count > 1 else ""
-        if in_tx:
-            mode = "this step runs its sql (action and rollback) in one"
-            fix = f"expected `transaction: false` on the step{alone}"
-        else:
-            mode = "statements sent together run in one"
-            fix = "expected the statement in a sql operation of its own"
-        problems.append(
-            (
-                loc,
-                f"{NO_TRANSACTION_BLOCK}: {name}{which} can't run inside a transaction block, "
-                f"and {mode}: {fix}",
-            )
+    return [
+        (
+            first_sql,
+            "sql checks and operations need a database: expected a top-level "
+            "`target` with `url: ${database_url}`",
         )
-    return problems
+    ]
+
+
+def _target_url_is_reference(data: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """The target's URL is a reference to a variable, never written in the runbook: which
+    database a run changes, and its password, come from the operator (--database-url, --var,
+    the environment)."""
+    target = data.get("target")
+    if not isinstance(target, dict) or not isinstance(target.get("url"), str):
+        return []
+    if REF.fullmatch(target["url"].strip()):
+        return []
+    return [
+        (
+            ("target", "url"),
+            "expected a reference to a variable, such as ${database_url} "
+            "(never a URL written in the runbook)",
+        )
+    ]
 
 
 def _var_cycles(raw_vars: dict[Any, Any]) -> list[tuple[Loc, str]]:
+    """No variable's default depends on itself, through any chain of other defaults: it could
+    never be given a value."""
     deps = {
         name: refs(spec["default"])
         for name, spec in raw_vars.items()

@@ -86,6 +86,25 @@ def resolve(
     """`recorded`: for a rollback, the public values the run journaled (what it really used);
     `last_resort`: values used only when nothing else gives one (for a rollback, the URL the run
     journaled, when it held no password)."""
+    _refuse_unknown(runbook, cli_vars)
+    given: dict[str, str | None] = {}
+    sources: dict[str, str] = {}
+    notes: list[str] = []
+    for name in runbook.vars:
+        offered = _offered(runbook, name, cli_vars, database_url, recorded, env_file, environ)
+        if last_resort is not None and last_resort.get(name) is not None:
+            offered.append(("the URL the run journaled", last_resort[name]))
+        if offered:
+            sources[name], given[name] = offered[0]
+            notes += _note(name, offered)
+    values = _with_defaults(runbook, given, sources)
+    _refuse_missing(runbook, values)
+    secret = frozenset(n for n, v in runbook.vars.items() if v.secret)
+    return Resolved(values, secret, sources, tuple(notes))
+
+
+def _refuse_unknown(runbook: Runbook, cli_vars: Mapping[str, str]) -> None:
+    """A --var the runbook does not declare is a typo, or a value given without its name."""
     unknown = sorted(set(cli_vars) - set(runbook.vars))
     if unknown:
         declared = ", ".join(sorted(runbook.vars)) or "none"
@@ -95,28 +114,30 @@ def resolve(
         if hidden:
             shown.append(f"{hidden} more that {'is' if hidden == 1 else 'are'} no variable name")
         raise InvalidInput(f"unknown variable(s) {', '.join(shown)} (declared: {declared})")
-    given: dict[str, str | None] = {}
-    sources: dict[str, str] = {}
-    notes: list[str] = []
-    for name in runbook.vars:
-        offered = _offered(runbook, name, cli_vars, database_url, recorded, env_file, environ)
-        if last_resort is not None and last_resort.get(name) is not None:
-            offered.append(("the URL the run journaled", last_resort[name]))
-        if not offered:
-            continue
-        (source, value), others = offered[0], offered[1:]
-        given[name], sources[name] = value, source
-        differing = [other for other, v in others if v != value]
-        if source == "the URL the run journaled":
-            notes.append(f"{name}: none given; took the URL the run journaled")
-        elif differing:
-            notes.append(
-                f"{name}: took the value of {source}, not the different one of "
-                f"{' nor of '.join(differing)} ({_why(source)})"
-            )
+
+
+def _note(name: str, offered: list[tuple[str, str]]) -> list[str]:
+    """Where the value taken (the first offered) is not what every source said: which one was
+    taken and why, by source names only."""
+    (source, value), others = offered[0], offered[1:]
+    differing = [other for other, v in others if v != value]
+    if source == "the URL the run journaled":
+        return [f"{name}: none given; took the URL the run journaled"]
+    if differing:
+        return [
+            f"{name}: took the value of {source}, not the different one of "
+            f"{' nor of '.join(differing)} ({_why(source)})"
+        ]
+    return []
+
+
+def _with_defaults(
+    runbook: Runbook, given: dict[str, str | None], sources: dict[str, str]
+) -> dict[str, str | None]:
+    """The given values, and the defaults of the others. Defaults may refer to other variables:
+    resolved in dependency order (cycles are a load error). `sources` learns each default."""
     values = dict(given)
     pending = [n for n in runbook.vars if n not in values]
-    # Defaults may refer to other variables; resolve in dependency order (cycles are a load error).
     while pending:
         progressed = False
         for name in list(pending):
@@ -133,13 +154,17 @@ def resolve(
             progressed = True
         if not progressed:
             raise InvalidInput(f"variables {', '.join(pending)} depend on each other")
+    return values
+
+
+def _refuse_missing(runbook: Runbook, values: Mapping[str, str | None]) -> None:
+    """A required variable with no value (or an empty one) stops everything before it starts,
+    saying every way to give it."""
     missing = [n for n, v in runbook.vars.items() if v.required and not values.get(n)]
     if missing:
         raise InvalidInput(
             "missing required variable(s): " + ", ".join(_how(runbook, n) for n in missing)
         )
-    secret = frozenset(n for n, v in runbook.vars.items() if v.secret)
-    return Resolved(values, secret, sources, tuple(notes))
 
 
 def _offered(

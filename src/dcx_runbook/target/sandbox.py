@@ -145,65 +145,74 @@ def local_server(bindir: Path) -> Iterator[Server]:
     data = root / "data"
     as_user: list[str] = []
     try:
-        if os.geteuid() == 0:
-            try:
-                pg = pwd.getpwnam("postgres")
-            except KeyError:
-                raise Refused(
-                    "running as root and there is no `postgres` user for initdb"
-                ) from None
-            os.chown(root, pg.pw_uid, pg.pw_gid)
-            as_user = ["runuser", "-u", "postgres", "--"]
+        as_user = _as_postgres_user(root)
         port = _free_port()
-        _run(
-            [
-                *as_user,
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ]
-        )
-        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        _run(
-            [
-                *as_user,
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(root / "server.log"),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                "30",
-                "start",
-            ]
-        )
+        _run(_initdb(as_user, bindir, data))
+        _run(_pg_ctl_start(as_user, bindir, root, port))
         yield Server(f"postgresql://postgres@127.0.0.1:{port}/postgres", "binaries")
     finally:
-        if (data / "postmaster.pid").exists():
-            subprocess.run(
-                [
-                    *as_user,
-                    str(bindir / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-m",
-                    "immediate",
-                    "-w",
-                    "stop",
-                ],
-                capture_output=True,
-                check=False,
-            )
+        _stop(as_user, bindir, data)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _as_postgres_user(root: Path) -> list[str]:
+    """The prefix that runs a command as the `postgres` system user when we are root (initdb
+    refuses to run as root), who is then given the directory; none otherwise."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        pg = pwd.getpwnam("postgres")
+    except KeyError:
+        raise Refused("running as root and there is no `postgres` user for initdb") from None
+    os.chown(root, pg.pw_uid, pg.pw_gid)
+    return ["runuser", "-u", "postgres", "--"]
+
+
+def _initdb(as_user: list[str], bindir: Path, data: Path) -> list[str]:
+    """The command that creates the cluster: a `postgres` superuser any local connection may use
+    (trust: the sandbox listens on 127.0.0.1 only), UTF8, and no fsync (it is thrown away)."""
+    return [
+        *as_user,
+        str(bindir / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "--no-sync",
+        "-E",
+        "UTF8",
+    ]
+
+
+def _pg_ctl_start(as_user: list[str], bindir: Path, root: Path, port: int) -> list[str]:
+    """The command that starts the server on `port`, on 127.0.0.1 only, with its socket and log in
+    `root` and without fsync, and waits (30 s at most) until it accepts connections."""
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    return [
+        *as_user,
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(root / "data"),
+        "-l",
+        str(root / "server.log"),
+        "-o",
+        options,
+        "-w",
+        "-t",
+        "30",
+        "start",
+    ]
+
+
+def _stop(as_user: list[str], bindir: Path, data: Path) -> None:
+    """Stop the server, if it started, at once: its data is about to be removed."""
+    if (data / "postmaster.pid").exists():
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            check=False,
+        )
 
 
 def _run(argv: list[str]) -> None:
