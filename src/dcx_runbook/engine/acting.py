@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +54,9 @@ def act(
     An index build (`CONCURRENTLY`) that fails leaves an INVALID index behind: it is dropped
     before the step is retried, or fails (see `_drop_leftovers`)."""
     policy = rt.policy(step)
-    uses_sql = any(OPERATIONS[op.kind].traits.uses_connection for op in ops)
-    uses_sql = uses_sql and rt.conn is not None
+    uses_sql = rt.conn is not None and any(OPERATIONS[op.kind].traits.uses_connection for op in ops)
     in_tx = step.transaction and uses_sql
-    deadline = time.monotonic() + policy.retry_budget
-    retries = _Retries(policy, deadline, db.backoff_delays(policy))
+    retries = _Retries(policy, time.monotonic() + policy.retry_budget, db.backoff_delays(policy))
     # Operations whose effect outlives a failed attempt (a shell command; anything outside a
     # transaction) stay done: a retry after a lock timeout never repeats them. Inside a
     # transaction the rest is rolled back and runs again.
@@ -66,26 +64,14 @@ def act(
     while True:
         retries.attempt += 1
         files_before = dict(journal_step.get("files", {}))
-        left: list[Leftover] = []  # INVALID indexes left by this attempt's failed statement
-        watch = rt.watcher().watching() if uses_sql and rt.conn else nullcontext(None)
+        attempt = _Attempt(rt, step, phase, ops, journal_step, before_effect, policy, kept)
+        watch = rt.watcher().watching() if uses_sql else nullcontext(None)
         try:
             with watch as watcher:
                 if in_tx:
-                    assert rt.conn is not None
-                    tx = db.Tx()
-                    try:
-                        with db.transaction(rt.conn, policy, before_effect) as tx:
-                            _execute(
-                                rt, step.id, phase, ops, journal_step, kept, before_effect, left
-                            )
-                            run_checks(rt, step.id, _verify_phase(phase), verify)
-                    finally:
-                        if tx.in_doubt:  # the unwind asks the server what became of it
-                            journal_step["commit_in_doubt"] = tx.xid
+                    _in_transaction(attempt, verify)
                 else:
-                    if uses_sql and rt.conn is not None:
-                        db.set_timeouts(rt.conn, policy, local=False)
-                    _execute(rt, step.id, phase, ops, journal_step, kept, before_effect, left)
+                    _at_once(attempt, uses_sql)
             if not in_tx:
                 run_checks(rt, step.id, _verify_phase(phase), verify)
             return
@@ -93,7 +79,47 @@ def act(
             blockers = [str(b) for b in (watcher.blockers if watcher else [])]
             if in_tx:  # the transaction rolled back: so do the files the attempt wrote
                 _restore_attempt(rt, journal_step, files_before)
-            _retry_or_fail(rt, step.id, phase, retries, exc, blockers, left)
+            _retry_or_fail(rt, step.id, phase, retries, exc, blockers, attempt.left)
+
+
+@dataclass
+class _Attempt:
+    """One attempt at a step's operations."""
+
+    rt: Runtime
+    step: Step
+    phase: str
+    ops: Sequence[OpSpec]
+    entry: dict[str, Any]
+    before_effect: Callable[[], None]
+    policy: db.Policy
+    kept: set[int]  # operations done for good by an earlier attempt
+    left: list[Leftover] = field(default_factory=list)  # INVALID indexes a failed build left
+
+    def execute(self) -> None:
+        _execute(self)
+
+
+def _in_transaction(attempt: _Attempt, verify: Sequence[CheckSpec]) -> None:
+    """The operations and verify in one transaction, committed once verify passed (and the
+    write-ahead record is durable). A COMMIT whose answer is lost is journaled as in doubt."""
+    rt = attempt.rt
+    assert rt.conn is not None
+    tx = db.Tx()
+    try:
+        with db.transaction(rt.conn, attempt.policy, attempt.before_effect) as tx:
+            attempt.execute()
+            run_checks(rt, attempt.step.id, _verify_phase(attempt.phase), verify)
+    finally:
+        if tx.in_doubt:  # the unwind asks the server what became of it
+            attempt.entry["commit_in_doubt"] = tx.xid
+
+
+def _at_once(attempt: _Attempt, uses_sql: bool) -> None:
+    """Each operation takes effect as it runs, under session-wide timeouts."""
+    if uses_sql and attempt.rt.conn is not None:
+        db.set_timeouts(attempt.rt.conn, attempt.policy, local=False)
+    attempt.execute()
 
 
 def _retry_or_fail(
@@ -157,26 +183,18 @@ def _drop_leftovers(rt: Runtime, step_id: str, phase: str, left: Sequence[Leftov
     return None
 
 
-def _execute(
-    rt: Runtime,
-    step_id: str,
-    phase: str,
-    ops: Sequence[OpSpec],
-    journal_step: dict[str, Any],
-    kept: set[int],
-    before_effect: Callable[[], None],
-    left: list[Leftover],
-) -> None:
-    """Plan and execute each operation in turn, but those in `kept` (done by an earlier
+def _execute(a: _Attempt) -> None:
+    """Plan and execute each operation in turn, but those in `a.kept` (done by an earlier
     attempt, for good); add to it each one whose effect outlives a rolled-back attempt.
 
-    `journal_step["effects_started"]` is set once an operation that no transaction can take
-    back has started (a shell command, non-transactional sql): only then has an unwind of
-    this step, failed in flight, rollback operations to run."""
-    ctx = rt.context(journal_step)
+    `effects_started` is journaled once an operation that no transaction can take back has
+    started (a shell command, non-transactional sql): only then has an unwind of this step,
+    failed in flight, rollback operations to run."""
+    rt, step_id, phase = a.rt, a.step.id, a.phase
+    ctx = rt.context(a.entry)
     in_tx = rt.conn is not None and rt.conn.info.transaction_status != IDLE
-    for index, spec in enumerate(ops):
-        if index in kept:
+    for index, spec in enumerate(a.ops):
+        if index in a.kept:
             continue
         try:
             effect = OPERATIONS[spec.kind].plan(spec, ctx)
@@ -186,28 +204,16 @@ def _execute(
             raise StepFailed(rt.masker(_first_line(exc)), step_id=step_id, phase=phase) from None
         traits = OPERATIONS[spec.kind].traits
         if not (in_tx and traits.transactional):  # it takes effect now, not at COMMIT
-            before_effect()
+            a.before_effect()
         lasting = not in_tx or traits.outlives_rollback  # no ROLLBACK takes it back
         if lasting and not traits.restored_from_preimage:
-            journal_step["effects_started"] = True
-        description = effect.describe()
-        rt.emit(
-            "operation",
-            step_id,
-            phase=phase,
-            status=OperationStatus.STARTED,
-            message=description,
-        )
-        output = _perform(rt, step_id, phase, effect, ctx, in_tx, left)
-        rt.emit(
-            "operation",
-            step_id,
-            phase=phase,
-            status=OperationStatus.DONE,
-            message=output or OperationStatus.DONE,
-        )
+            a.entry["effects_started"] = True
+        started, done = OperationStatus.STARTED, OperationStatus.DONE
+        rt.emit("operation", step_id, phase=phase, status=started, message=effect.describe())
+        output = _perform(rt, step_id, phase, effect, ctx, in_tx, a.left)
+        rt.emit("operation", step_id, phase=phase, status=done, message=output or done)
         if lasting:
-            kept.add(index)
+            a.kept.add(index)
 
 
 def _perform(

@@ -12,7 +12,7 @@ import psycopg
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.errors import StepFailed
 from dcx_runbook.kinds import CHECKS
-from dcx_runbook.kinds.base import CheckSpec, Deferred
+from dcx_runbook.kinds.base import CheckResult, CheckSpec, Deferred
 from dcx_runbook.statuses import CheckStatus
 from dcx_runbook.template import TemplateError, render
 
@@ -33,9 +33,9 @@ def run_checks(
     ctx = rt.context()  # checks write nothing: one context serves them all
     for index, spec in enumerate(specs):
         label = spec.name or f"{spec.kind} check {index + 1}"
-        kind = CHECKS[spec.kind]
+        errored = False
         try:
-            result = kind.check(spec, ctx)
+            result = CHECKS[spec.kind].check(spec, ctx)
         except Deferred as why:
             rt.emit(
                 "check",
@@ -50,32 +50,47 @@ def run_checks(
         except (psycopg.Error, OSError, TemplateError, ValueError, re.error) as exc:
             if isinstance(exc, psycopg.Error) and rt.conn is not None and rt.conn.closed:
                 raise
-            result_ok, detail = False, f"{type(exc).__name__}: {_first_line(exc)}"
-            _check_event(rt, step_id, phase, label, result_ok, detail, spec, None)
-            if fail_fast:
-                raise StepFailed(
-                    f"{label}: {rt.masker(detail)}", step_id=step_id, phase=phase
-                ) from None
-            ok = False
-            continue
-        capture = getattr(spec, "capture", None)
-        if capture and result.ok:
-            rt.values[capture] = result.value
-            if step_id is None:  # preflight: journaled with the run's record
-                rt.captured[capture] = _jsonable(result.value)
-            elif rt.record is not None:
-                rt.record.step(step_id).setdefault("captured", {})[capture] = _jsonable(
-                    result.value
-                )
+            result = CheckResult(False, f"{type(exc).__name__}: {_first_line(exc)}")
+            errored = True
+        _capture(rt, step_id, spec, result)
         _check_event(rt, step_id, phase, label, result.ok, result.detail, spec, result.value)
         if not result.ok:
             ok = False
             if fail_fast:
-                message = f"{label}: {result.detail}"
-                if spec.message:
-                    message += f"\n{_render_message(rt, spec.message, result.value)}"
-                raise StepFailed(message, step_id=step_id, phase=phase)
+                raise _failure(rt, step_id, phase, label, spec, result, errored)
     return ok
+
+
+def _capture(rt: Runtime, step_id: str | None, spec: CheckSpec, result: CheckResult) -> None:
+    """A value a passing check captures: a variable for later checks, journaled for a rollback
+    (a preflight's with the run's record)."""
+    capture = getattr(spec, "capture", None)
+    if not capture or not result.ok:
+        return
+    rt.values[capture] = result.value
+    if step_id is None:
+        rt.captured[capture] = _jsonable(result.value)
+    elif rt.record is not None:
+        rt.record.step(step_id).setdefault("captured", {})[capture] = _jsonable(result.value)
+
+
+def _failure(
+    rt: Runtime,
+    step_id: str | None,
+    phase: str,
+    label: str,
+    spec: CheckSpec,
+    result: CheckResult,
+    errored: bool,
+) -> StepFailed:
+    """The failure a failed check raises: what it found and, when it could compare at all, what
+    its author says that means."""
+    if errored:
+        return StepFailed(f"{label}: {rt.masker(result.detail)}", step_id=step_id, phase=phase)
+    message = f"{label}: {result.detail}"
+    if spec.message:
+        message += f"\n{_render_message(rt, spec.message, result.value)}"
+    return StepFailed(message, step_id=step_id, phase=phase)
 
 
 def _render_message(rt: Runtime, template: str, value: Any) -> str:

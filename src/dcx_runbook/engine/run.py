@@ -4,6 +4,7 @@ on any failure stop and unwind everything already done."""
 from __future__ import annotations
 
 import gc
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -80,21 +81,7 @@ def _run(
         # sees every run end with run_finished.
         return finish(rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, str(exc)))
     target = target_view(rt, info)
-    rt.emit(
-        "run_started",
-        message=f"{runbook.name}: {runbook.title}",
-        detail={
-            "run_id": None if options.dry_run else run_id,
-            "mode": "run",
-            "runbook": runbook.name,
-            "dry_run": options.dry_run,
-            "target": target,
-            "steps": [s.id for s in runbook.steps],
-            "skip": list(options.skip),
-        },
-    )
-    for note in resolved.notes:  # which of two disagreeing sources was taken, and why
-        rt.emit("log", message=note)
+    _started(rt, options, run_id, target, resolved.notes)
     if options.dry_run:
         from dcx_runbook.engine.dryrun import dry_run
 
@@ -120,6 +107,31 @@ def _run(
         return _execute(rt, options)
     finally:
         rt.record.unlock()
+
+
+def _started(
+    rt: Runtime,
+    options: Options,
+    run_id: str,
+    target: dict[str, Any],
+    notes: Sequence[str],
+) -> None:
+    runbook = rt.runbook
+    rt.emit(
+        "run_started",
+        message=f"{runbook.name}: {runbook.title}",
+        detail={
+            "run_id": None if options.dry_run else run_id,
+            "mode": "run",
+            "runbook": runbook.name,
+            "dry_run": options.dry_run,
+            "target": target,
+            "steps": [s.id for s in runbook.steps],
+            "skip": list(options.skip),
+        },
+    )
+    for note in notes:  # which of two disagreeing sources was taken, and why
+        rt.emit("log", message=note)
 
 
 def _create_record(
@@ -248,26 +260,22 @@ def _unwind(
         )
     todo: list[tuple[Step, bool]] = []
     if current is not None:
-        entry = rt.record.step(current.id)
-        if entry["status"] == StepStatus.ACTION_STARTED:
-            committed = _committed(rt, current, entry)
-            if committed is None:
-                return incomplete(
-                    rt,
-                    reason,
-                    f"the answer to {current.id}'s COMMIT was lost and the server can't say "
-                    "whether it took effect: check the step's effect before rolling back",
-                )
-            todo.append((current, not committed))
-        elif entry["status"] == StepStatus.PENDING:
-            entry["status"] = StepStatus.FAILED
+        failed = _in_flight(rt, current)
+        if failed is None:
+            return incomplete(
+                rt,
+                reason,
+                f"the answer to {current.id}'s COMMIT was lost and the server can't say "
+                "whether it took effect: check the step's effect before rolling back",
+            )
+        todo += failed
     todo += [(step, False) for step in reversed(applied)]
-    in_flight = {step.id for step, flying in todo if flying}
+    flying = {step.id for step, in_flight in todo if in_flight}
 
     def run_ops(step: Step, entry: dict[str, Any]) -> bool:
         # A step failed in flight has its transaction rolled back: its rollback operations run
         # only if something no transaction takes back had started.
-        return step.id not in in_flight or bool(entry.get("effects_started"))
+        return step.id not in flying or bool(entry.get("effects_started"))
 
     entries = [(step, rt.record.step(step.id)) for step, _ in todo]
     try:
@@ -279,9 +287,8 @@ def _unwind(
     except JournalError as exc:
         # Nothing is undone before the journal says so: with the journal unwritable, stop here.
         return incomplete(rt, reason, f"the unwind stopped: {exc}")
-    for step, _ in todo:
-        if rt.record.step(step.id)["status"] == StepStatus.ROLLED_BACK and step is current:
-            rt.record.step(step.id)["status"] = StepStatus.FAILED
+    if current is not None and rt.record.step(current.id)["status"] == StepStatus.ROLLED_BACK:
+        rt.record.step(current.id)["status"] = StepStatus.FAILED  # what it is, undone or not
     return finish(
         rt,
         Outcome(
@@ -291,6 +298,19 @@ def _unwind(
             f"{reason}; {undone_summary(kept)}",
         ),
     )
+
+
+def _in_flight(rt: Runtime, step: Step) -> list[tuple[Step, bool]] | None:
+    """The failed step itself, if its action began: `[(step, in flight?)]`; `[]` when it never
+    acted (marked failed); None when its COMMIT's answer was lost and the server can't say."""
+    assert rt.record is not None
+    entry = rt.record.step(step.id)
+    if entry["status"] == StepStatus.PENDING:
+        entry["status"] = StepStatus.FAILED
+    if entry["status"] != StepStatus.ACTION_STARTED:
+        return []
+    committed = _committed(rt, step, entry)
+    return None if committed is None else [(step, not committed)]
 
 
 def _committed(rt: Runtime, step: Step, entry: dict[str, Any]) -> bool | None:
