@@ -7,13 +7,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dcx_runbook.engine.options import Options, Outcome
 from dcx_runbook.errors import ExitCode, Problem, ValidationFailed
 from dcx_runbook.format.loader import Loaded, load
 from dcx_runbook.statuses import RunStatus
 
+__all__ = ["Options", "Outcome", "log", "rollback", "run", "runbooks", "runs", "schema", "show"]
+
 if TYPE_CHECKING:  # the engine imports psycopg: only the commands that run need it
     from dcx_runbook.engine.rehearse import Rehearsal
-    from dcx_runbook.engine.run import Options, Outcome
     from dcx_runbook.reporters.base import Reporter
     from dcx_runbook.state.journal import Journal
 
@@ -100,6 +102,47 @@ def _journal() -> Journal:
     from dcx_runbook.state.journal import Journal
 
     return Journal()
+
+
+def runs(journal: Journal | None = None) -> list[dict[str, Any]]:
+    """The runs table, newest first (an unreadable record is a row saying so)."""
+    from dcx_runbook.state import records
+
+    return records.runs(journal or _journal())
+
+
+def log(run_id: str, fmt: str, journal: Journal | None = None) -> str:
+    """One run's full record as text, JSON or Markdown."""
+    from dcx_runbook.state import records
+
+    return records.log((journal or _journal()).load(run_id).data, fmt)
+
+
+def runbooks(runbooks_dirs: Sequence[Path] = ()) -> list[list[str]]:
+    """Every runbook in the search path: name, title, steps, where found (an invalid or
+    oversized one says so instead of its title)."""
+    from dcx_runbook.format.loader import discover, parse
+
+    rows = []
+    for found in discover(runbooks_dirs):
+        try:
+            rb = parse(found.read(), str(found.path)).runbook
+            title, steps = rb.title, str(len(rb.steps))
+        except (ValidationFailed, OSError):
+            title, steps = "(invalid: run `dcx-runbook validate`)", "?"
+        rows.append([found.name, title, steps, f"{found.path} ({found.origin})"])
+    return rows
+
+
+def show(name: str, runbooks_dirs: Sequence[Path] = ()) -> Loaded:
+    return load(name, runbooks_dirs)
+
+
+def schema() -> dict[str, Any]:
+    """The runbook format's JSON Schema."""
+    from dcx_runbook.format.model import json_schema
+
+    return json_schema()
 
 
 def validate(names: Sequence[str], runbooks_dirs: Sequence[Path] = ()) -> list[Loaded]:

@@ -14,7 +14,7 @@ from dcx_runbook import __version__
 from dcx_runbook.errors import ExitCode, RunbookError
 
 if TYPE_CHECKING:
-    from dcx_runbook.engine.run import Outcome
+    from dcx_runbook.api import Outcome
 
 app = typer.Typer(
     name="dcx-runbook",
@@ -104,7 +104,7 @@ def run(
 ) -> None:
     """Run a runbook: every step checked, done, verified; everything undone if anything fails."""
     from dcx_runbook import api
-    from dcx_runbook.engine.run import Options
+    from dcx_runbook.api import Options
 
     reporter = _reporter(output)
     try:
@@ -144,7 +144,7 @@ def rollback(
     """Undo the last fix (or one run), newest step first; resumable after a crash or a failed
     undo."""
     from dcx_runbook import api
-    from dcx_runbook.engine.run import Options
+    from dcx_runbook.api import Options
 
     reporter = _reporter(output)
     try:
@@ -168,10 +168,9 @@ def runs(
     ] = Output.human,
 ) -> None:
     """History of runs: id, runbook, target, status, operator, started, duration."""
-    from dcx_runbook.state import records
-    from dcx_runbook.state.journal import Journal
+    from dcx_runbook import api
 
-    rows = records.runs(Journal())
+    rows = api.runs()
     if output == Output.json:
         import json
 
@@ -192,27 +191,18 @@ def log(
     ] = LogFormat.text,
 ) -> None:
     """The full record of one run (Markdown: an incident-ready timeline)."""
-    from dcx_runbook.state import records
-    from dcx_runbook.state.journal import Journal
+    from dcx_runbook import api
 
-    sys.stdout.write(records.log(Journal().load(run_id).data, format.value))
+    sys.stdout.write(api.log(run_id, format.value))
 
 
 @app.command("list")
 def list_(runbooks_dir: RunbooksDir = None) -> None:
     """Runbooks in the search path: name, title, steps, where found."""
+    from dcx_runbook import api
     from dcx_runbook.cli.console import print_table
-    from dcx_runbook.errors import ValidationFailed
-    from dcx_runbook.format.loader import discover, parse
 
-    rows = []
-    for found in discover(runbooks_dir or []):
-        try:
-            rb = parse(found.read(), str(found.path)).runbook
-            title, steps = rb.title, str(len(rb.steps))
-        except (ValidationFailed, OSError):
-            title, steps = "(invalid: run `dcx-runbook validate`)", "?"
-        rows.append([found.name, title, steps, f"{found.path} ({found.origin})"])
+    rows = api.runbooks(runbooks_dir or [])
     print_table(["name", "title", "steps", "found in"], rows, empty="no runbooks found")
 
 
@@ -222,10 +212,10 @@ def show(
     runbooks_dir: RunbooksDir = None,
 ) -> None:
     """The runbook's variables and steps with their phases."""
+    from dcx_runbook import api
     from dcx_runbook.cli.console import show_runbook
-    from dcx_runbook.format.loader import load
 
-    show_runbook(load(runbook, runbooks_dir or []))
+    show_runbook(api.show(runbook, runbooks_dir or []))
 
 
 @app.command()
@@ -245,9 +235,9 @@ def schema() -> None:
     """The runbook format's JSON Schema (for editors and CI)."""
     import json
 
-    from dcx_runbook.format.model import json_schema
+    from dcx_runbook import api
 
-    print(json.dumps(json_schema(), indent=2))
+    print(json.dumps(api.schema(), indent=2))
 
 
 @app.command()
@@ -331,7 +321,7 @@ def demo(
 ) -> None:
     """A runbook end to end on a sandbox with its demo fixtures: set up, run, verify, roll back,
     clean up."""
-    from dcx_runbook.cli.demo import demo as run_demo
+    from dcx_runbook.demo.run import demo as run_demo
     from dcx_runbook.interrupts import terminate_as_interrupt
 
     reporter = _reporter(output)

@@ -106,7 +106,7 @@ def closing(
     return Outcome(ExitCode.OK, status, context.run_id, message)
 
 
-def end_here(reporter: Reporter, code: ExitCode, status: str, message: str) -> Outcome:
+def end_here(reporter: Reporter, code: ExitCode, status: RunStatus, message: str) -> Outcome:
     """The last event of a rollback that found no run to connect for."""
     from dcx_runbook.reporters.base import Event
 

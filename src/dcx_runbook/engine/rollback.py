@@ -288,7 +288,7 @@ def _run_ops(rt: Runtime, step: Step, entry: dict[str, Any]) -> bool:
     return not (uncertain and step.done_when and not _some_effect(rt, step))
 
 
-def _end_run(rt: Runtime, code: ExitCode, status: str, message: str) -> None:
+def _end_run(rt: Runtime, code: ExitCode, status: RunStatus, message: str) -> None:
     assert rt.record is not None
     record_outcome(rt, Outcome(code, status, rt.record.run_id, message))
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from dcx_runbook.clock import now
+from dcx_runbook.engine.options import Options as Options
+from dcx_runbook.engine.options import Outcome as Outcome
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError
 from dcx_runbook.format.model import Runbook, Step
@@ -21,26 +22,6 @@ from dcx_runbook.statuses import STILL_APPLIED, RunStatus
 from dcx_runbook.target import db, identity
 
 OWN_LOCK_GRACE = 10.0  # seconds to wait for a lock whose holder's process is gone
-
-
-@dataclass(frozen=True)
-class Options:
-    dry_run: bool = False
-    yes: bool = False
-    skip: tuple[str, ...] = ()
-    force: bool = False
-    # The database name the guard expects instead of the runbook's (rehearsals and the demo run
-    # against a scratch database).
-    expect_database: str | None = None
-
-
-@dataclass
-class Outcome:
-    exit_code: ExitCode
-    status: str
-    run_id: str | None = None
-    message: str = ""
-    still_applied: list[str] = field(default_factory=list)
 
 
 NOT_CONFIRMED = Outcome(

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from dcx_runbook import api
-from dcx_runbook.cli import demo_manifest, demo_tools
-from dcx_runbook.cli.demo_manifest import Manifest
+from dcx_runbook.demo import manifest as demo_manifest
+from dcx_runbook.demo import tools as demo_tools
+from dcx_runbook.demo.manifest import Manifest
 from dcx_runbook.engine.rehearse import load_sql
 from dcx_runbook.engine.run import Options, Outcome
 from dcx_runbook.errors import ExitCode, InvalidInput
