@@ -53,6 +53,17 @@ DatabaseUrl = Annotated[
     typer.Option("--database-url", help="Target URL (else $DATABASE_URL or the env file)."),
 ]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")]
+Skip = Annotated[
+    list[str] | None, typer.Option("--skip", help="Step id to skip (repeatable; journaled).")
+]
+SandboxUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--sandbox-url",
+        envvar="DCX_SANDBOX_URL",
+        help="Admin URL of a server for scratch databases.",
+    ),
+]
 OutputOpt = Annotated[
     Output, typer.Option("--output", "-o", help="human (stderr) or json (JSON Lines on stdout).")
 ]
@@ -96,9 +107,7 @@ def run(
     env_file: EnvFile = None,
     database_url: DatabaseUrl = None,
     yes: Yes = False,
-    skip: Annotated[
-        list[str] | None, typer.Option("--skip", help="Step id to skip (repeatable; journaled).")
-    ] = None,
+    skip: Skip = None,
     output: OutputOpt = Output.human,
     runbooks_dir: RunbooksDir = None,
 ) -> None:
@@ -252,19 +261,10 @@ def rehearse(
     data_file: Annotated[
         Path | None, typer.Option("--data-file", help="Seed data to load after the schema.")
     ] = None,
-    sandbox_url: Annotated[
-        str | None,
-        typer.Option(
-            "--sandbox-url",
-            envvar="DCX_SANDBOX_URL",
-            help="Admin URL of a server for scratch databases.",
-        ),
-    ] = None,
+    sandbox_url: SandboxUrl = None,
     var: Var = None,
     env_file: EnvFile = None,
-    skip: Annotated[
-        list[str] | None, typer.Option("--skip", help="Step id to skip (repeatable).")
-    ] = None,
+    skip: Skip = None,
     output: OutputOpt = Output.human,
     runbooks_dir: RunbooksDir = None,
 ) -> None:
@@ -300,14 +300,7 @@ def demo(
             help="Runbook name or path; it needs demo fixtures (fixtures/NAME/demo.yaml)."
         ),
     ] = "wallet-fix",
-    sandbox_url: Annotated[
-        str | None,
-        typer.Option(
-            "--sandbox-url",
-            envvar="DCX_SANDBOX_URL",
-            help="Admin URL of a server for scratch databases.",
-        ),
-    ] = None,
+    sandbox_url: SandboxUrl = None,
     node: Annotated[
         bool,
         typer.Option(

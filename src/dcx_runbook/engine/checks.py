@@ -37,14 +37,7 @@ def run_checks(
         try:
             result = CHECKS[spec.kind].check(spec, ctx)
         except Deferred as why:
-            rt.emit(
-                "check",
-                step_id,
-                phase=phase,
-                status=CheckStatus.DEFERRED,
-                message=f"{label}: {why}",
-                detail={"name": label},
-            )
+            deferred(rt, step_id, phase, label, str(why))
             ok = ok and deferred_holds
             continue
         except (psycopg.Error, OSError, TemplateError, ValueError, re.error) as exc:
@@ -59,6 +52,18 @@ def run_checks(
             if fail_fast:
                 raise _failure(rt, step_id, phase, label, spec, result, errored)
     return ok
+
+
+def deferred(rt: Runtime, step_id: str | None, phase: str, label: str, why: str) -> None:
+    """A check that can't be evaluated yet (a dry run, before the effect it depends on)."""
+    rt.emit(
+        "check",
+        step_id,
+        phase=phase,
+        status=CheckStatus.DEFERRED,
+        message=f"{label}: {why}",
+        detail={"name": label},
+    )
 
 
 def _capture(rt: Runtime, step_id: str | None, spec: CheckSpec, result: CheckResult) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from dcx_runbook.engine.checks import run_checks
+from dcx_runbook.engine.checks import deferred, run_checks
 from dcx_runbook.engine.phases import walk
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.engine.session import (
@@ -21,7 +21,7 @@ from dcx_runbook.engine.session import (
 from dcx_runbook.errors import ExitCode
 from dcx_runbook.format.model import Step
 from dcx_runbook.kinds import CHECKS, OPERATIONS
-from dcx_runbook.statuses import CheckStatus, OperationStatus, RunStatus, StepOutcome
+from dcx_runbook.statuses import OperationStatus, RunStatus, StepOutcome
 from dcx_runbook.target import db
 
 
@@ -177,14 +177,7 @@ def _dry_checks(
         label = spec.name or f"{spec.kind} check"
         why = _depends_on(spec, changing, step, own=own) if step is not None else None
         if why:
-            rt.emit(
-                "check",
-                step_id,
-                phase=phase,
-                status=CheckStatus.DEFERRED,
-                message=f"{label}: can't be evaluated yet: depends on {why}",
-                detail={"name": label},
-            )
+            deferred(rt, step_id, phase, label, f"can't be evaluated yet: depends on {why}")
             continue
         ok = one_check(rt, step_id, phase, spec)
         if not ok:

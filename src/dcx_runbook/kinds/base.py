@@ -152,6 +152,18 @@ class Traits:
         return bool(self.reads & operation.writes) and not seen
 
 
+# A kind that edits one file in place (file, env_file): restored from its journaled pre-image,
+# previewed in a dry run's in-memory overlay, named by its `path`.
+ONE_FILE = Traits(
+    restored_from_preimage=True,
+    reads=frozenset({FILES}),
+    writes=frozenset({FILES}),
+    previewed=True,
+    sees_preview=True,
+    path_field="path",
+)
+
+
 class CheckKind(Protocol):
     """A kind that checks (sql, shell, env_file, file, command)."""
 

@@ -10,7 +10,7 @@ from typing import Literal
 from dotenv.parser import Binding, parse_stream
 from pydantic import Field, model_validator
 
-from dcx_runbook.kinds.base import FILES, CheckResult, CheckSpec, Context, OpSpec, Traits
+from dcx_runbook.kinds.base import ONE_FILE, CheckResult, CheckSpec, Context, OpSpec
 from dcx_runbook.kinds.files import FileWrite, plan_write
 from dcx_runbook.secrets import MASK
 from dcx_runbook.template import render
@@ -121,14 +121,7 @@ def edit(text: str, set_: dict[str, str], unset: list[str]) -> str:
 
 class EnvFileKind:
     name = "env_file"
-    traits = Traits(
-        restored_from_preimage=True,
-        reads=frozenset({FILES}),
-        writes=frozenset({FILES}),
-        previewed=True,
-        sees_preview=True,
-        path_field="path",
-    )
+    traits = ONE_FILE
     check_model = EnvFileCheck
     op_model = EnvFileOp
 

@@ -9,7 +9,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from dcx_runbook.kinds.base import FILES, CheckResult, CheckSpec, Context, OpSpec, Shown, Traits
+from dcx_runbook.kinds.base import (
+    ONE_FILE,
+    CheckResult,
+    CheckSpec,
+    Context,
+    OpSpec,
+    Shown,
+)
 from dcx_runbook.kinds.files import FileWrite, plan_write
 from dcx_runbook.template import render
 
@@ -162,14 +169,7 @@ def apply_edits(text: str, edits: list[Replace | EnsureLine | RemoveLine], ctx: 
 
 class FileKind(Shown):
     name = "file"
-    traits = Traits(
-        restored_from_preimage=True,
-        reads=frozenset({FILES}),
-        writes=frozenset({FILES}),
-        previewed=True,
-        sees_preview=True,
-        path_field="path",
-    )
+    traits = ONE_FILE
     check_model = FileCheck
     op_model = FileOp
 
