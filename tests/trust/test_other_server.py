@@ -5,6 +5,8 @@ DROP on the wrong server. A second PostgreSQL is started here from the local bin
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from psycopg import sql
 from dcx_runbook.target import sandbox
 from tests.conftest import cli, write_runbook
 from tests.trust.conftest import CREATE_T, events, exists, rollback, run
+
+pytestmark = pytest.mark.slow  # a second server (initdb) for two of them
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +116,56 @@ def test_a_runbook_pinned_to_one_cluster_refuses_any_other(
 
     run(str(path), database_url)
     assert exists(db, "t")
+
+
+@pytest.fixture(scope="module")
+def cloned() -> Iterator[tuple[str, str]]:
+    """Two servers from one data directory (a physical copy, as staging is often made from
+    production): the same system identifier and database oids, another address."""
+    binaries = sandbox.find_binaries()
+    assert binaries is not None, "the PostgreSQL binaries are needed for cloned servers"
+    roots = [Path(tempfile.mkdtemp(prefix="dcx-clone-")) for _ in range(2)]
+    as_user = [sandbox._as_postgres_user(root) for root in roots][0]
+    ports = [sandbox._free_port(), sandbox._free_port()]
+    try:
+        sandbox._run(sandbox._initdb(as_user, binaries, roots[0] / "data"))
+        sandbox._run(sandbox._pg_ctl_start(as_user, binaries, roots[0], ports[0]))
+        first = f"postgresql://postgres@127.0.0.1:{ports[0]}/postgres"
+        with psycopg.connect(first, autocommit=True) as admin:
+            admin.execute("CREATE DATABASE twin")
+        stop = [str(binaries / "pg_ctl"), "-D", str(roots[0] / "data"), "-m", "fast", "-w", "stop"]
+        sandbox._run([*as_user, *stop])
+        sandbox._run([*as_user, "cp", "-a", str(roots[0] / "data"), str(roots[1] / "data")])
+        for root, port in zip(roots, ports, strict=True):
+            sandbox._run(sandbox._pg_ctl_start(as_user, binaries, root, port))
+        yield (f"postgresql://postgres@127.0.0.1:{ports[0]}/twin",
+               f"postgresql://postgres@127.0.0.1:{ports[1]}/twin")  # fmt: skip
+    finally:
+        for root in roots:
+            sandbox._stop(as_user, binaries, root / "data")
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def test_rollback_refuses_a_copy_of_the_server(tmp_path: Path, cloned: tuple[str, str]) -> None:
+    """A copy has the same system identifier and oids: its address, as the server sees it, is
+    what tells it apart. The rollback's DROP used to run on the copy."""
+    production, staging = cloned
+    assert system_identifier(production) == system_identifier(staging)
+    with psycopg.connect(staging, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (x int)")
+        conn.execute("INSERT INTO t VALUES (7)")
+    path = str(write_runbook(tmp_path / "rb.yaml", "clones", [CREATE_T]))
+    run_id = run(path, production)["detail"]["run_id"]
+
+    for by_id in ([], [run_id]):
+        code, stream, stderr = rollback(staging, *by_id)
+        assert code == 4, stderr
+        assert "roll back through that address" in stream[-1]["message"] or (
+            "no run recorded" in stream[-1]["message"]
+        ), stream[-1]["message"]
+        assert twin_rows(staging) == [(7,)]
+
+    code, _, stderr = rollback(production)
+    assert code == 0, stderr
+    with psycopg.connect(production) as conn:
+        assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.conftest import cli
 from tests.support.ledger import balance, wallet
@@ -20,6 +21,8 @@ from tests.trust.conftest import (
     run,
     runbook,
 )
+
+pytestmark = pytest.mark.slow  # several runs and rollbacks per test
 
 
 def test_bare_rollback_undoes_what_every_run_left_applied(
@@ -116,4 +119,16 @@ def test_bare_rollback_without_a_url_uses_the_one_the_run_journaled(
     stream = events(done.stdout)
     notes = [e["message"] for e in stream if e["event"] == "log"]
     assert "database_url: none given; took the URL the run journaled" in notes
+    assert not exists(db, "t")
+
+
+def test_a_password_equal_to_the_database_name_leaves_the_identity_readable(
+    tmp_path: Path, database_url: str, dbname: str, db: psycopg.Connection
+) -> None:
+    """Every string of the journaled target used to be masked: the database name (and so the
+    identity a rollback compares) became ***, and no rollback could match it again."""
+    url = database_url.replace("postgres@", f"postgres:{dbname}@")  # trust: any password
+    run_id = run(runbook(tmp_path, "pw-is-dbname", CREATE_T), url)["detail"]["run_id"]
+    code, stream, stderr = rollback(url, run_id)
+    assert code == 0, stderr + str(stream[-1])
     assert not exists(db, "t")

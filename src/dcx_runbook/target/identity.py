@@ -30,10 +30,14 @@ def mismatch(recorded: Mapping[str, Any], connected: Mapping[str, Any]) -> str |
     system = recorded.get("system_identifier"), connected.get("system_identifier")
     if all(system) and system[0] != system[1]:
         return "another server"
-    if not all(system):  # a role that may not read it: the address as the server sees it
-        address = recorded.get("server_address"), connected.get("server_address")
-        if all(address) and address[0] != address[1]:
-            return "another server"
+    # The address as the server sees it: a copy of the server (a physical backup restored as
+    # staging, a volume snapshot) has the same system identifier and oids, but not the address.
+    address = recorded.get("server_address"), connected.get("server_address")
+    if all(address) and address[0] != address[1]:
+        return (
+            f"another server at {address[1]}, or the same one reached through another address "
+            f"(the run reached it at {address[0]}: roll back through that address)"
+        )
     oid = recorded.get("database_oid"), connected.get("database_oid")
     if oid[0] is not None and oid[1] is not None and oid[0] != oid[1]:
         if all(system):
