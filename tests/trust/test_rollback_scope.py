@@ -74,7 +74,7 @@ def test_rollback_of_a_run_with_nothing_to_undo_names_the_earlier_run(
     assert "nothing that can be undone" in end["message"]
     assert f"run {first}: analyze-t, create-t" in end["message"]
     assert end["detail"]["still_applied_runs"] == [
-        {"run_id": first, "steps": ["analyze-t", "create-t"]}
+        {"run_id": first, "runbook": "noop", "steps": ["analyze-t", "create-t"]}
     ]
     assert exists(db, "t")  # run 1's change: still there, and said so
 
@@ -132,3 +132,26 @@ def test_a_password_equal_to_the_database_name_leaves_the_identity_readable(
     code, stream, stderr = rollback(url, run_id)
     assert code == 0, stderr + str(stream[-1])
     assert not exists(db, "t")
+
+
+def test_as_it_was_is_not_claimed_while_another_runbook_s_change_stays(
+    tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
+    """Two runbooks on one database: undoing the first must not say the database is as it was
+    while the second one's table is still there."""
+    first = run(runbook(tmp_path, "makes-t", CREATE_T), database_url)["detail"]["run_id"]
+    other = {**CREATE_T, "id": "create-u", "title": "create table u"}
+    other["done_when"] = [
+        {"kind": "sql", "query": "SELECT to_regclass('u') IS NOT NULL", "expect": True}
+    ]
+    other["action"] = [{"kind": "sql", "sql": "CREATE TABLE u (x int)"}]
+    other["rollback"] = {"action": [{"kind": "sql", "sql": "DROP TABLE u"}]}
+    second = run(runbook(tmp_path, "makes-u", other), database_url)["detail"]["run_id"]
+
+    code, stream, stderr = rollback(database_url, first)
+
+    assert code == 0, stderr
+    message = stream[-1]["message"]
+    assert "as it was" not in message
+    assert f"Still applied there by other runbooks: run {second} (makes-u): create-u" in message
+    assert not exists(db, "t") and exists(db, "u")

@@ -40,6 +40,10 @@ class Report:
     def left(self) -> list[dict[str, Any]]:
         return still_applied(self.journal, self.name, self.view)
 
+    def elsewhere(self) -> list[dict[str, Any]]:
+        """Runs of other runbooks still applied on the same target (this rollback leaves them)."""
+        return still_applied(self.journal, self.name, self.view, other=True)
+
     def nothing(self, run: Pending) -> Outcome:
         """The run has no step still applied (it unwound itself, was rolled back meanwhile, or
         never changed anything)."""
@@ -48,11 +52,15 @@ class Report:
 
     def end(self, outcome: Outcome) -> Outcome:
         """The last event, saying exactly what is still applied on the target afterwards."""
-        left = self.left()
+        left, elsewhere = self.left(), self.elsewhere()
         if left:
             outcome.message += f". Still applied on {self.where}: {said(left)}"
+        if elsewhere:
+            outcome.message += (
+                f". Still applied there by other runbooks: {said(elsewhere, runbook=True)}"
+            )
         outcome.still_applied = list(dict.fromkeys(s for r in left for s in r["steps"]))
-        return report_end(self.rt, outcome, {"still_applied_runs": left})
+        return report_end(self.rt, outcome, {"still_applied_runs": left + elsewhere})
 
 
 def name_others(context: Report, run: Pending) -> None:
@@ -98,7 +106,7 @@ def closing(
             for rid, step in kept
         )
         message += f"; left as they are, declared irreversible: {reasons}"
-    elif undone and not context.left():
+    elif undone and not context.left() and not context.elsewhere():
         message += (
             f": every change was undone, {context.where} is as it was before run {undone[-1][0]}"
         )

@@ -115,13 +115,20 @@ def same_target(run: Pending, connected: Mapping[str, Any] | None) -> bool:
 
 
 def of_runbook(
-    records: Sequence[RunRecord | JournalError], name: str, connected: Mapping[str, Any] | None
+    records: Sequence[RunRecord | JournalError],
+    name: str | None,
+    connected: Mapping[str, Any] | None,
+    *,
+    other: bool = False,
 ) -> list[Pending]:
-    """Every run of runbook `name` on the connected target with steps still applied (declared
-    irreversible ones included: they are named, not undone), newest first."""
+    """Every run of runbook `name` (of any other runbook, with `other`; of any, for None) on the
+    connected target with steps still applied (declared irreversible ones included: they are
+    named, not undone), newest first."""
     out = []
     for record in records:
-        if isinstance(record, JournalError) or record.data["runbook"]["name"] != name:
+        if isinstance(record, JournalError):
+            continue
+        if name is not None and (record.data["runbook"]["name"] == name) == other:
             continue
         if record.data.get("dry_run") or not any(
             s["status"] in STILL_APPLIED for s in record.data["steps"]
@@ -160,18 +167,22 @@ def listing(runs: Sequence[Pending]) -> str:
 
 
 def still_applied(
-    journal: Journal, name: str, connected: Mapping[str, Any] | None
+    journal: Journal, name: str, connected: Mapping[str, Any] | None, *, other: bool = False
 ) -> list[dict[str, Any]]:
-    """What the journal says is still applied on the target by runs of `name`, newest run first,
-    as `{"run_id", "steps"}` (the steps newest first). Declared-irreversible steps left in place
-    by a rollback are not counted here: the rollback that left them said so."""
+    """What the journal says is still applied on the target by runs of `name` (by runs of other
+    runbooks, with `other`), newest run first, as `{"run_id", "runbook", "steps"}` (the steps
+    newest first). Declared-irreversible steps left in place by a rollback are not counted here:
+    the rollback that left them said so."""
     out = []
-    for run in of_runbook(history(journal), name, connected):
+    for run in of_runbook(history(journal), name, connected, other=other):
         steps = [e["id"] for e in run.applied()]
         if steps:
-            out.append({"run_id": run.run_id, "steps": steps})
+            out.append({"run_id": run.run_id, "runbook": run.runbook.name, "steps": steps})
     return out
 
 
-def said(left: Sequence[Mapping[str, Any]]) -> str:
-    return "; ".join(f"run {r['run_id']}: {', '.join(r['steps'])}" for r in left)
+def said(left: Sequence[Mapping[str, Any]], *, runbook: bool = False) -> str:
+    def run(r: Mapping[str, Any]) -> str:
+        return f"run {r['run_id']}" + (f" ({r['runbook']})" if runbook else "")
+
+    return "; ".join(f"{run(r)}: {', '.join(r['steps'])}" for r in left)
