@@ -9,10 +9,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 
 from tests.conftest import cli, write_runbook
 from tests.faults.support import start, wait_until, waiting_on_advisory_lock, waits_args
 from tests.trust.conftest import events
+
+pytestmark = pytest.mark.slow  # a live run held at a wait point while rollbacks are tried
+
 
 GATE = 7707  # an advisory lock the test holds: the run's first check waits for it
 
@@ -85,3 +89,56 @@ def test_rollback_before_the_first_change_is_refused_not_nothing_to_do(
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
     assert db.execute("SELECT to_regclass('t') IS NOT NULL").fetchone() == (True,)
+
+
+def files_only(tmp_path: Path, work: Path) -> Path:
+    """A runbook with no database: its action and its undo wait for files the test controls."""
+    wait = 'touch "$1/$2-ready"; while [ ! -e "$1/$2-go" ]; do sleep 0.05; done'
+    step = {
+        "id": "mark",
+        "title": "leave a marker",
+        "done_when": [{"kind": "file", "path": str(work / "marker"), "exists": True}],
+        "action": [
+            {
+                "kind": "shell",
+                "argv": ["sh", "-c", f'{wait}; touch "$1/marker"', "sh", str(work), "run"],
+            }
+        ],
+        "rollback": {
+            "action": [
+                {
+                    "kind": "shell",
+                    "argv": ["sh", "-c", f'{wait}; rm -f "$1/marker"', "sh", str(work), "undo"],
+                }
+            ]
+        },
+    }
+    path = tmp_path / "files-only.yaml"
+    path.write_text(yaml.safe_dump({"name": "files-only", "title": "files only", "steps": [step]}))
+    return path
+
+
+def test_a_files_only_runbook_is_held_on_this_machine(tmp_path: Path) -> None:
+    """No server lock keeps a second run, or a run during a rollback, out: a lock in the state
+    directory does. Both used to go ahead, and the rollback undid the new run's change."""
+    work = tmp_path / "work"
+    work.mkdir()
+    path = files_only(tmp_path, work)
+    first = start("run", str(path), "--yes", "-o", "json")
+    wait_until(lambda: (work / "run-ready").exists(), "the first run to act")
+    second = cli("run", str(path), "--yes", "-o", "json", timeout=8)
+    assert second.returncode == 4, second.stderr + second.stdout
+    assert (
+        "is running or rolling back files-only on this machine"
+        in events(second.stdout)[-1]["message"]
+    )
+    (work / "run-go").touch()
+    assert first.wait(timeout=60) == 0
+
+    undo = start("rollback", "--yes", "-o", "json")
+    wait_until(lambda: (work / "undo-ready").exists(), "the rollback to undo")
+    during = cli("run", str(path), "--yes", "-o", "json", timeout=8)
+    assert during.returncode == 4, during.stderr + during.stdout
+    (work / "undo-go").touch()
+    assert undo.wait(timeout=60) == 0
+    assert not (work / "marker").exists()

@@ -145,6 +145,7 @@ def _undo(
     name = scope[0].runbook.name
     view = info.identity() if info is not None else None
     held = _hold(scope, journal, name)
+    local = None
     try:
         if options.dry_run:
             _release(held)
@@ -153,6 +154,8 @@ def _undo(
         if not options.dry_run and info is not None:
             db.set_application_name(rt.conn, db.application_name(name, scope[0].run_id, "rollback"))
             take_run_lock(rt, name, journal)
+        elif not options.dry_run:  # files only: no server lock, this machine's stands in
+            local = journal.hold_runbook(name, scope[0].run_id)
         todo = [run for run in scope if run.applied()]
         _started(rt, info, scope, todo, options, notes)
         context = Report(rt, journal, name, view, bare, scope[0].run_id)
@@ -167,6 +170,8 @@ def _undo(
             return finish(rt, NOT_CONFIRMED)
         return _undo_all(context, todo, resolve, options)
     finally:
+        if local is not None:
+            local.release()
         _release(held)
 
 

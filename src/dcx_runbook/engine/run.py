@@ -64,9 +64,16 @@ def run(
         dry_run=options.dry_run,
         expected_database=options.expect_database,
     )
+    held = None
     try:
+        if runbook.target is None and not options.dry_run:  # no server lock to keep others out
+            held = journal.hold_runbook(runbook.name, run_id)
         return _run(rt, loaded, resolved, options, journal, run_id)
+    except Refused as exc:
+        return finish(rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, str(exc)))
     finally:
+        if held is not None:
+            held.release()
         rt.close()
 
 

@@ -23,6 +23,7 @@ from dcx_runbook.errors import JournalError, Refused, RunbookError
 from dcx_runbook.filesystem import fsync_dir, write_atomic
 from dcx_runbook.state.durable import Syncer, reason
 from dcx_runbook.state.entries import FORMAT, RunData, shape_problem
+from dcx_runbook.state.holds import Held, hold_runbook
 from dcx_runbook.statuses import RunStatus
 
 # Compact, so that json uses its C encoder; one encoder for the run (json.dumps with options
@@ -292,6 +293,10 @@ class Journal:
             record.unlock()
             raise
         return record
+
+    def hold_runbook(self, name: str, run_id: str) -> Held:
+        """Runbook `name` for this process, on this machine (state/holds.py)."""
+        return hold_runbook(self.runs_dir, name, run_id)
 
     def _next_order(self) -> int:
         """A sequence number per state directory: runs started in the same second (whose ids
