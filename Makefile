@@ -6,7 +6,7 @@ export DCX_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export DCX_TEST_NODE_CACHE ?= $(CURDIR)/.cache/nodetools
 export DCX_REQUIRE_DB ?= 1
 
-.PHONY: install demo test lint db node-tools bench clean
+.PHONY: install demo test test-fast lint db node-tools bench clean
 
 $(BIN)/dcx-runbook: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -45,6 +45,11 @@ lint: install
 
 test: install db node-tools lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The quick loop while editing: no node tools, and neither the `slow` tests (fault matrices, lock
+# stalls, the wheel install, a second server) nor the `node` ones (Prisma CLI, TypeScript).
+test-fast: install db lint
+	$(BIN)/pytest -q -m "not slow and not node" $(PYTEST_ARGS)
 
 bench: install db
 	$(BIN)/python benchmarks/run.py

@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dcx_runbook.target import sandbox
+
+pytestmark = pytest.mark.slow  # every benchmark, a wallet fix and a lock stall included
+
 
 ROOT = Path(__file__).parents[1]
 

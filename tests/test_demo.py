@@ -64,6 +64,7 @@ def test_wallet_fix_without_node_tools_skips_their_steps_and_shows_every_state(
     assert demo_databases(pg_server) == before  # its scratch database is gone
 
 
+@pytest.mark.node
 def test_wallet_fix_with_prepared_node_tools_runs_prisma_and_tsc_in_its_own_checkout(
     pg_server: sandbox.Server, node_tools: NodeTools | None
 ) -> None:
@@ -268,6 +269,7 @@ def test_a_state_query_that_writes_is_refused(pg_server: sandbox.Server, runbook
 
 
 @needs_binaries
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_demo_interrupted_while_its_sandbox_starts_stops_and_removes_it(
     sig: signal.Signals,

@@ -76,6 +76,7 @@ def test_bundled_runbooks_load_list_and_show(path: Path) -> None:
         assert step.id in shown.stdout
 
 
+@pytest.mark.node  # preflight needs the frontend's Prisma CLI and tsc
 @pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.stem)
 def test_bundled_runbooks_dry_run_on_their_fixture(
     path: Path, database_url: str, dbname: str, tmp_path: Path, node_tools: NodeTools | None

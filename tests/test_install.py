@@ -21,6 +21,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+pytestmark = pytest.mark.slow  # builds the wheel and installs it into a fresh venv
+
+
 ROOT = Path(__file__).parents[1]
 
 

@@ -101,6 +101,7 @@ def test_cli_connect_error_never_shows_the_password(tmp_path: Path, url: str, ou
         ("postgresql://u:Sec%zzRet99@h/db", 'invalid percent-encoded token: "…"'),
     ],
 )
+@pytest.mark.slow  # 10 processes; test_cli_connect_error_never_shows_the_password stays fast
 @pytest.mark.parametrize("output", ["human", "json"])
 def test_a_url_libpq_cant_parse_is_invalid_input_and_not_echoed(
     tmp_path: Path, url: str, reason: str, output: str
@@ -118,6 +119,7 @@ def test_a_url_libpq_cant_parse_is_invalid_input_and_not_echoed(
     assert not (tmp_path / "state" / "runs").exists()
 
 
+@pytest.mark.slow  # 6 processes
 @pytest.mark.parametrize("password", ['Qu"ot3Sec', "Ap'os9Sec", "Pc%25t9Sec"])
 def test_a_password_with_quotes_or_percent_is_masked_when_the_connection_fails(
     tmp_path: Path, password: str
@@ -159,6 +161,7 @@ def test_a_well_formed_unknown_var_is_named(tmp_path: Path) -> None:
     assert "nope" in str(raised.value)
 
 
+@pytest.mark.slow  # a process each; test_a_bad_var_argument_is_refused_without_echoing_it is in-process
 @pytest.mark.parametrize("item", BAD_VARS)
 def test_cli_bad_var_is_exit_2_without_the_secret(tmp_path: Path, item: str) -> None:
     runbook = write_runbook(tmp_path / "rb.yaml", "masking", [_noop_step()])

@@ -49,6 +49,7 @@ def test_explicit_url_comes_first(
 
 
 @needs_binaries
+@pytest.mark.slow
 def test_without_url_or_docker_local_binaries_start_and_clean_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -66,6 +67,7 @@ def test_without_url_or_docker_local_binaries_start_and_clean_up(
 
 
 @needs_binaries
+@pytest.mark.slow
 def test_local_server_is_cleaned_up_after_a_failure() -> None:
     assert BINARIES is not None
     with pytest.raises(RuntimeError), sandbox.local_server(BINARIES) as srv:

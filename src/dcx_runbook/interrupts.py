@@ -1,4 +1,5 @@
-"""SIGTERM handled as Ctrl-C, so every way of stopping the tool unwinds and cleans up."""
+"""SIGTERM handled as Ctrl-C, so every way of stopping the tool unwinds and cleans up; SIGHUP
+(the terminal went away) ignored, so the run goes on to its end, its output dropped."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ def terminate_as_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    # A closed terminal is a reader going away, not an order to stop: stopping between two steps
+    # would leave the first applied with nobody to unwind it.
+    hangup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGHUP, hangup)

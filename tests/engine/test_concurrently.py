@@ -25,6 +25,9 @@ import pytest
 from tests.conftest import cli, write_runbook
 from tests.engine.conftest import events
 
+pytestmark = pytest.mark.slow  # index builds cut short by lock_timeout, leftovers dropped
+
+
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "events.schema.json").read_text())
 VALID = (
     "SELECT count(*) FROM pg_index WHERE indexrelid = to_regclass('orders_v_idx') AND indisvalid"

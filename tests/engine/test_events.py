@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from tests.engine.conftest import Mixed, events
 
@@ -46,6 +47,7 @@ def test_failing_run_stream_validates_and_tells_the_whole_story(mixed: Mixed) ->
     assert times == sorted(times)
 
 
+@pytest.mark.slow  # three runs; test_failing_run_stream_validates_and_tells_the_whole_story stays fast
 def test_success_dry_run_and_rollback_streams_validate(mixed: Mixed) -> None:
     from tests.conftest import cli
     from tests.engine.conftest import MIXED

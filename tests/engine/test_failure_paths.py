@@ -141,6 +141,7 @@ def test_an_unexpected_exception_mid_run_still_unwinds(
     assert [s["status"] for s in record.data["steps"]] == ["rolled_back", "failed"]
 
 
+@pytest.mark.slow
 def test_a_reader_that_goes_away_does_not_stop_the_run(
     tmp_path: Path, database_url: str, db: psycopg.Connection
 ) -> None:
@@ -216,6 +217,7 @@ def test_a_transaction_that_never_committed_is_not_undone(
     assert not marker.exists()
 
 
+@pytest.mark.slow  # waits out lock_timeout
 def test_a_shell_operation_runs_once_across_lock_retries(
     tmp_path: Path, database_url: str, db: psycopg.Connection, dbname: str
 ) -> None:
@@ -380,6 +382,7 @@ def test_a_check_expecting_null_survives_the_journal_and_rollback(
     assert db.execute("SELECT to_regclass('t')").fetchone() == (None,)
 
 
+@pytest.mark.slow
 def test_a_dry_run_neither_takes_nor_waits_for_the_run_lock(
     tmp_path: Path, database_url: str, db: psycopg.Connection
 ) -> None:

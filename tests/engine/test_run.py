@@ -156,6 +156,7 @@ def test_no_terminal_and_no_yes_is_refused_with_exit_4(mixed: Mixed) -> None:
     assert schema_dump(mixed.url).count("widgets") == 0
 
 
+@pytest.mark.slow
 def test_unknown_variable_and_skip_are_invalid_input_exit_2(mixed: Mixed) -> None:
     bad_var = cli("run", mixed_path(), "--yes", *mixed.args("--var", "nope=1"))
     assert bad_var.returncode == 2
@@ -178,6 +179,7 @@ def test_skip_is_journaled_and_reported(mixed: Mixed) -> None:
     assert {s["id"]: s["status"] for s in record["steps"]}["env-setting"] == "skipped"
 
 
+@pytest.mark.slow  # two runs, then runs and log four times
 def test_runs_and_log_in_three_formats(mixed: Mixed) -> None:
     failed = mixed.run("--var", "step3_exit=1")
     ok = mixed.run()
@@ -203,6 +205,7 @@ def test_runs_and_log_in_three_formats(mixed: Mixed) -> None:
     assert missing.returncode != 0 and "no run 'nope'" in missing.stderr
 
 
+@pytest.mark.slow
 def test_rollback_refuses_a_file_changed_since_the_run_unless_forced(mixed: Mixed) -> None:
     files_before = snapshot(*mixed.files)
     assert mixed.run().returncode == 0
@@ -223,6 +226,7 @@ def test_rollback_refuses_a_file_changed_since_the_run_unless_forced(mixed: Mixe
     assert snapshot(*mixed.files) == files_before
 
 
+@pytest.mark.slow
 def test_a_run_being_rolled_back_elsewhere_is_refused(mixed: Mixed, _isolate) -> None:  # type: ignore[no-untyped-def]
     from dcx_runbook.state.journal import Journal
 
@@ -277,6 +281,7 @@ def test_rollback_dry_run_shows_what_it_would_undo_and_changes_nothing(mixed: Mi
     assert mixed.rollback().returncode == 0  # the dry run left the run to undo
 
 
+@pytest.mark.slow
 def test_rollback_dry_run_says_when_the_rollback_would_stop(
     mixed: Mixed, db: psycopg.Connection
 ) -> None:

@@ -30,6 +30,8 @@ from dcx_runbook.state.journal import Journal
 from tests.conftest import write_runbook
 from tests.support.ledger import CREDIT, wallet
 
+pytestmark = pytest.mark.slow
+
 
 class CommitCutter:
     """Forwards PostgreSQL connections; the first simple-protocol COMMIT reaches the server and

@@ -32,6 +32,9 @@ import yaml
 from dcx_runbook.state.journal import Journal
 from tests.conftest import cli, schema_dump
 
+pytestmark = pytest.mark.slow  # kill -9 in every phase of every kind: a real process per case
+
+
 LOCK_KEY = 4242
 WAIT_TIMEOUT = 30.0
 WAIT_SCRIPT = 'touch "$1"; while [ ! -e "$2" ]; do sleep 0.05; done'

@@ -21,6 +21,9 @@ from dcx_runbook.state.journal import Journal
 from tests.conftest import cli, write_runbook
 from tests.faults.support import events
 
+pytestmark = pytest.mark.slow
+
+
 STEPS = 12
 
 

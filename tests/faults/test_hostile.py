@@ -16,6 +16,9 @@ from dotenv import dotenv_values
 from tests.conftest import RUNBOOKS, cli, schema_dump, snapshot
 from tests.faults.support import WAITS, events, start, wait_until, waits_args
 
+pytestmark = pytest.mark.slow  # hostile values through whole runs and rollbacks
+
+
 INJECT = str(RUNBOOKS / "inject.yaml")
 CORPUS = [
     "'; DROP TABLE wallet_transactions; --",

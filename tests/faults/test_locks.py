@@ -15,6 +15,9 @@ import pytest
 from tests.conftest import RUNBOOKS, cli
 from tests.faults.support import WAITS, events, start, wait_until, waits_args
 
+pytestmark = pytest.mark.slow  # lock stalls and retries run out their timeouts
+
+
 DDL = str(RUNBOOKS / "ddl.yaml")
 LOCK_TIMEOUT = 1.0
 BLOCK_FOR = 10.0

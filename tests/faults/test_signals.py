@@ -17,6 +17,8 @@ from tests.faults.support import (
     waits_args,
 )
 
+pytestmark = pytest.mark.slow  # signals mid-step: real processes, waits, unwinds
+
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from dcx_runbook import api
 from dcx_runbook.engine.session import Options
@@ -15,6 +16,8 @@ from dcx_runbook.reporters.base import Collecting
 from dcx_runbook.state.journal import Journal
 from dcx_runbook.target import db
 from tests.faults.support import WAITS, wait_until, waiting_on_advisory_lock
+
+pytestmark = pytest.mark.slow  # blocker watch threads and reconnects
 
 
 def watch_threads() -> int:

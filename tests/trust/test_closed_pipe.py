@@ -9,10 +9,14 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from dcx_runbook.state.journal import Journal
 from tests.conftest import write_runbook
 from tests.support.ledger import CREDIT, balance, wallet
+
+pytestmark = pytest.mark.slow
+
 
 SLOW_T = {
     "id": "slow-t",

@@ -4,6 +4,7 @@ operator, host and pid, as a second run is; the run goes on undisturbed (issue 1
 from __future__ import annotations
 
 import getpass
+import signal
 import socket
 from pathlib import Path
 
@@ -142,3 +143,56 @@ def test_a_files_only_runbook_is_held_on_this_machine(tmp_path: Path) -> None:
     (work / "undo-go").touch()
     assert undo.wait(timeout=60) == 0
     assert not (work / "marker").exists()
+
+
+def test_a_hangup_does_not_stop_the_run(tmp_path: Path, database_url: str, dbname: str) -> None:
+    """A closed terminal (SIGHUP) used to kill the run between two steps: no unwind, the journal
+    saying "running", a change applied. The run goes on to its end, its output dropped."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "app.env").write_text("MODE=prod\n")
+    run = start(*waits_args(database_url, dbname, work))
+    wait_until(lambda: (work / "ready").exists(), "the run to reach wait-shell")
+    run.send_signal(signal.SIGHUP)
+    (work / "go").touch()
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert events(out)[-1]["status"] == "succeeded"
+
+
+def test_rollback_refuses_while_a_killed_run_s_process_is_still_at_work(
+    tmp_path: Path, database_url: str, dbname: str, db: psycopg.Connection
+) -> None:
+    """kill -9 leaves the step's process (its own process group) running: a rollback used to
+    undo under it, and the process then redid its change after the rollback said it was gone."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "app.env").write_text("MODE=prod\n")
+    run = start(*waits_args(database_url, dbname, work))
+    wait_until(lambda: (work / "ready").exists(), "the run to reach wait-shell")
+    run.kill()
+    run.wait(timeout=30)
+
+    end = refused_at_once("--database-url", database_url)
+    assert "which is still running on this host" in end["message"], end
+    assert (work / "marker").exists()  # nothing was undone
+
+    (work / "go").touch()  # the orphan finishes
+    wait_until(lambda: not any(orphans(work)), "the orphaned process to end")
+    done = cli("rollback", "--yes", "-o", "json", "--database-url", database_url)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert not (work / "marker").exists()
+    assert db.execute("SELECT to_regclass('t1')").fetchone() == (None,)
+
+
+def orphans(work: Path) -> list[int]:
+    """Processes still running the wait-shell loop of this test (by their command line)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(work).encode() in cmdline and b"while" in cmdline:
+            found.append(int(proc.name))
+    return found

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.engine.conftest import Mixed
 from tests.trust.conftest import events
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_failed_undo_names_its_step_once_and_what_is_left_once(mixed: Mixed) -> None:

@@ -18,6 +18,9 @@ from tests.conftest import cli
 from tests.support.ledger import balance, wallet
 from tests.trust.conftest import CREDIT_AGAIN, rollback, runbook
 
+pytestmark = pytest.mark.slow
+
+
 FIRST, SECOND = "20261201T120000Z-ffffff", "20261201T120000Z-000000"  # same second
 
 

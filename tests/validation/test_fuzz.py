@@ -143,6 +143,7 @@ def mutated_runbooks(draw: st.DrawFn) -> bytes:
     ).encode()
 
 
+@pytest.mark.slow  # hypothesis, 150 examples; test_random_bytes and test_nasty_inputs stay fast
 @settings(FUZZ, max_examples=150)
 @given(mutated_runbooks())
 def test_mutated_runbooks(raw: bytes) -> None:
@@ -175,6 +176,7 @@ def mutated_text(draw: st.DrawFn) -> bytes:
     return text.encode("utf-8", errors="surrogatepass")
 
 
+@pytest.mark.slow  # hypothesis, 100 examples
 @settings(FUZZ, max_examples=100)
 @given(mutated_text())
 def test_mutated_text(raw: bytes) -> None:

@@ -108,6 +108,7 @@ def orders(db: psycopg.Connection) -> psycopg.Connection:
 # -------------------------------------------------------------------------- the server agrees
 
 
+@pytest.mark.slow  # the server's side of the list, a database each
 @pytest.mark.parametrize("statement", REFUSED)
 def test_postgresql_refuses_each_in_a_transaction_block(
     database_url: str, orders: psycopg.Connection, statement: str
@@ -118,6 +119,7 @@ def test_postgresql_refuses_each_in_a_transaction_block(
     assert str(caught.value).startswith(f"{REFUSED[statement]} cannot run inside")
 
 
+@pytest.mark.slow  # the server's side of the list, a database each
 @pytest.mark.parametrize("statement", ACCEPTED)
 def test_postgresql_runs_each_accepted_one_in_a_transaction_block(
     database_url: str, orders: psycopg.Connection, statement: str
@@ -138,6 +140,7 @@ def test_postgresql_refuses_one_sent_with_others_even_outside_a_transaction(
 # ------------------------------------------------------------------------------------ validate
 
 
+@pytest.mark.slow  # a process per statement; the rollback and several-statement cases stay fast
 @pytest.mark.parametrize("statement", REFUSED)
 def test_validate_refuses_it_in_a_transaction_step(tmp_path: Path, statement: str) -> None:
     path = runbook(tmp_path / "refused.yaml", statement)

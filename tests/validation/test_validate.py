@@ -103,6 +103,7 @@ def test_corpus_covers_every_required_mistake() -> None:
     assert not missing, f"corpus files missing: {missing}"
 
 
+@pytest.mark.slow  # a process per case; test_corpus_library checks each in-process
 @pytest.mark.parametrize("case", CASES, ids=[p.stem for p in CASES])
 def test_corpus_cli(case: Path) -> None:
     expects, ats = expectations(case)

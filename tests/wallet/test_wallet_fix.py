@@ -15,6 +15,9 @@ from tests.engine.conftest import events
 from tests.support.nodetools import EXPECTED_FIXED_SCHEMA, LOCAL_EDIT_LINE, git
 from tests.wallet.conftest import Wallet
 
+pytestmark = pytest.mark.node  # the wallet fixture runs the real Prisma CLI; the runs run tsc
+
+
 STEPS = [
     "env-database-url",
     "drop-wallet-unique-index",

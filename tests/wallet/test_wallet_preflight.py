@@ -17,6 +17,9 @@ from tests.conftest import schema_dump
 from tests.engine.conftest import events
 from tests.wallet.conftest import NODE_STEPS, Wallet
 
+pytestmark = pytest.mark.node  # the wallet fixture runs the real Prisma CLI
+
+
 # Each file the run edits, reads, runs or type-checks, and whether only the node steps need it.
 # package.json is not among them: npx, prisma and tsc are given everything on the command line.
 # node_modules/.bin/prisma is: without it `npx prisma` still finds the package, but the

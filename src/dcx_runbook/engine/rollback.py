@@ -24,6 +24,7 @@ from dcx_runbook.engine.scope import (
     of_runbook,
     pending,
     same_target,
+    still_running,
 )
 from dcx_runbook.engine.session import (
     NOT_CONFIRMED,
@@ -189,6 +190,10 @@ def _hold(scope: Sequence[Pending], journal: Journal, name: str) -> list[RunReco
         busy = live(others, name)
         if busy is not None:
             raise Refused(busy.held_by())
+        for run in scope:
+            running = still_running(run)
+            if running is not None:
+                raise Refused(running)
     except BaseException:
         _release(held)
         raise

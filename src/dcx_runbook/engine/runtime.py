@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from socket import gethostname
 from typing import Any
 
 import psycopg
@@ -99,6 +100,13 @@ class Runtime:
             files[key]["planned"].append(sha256(planned))
             self.save(step)
 
+        def started_process(pgid: int) -> None:
+            """Journaled (durably) while the process runs: if this process dies, a rollback
+            refuses while the group is still at work instead of undoing under it."""
+            if step is not None:
+                step.setdefault("processes", []).append({"pgid": pgid, "host": gethostname()})
+                self.save(step)
+
         return Context(
             values=self.values,
             masker=self.masker,
@@ -106,6 +114,7 @@ class Runtime:
             dry_run=self.dry_run,
             overlay=self.overlay,
             before_write=before_write,
+            started_process=started_process,
         )
 
     def policy(self, step: Timeouts | None = None) -> db.Policy:

@@ -8,8 +8,11 @@ changes in place. So a bare `rollback` undoes the runbook on its target, every r
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from socket import gethostname
 from typing import Any
 
 from dcx_runbook.errors import JournalError
@@ -138,6 +141,54 @@ def of_runbook(
         if same_target(run, connected):
             out.append(run)
     return out
+
+
+def still_running(run: Pending) -> str | None:
+    """A process group that a step of `run` started and that still exists on this host (the
+    tool that started it was killed): said, so that nothing is undone under it."""
+    host = gethostname()
+    for entry in run.record.data["steps"]:
+        if entry["status"] not in UNCERTAIN:
+            continue
+        for process in entry.get("processes", []):
+            if process.get("host") == host and _group_exists(process.get("pgid")):
+                return (
+                    f"step {entry['id']} of run {run.run_id} started process group "
+                    f"{process['pgid']}, which is still running on this host (its dcx-runbook "
+                    "is gone): it may still be changing things. Wait for it, or stop it "
+                    f"(kill -TERM -{process['pgid']}), then roll back; nothing was changed"
+                )
+    return None
+
+
+def _group_exists(pgid: object) -> bool:
+    if not isinstance(pgid, int) or pgid <= 1:
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: it exists
+        return True
+    return _alive_members(pgid)
+
+
+def _alive_members(pgid: int) -> bool:
+    """Whether a member of the group is more than a zombie (an exited process nobody reaped
+    still answers kill(0)). Without /proc, the group is taken as alive."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def live(records: Sequence[RunRecord | JournalError], name: str | None = None) -> RunRecord | None:

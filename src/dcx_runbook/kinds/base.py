@@ -95,6 +95,9 @@ class Context:
     # Called with a path and the bytes about to be written, before the first byte of it changes
     # (the write-ahead pre-image).
     before_write: Callable[[Path, bytes], None] = lambda path, planned: None
+    # Called with the process group of each process started, as soon as it has started: should
+    # the tool die, a rollback must know it may still be at work.
+    started_process: Callable[[int], None] = lambda pgid: None
 
     def read_file(self, path: Path) -> bytes | None:
         if path in self.overlay:

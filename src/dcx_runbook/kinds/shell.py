@@ -131,6 +131,7 @@ def run_process(effect: ProcessEffect, ctx: Context) -> tuple[int | None, str]:
         start_new_session=True,
     )
     try:
+        ctx.started_process(proc.pid)  # its own session: the group's id is the child's pid
         out, _ = proc.communicate(timeout=effect.timeout)
     except subprocess.TimeoutExpired:
         stop_group(proc)

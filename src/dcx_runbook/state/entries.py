@@ -50,6 +50,7 @@ class StepEntry(TypedDict):
     error: NotRequired[str]
     effects_started: NotRequired[bool]  # something no transaction takes back has started
     commit_in_doubt: NotRequired[str | None]  # the xid whose COMMIT got no answer
+    processes: NotRequired[list[dict[str, Any]]]  # {pgid, host} of each process group started
 
 
 class RollbackEntry(TypedDict):
