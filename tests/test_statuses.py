@@ -48,8 +48,8 @@ def test_the_event_schema_has_the_enums_words(event: str, enum: type[StrEnum]) -
     assert schema_statuses(event) == {m.value for m in enum}
 
 
-def test_run_finished_has_every_run_status_but_running_and_rehearsals() -> None:
-    expected = {m.value for m in RunStatus} - {"running", "rehearsed", "rehearsal_failed"}
+def test_run_finished_has_every_run_status_but_running() -> None:
+    expected = {m.value for m in RunStatus} - {"running"}
     assert schema_statuses("run_finished") == expected
 
 

@@ -95,7 +95,8 @@ def rollback(
 
     if run_id:
         return undo.rollback_run(journal.load(run_id), journal, resolve, options, reporter)
-    return undo.rollback_latest(journal, resolve, options, reporter)
+    given = database_url is not None or env_file is not None
+    return undo.rollback_latest(journal, resolve, options, reporter, url_given=given)
 
 
 def _journal() -> Journal:

@@ -1,4 +1,4 @@
-"""One exception root, one exit code per family (see PRODUCT.md)."""
+"""One exception root, one exit code per family (README: Exit codes)."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ DatabaseUrl = Annotated[
 ]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")]
 Skip = Annotated[
-    list[str] | None, typer.Option("--skip", help="Step id to skip (repeatable; journaled).")
+    list[str] | None, typer.Option("--skip", help="Step id to skip (repeatable; recorded).")
 ]
 SandboxUrl = Annotated[
     str | None,

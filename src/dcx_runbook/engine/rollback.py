@@ -68,7 +68,12 @@ def rollback_run(
 
 
 def rollback_latest(
-    journal: Journal, resolve: Resolve, options: Options, reporter: Reporter
+    journal: Journal,
+    resolve: Resolve,
+    options: Options,
+    reporter: Reporter,
+    *,
+    url_given: bool = False,
 ) -> Outcome:
     """Bare `rollback`: the runbook of the latest run that left changes, on the target given
     (connected to), every run of it there, newest first."""
@@ -80,7 +85,12 @@ def rollback_latest(
             return end_here(reporter, ExitCode.REFUSED, RunStatus.REFUSED, busy.held_by())
         message = f"no run recorded in {journal.runs_dir} left changes behind: nothing to roll back"
         return end_here(reporter, ExitCode.OK, RunStatus.NOTHING_TO_UNDO, message)
-    newest = found[0]
+    # A URL typed on the command line names the target: the latest run with a database.
+    newest = (
+        next((r for r in found if r.runbook.target is not None), found[0])
+        if url_given
+        else found[0]
+    )
     resolved = resolve(newest.record, newest.runbook)
     # The target given decides; runs are matched by the server's identity, not by a name.
     rt = runtime_of(newest, resolved, reporter, options, guard=False)

@@ -1,4 +1,6 @@
-"""What one run or rollback holds while it works, and the phases every step goes through."""
+"""What one run or rollback holds while it works: its runbook and values, the connection, the
+record, the masker, and the one outlet of its events (`emit`, masked). Checks are
+engine/checks.py, operations engine/acting.py, the phases engine/phases.py."""
 
 from __future__ import annotations
 
@@ -126,10 +128,6 @@ class Runtime:
                 value = getattr(self.runbook.target, name)
             out[name] = value if value is not None else getattr(base, name)
         return db.Policy(**out)
-
-    # ------------------------------------------------------------------ checks
-
-    # ------------------------------------------------------------------ actions
 
     def plan(self, specs: Sequence[OpSpec], ctx: Context) -> Iterator[Effect]:
         """Effects are planned one at a time, so each sees the files as the previous one left them."""

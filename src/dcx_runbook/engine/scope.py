@@ -21,8 +21,6 @@ from dcx_runbook.state.journal import Journal, RunRecord
 from dcx_runbook.statuses import STILL_APPLIED, UNCERTAIN
 from dcx_runbook.target import identity
 
-# A step caught in the middle of its action or its undo: its state must be found out.
-
 
 def journaled_runbook(record: RunRecord) -> Runbook:
     """The runbook as it was run, from the journal: rollback never needs the original file."""

@@ -14,11 +14,11 @@ EventType = Literal[
     "check",  # phase, status passed|failed|deferred, message; detail.name
     "operation",  # phase, status started|done|planned|failed, message: the exact SQL, argv or diff
     "lock_wait",  # detail: attempt, delay, blockers
-    "step_finished",  # status: applied|passed|already_done|skipped|failed|would_apply
+    "step_finished",  # status: a StepOutcome (statuses.py)
     "unwind_started",
     "step_undone",  # status: rolled_back|nothing_to_undo|rollback_failed|irreversible
     "log",
-    "run_finished",  # status, detail: exit_code, still_applied, next
+    "run_finished",  # status: a RunStatus; detail: run_id, exit_code, still_applied
 ]
 
 

@@ -213,7 +213,8 @@ class HumanReporter:
     # ------------------------------------------------------------------ protocol
 
     def confirm(self, question: str) -> bool:
-        if not sys.stdin.isatty():
+        # Nobody can read a question whose output went away: answering blind is no answer.
+        if self.lost or not sys.stdin.isatty():
             return False
         from rich.prompt import Confirm
 

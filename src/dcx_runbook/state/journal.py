@@ -102,7 +102,9 @@ class RunRecord:
 
     def _open_log(self) -> Any:
         created = not self.log_path.exists()
-        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the run
+        # 0600 like the snapshot: it holds sealed pre-images and captured values.
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        log = os.fdopen(fd, "ab")
         if created:
             fsync_dir(self.path.parent)
         elif log.tell() > 0:
@@ -308,6 +310,7 @@ class Journal:
             value = (int(raw) if raw.isdigit() else 0) + 1
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(value).encode(), 0)
+            os.fsync(fd)  # handed out once, even across a power loss
             return value
         finally:
             os.close(fd)

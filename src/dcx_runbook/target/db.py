@@ -359,10 +359,6 @@ def backoff_delays(policy: Policy, rng: random.Random | None = None) -> Iterator
         yield min(rng.uniform(0, 0.5 * 2**attempt), 5.0)
 
 
-def is_lock_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, psycopg.errors.LockNotAvailable)
-
-
 def sleep_within(deadline: float, delay: float) -> bool:
     """Sleep for `delay` unless that passes the deadline; False when the budget is spent."""
     remaining = deadline - time.monotonic()

@@ -44,8 +44,3 @@ def mismatch(recorded: Mapping[str, Any], connected: Mapping[str, Any]) -> str |
             return "a database of the same name created again since the run"
         return "another server, or a database of the same name created again since the run"
     return None
-
-
-def recorded_without_identity(recorded: Mapping[str, Any]) -> bool:
-    """A record from before server identities were journaled: only its name can be compared."""
-    return "database_oid" not in recorded
