@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 
 from tests.conftest import cli
 from tests.support.ledger import balance, wallet
@@ -155,3 +156,29 @@ def test_as_it_was_is_not_claimed_while_another_runbook_s_change_stays(
     assert "as it was" not in message
     assert f"Still applied there by other runbooks: run {second} (makes-u): create-u" in message
     assert not exists(db, "t") and exists(db, "u")
+
+
+def test_a_typed_url_picks_the_latest_run_with_a_database(
+    tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
+    """The latest run touched files only: a `--database-url` typed on the command line used to be
+    ignored, and the files-only run was rolled back instead."""
+    with_db = run(runbook(tmp_path, "has-db", CREATE_T), database_url)["detail"]["run_id"]
+    marker = tmp_path / "marker.txt"
+    marker.write_text("a\n")
+    step = {
+        "id": "write-marker",
+        "title": "write a marker",
+        "action": [{"kind": "file", "path": str(marker), "edits": [{"ensure_line": "x"}]}],
+        "rollback": {"restore_files": True},
+    }
+    files = tmp_path / "files-only.yaml"
+    files.write_text(yaml.safe_dump({"name": "files-only", "title": "files", "steps": [step]}))
+    done = cli("run", str(files), "--yes", "-o", "json")
+    assert done.returncode == 0, done.stderr + done.stdout
+
+    code, stream, stderr = rollback(database_url, "--dry-run")
+
+    assert code == 0, stderr
+    assert [r["run_id"] for r in stream[0]["detail"]["runs"]] == [with_db]
+    assert marker.exists() and exists(db, "t")
