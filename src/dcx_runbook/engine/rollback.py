@@ -162,8 +162,11 @@ def _undo(
             _release(held)
         for run in scope:  # what the run's own unwind or another rollback left
             run.record.reload()
+        # The session is named after a run this rollback writes an entry to: another process
+        # finding the lock taken judges by that entry whether its holder is still alive.
+        first = next((run for run in scope if run.applied()), scope[0])
         if not options.dry_run and info is not None:
-            db.set_application_name(rt.conn, db.application_name(name, scope[0].run_id, "rollback"))
+            db.set_application_name(rt.conn, db.application_name(name, first.run_id, "rollback"))
             take_run_lock(rt, name, journal)
         elif not options.dry_run:  # files only: no server lock, this machine's stands in
             local = journal.hold_runbook(name, scope[0].run_id)
