@@ -1,28 +1,19 @@
-"""Every JSON event of real runs validates against docs/events.schema.json, and tells the story."""
+"""Every JSON event of real runs validates against docs/events.schema.json, and tells the story.
+
+The runs are in this process (tests/support/inprocess.py), each event serialised by the JSON
+reporter as it is emitted; test_run.py validates a real process's stdout too."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import jsonschema
-import pytest
-
-from tests.engine.conftest import Mixed, events
-
-SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "events.schema.json").read_text())
-
-
-def validate_all(stream: list[dict]) -> None:
-    for event in stream:
-        jsonschema.validate(event, SCHEMA)
+from tests.engine.conftest import MIXED, Mixed, validate_events
+from tests.support import inprocess
 
 
 def test_failing_run_stream_validates_and_tells_the_whole_story(mixed: Mixed) -> None:
-    result = mixed.run("--var", "step3_verify=no")
-    assert result.returncode == 1
-    stream = events(result.stdout)
-    validate_all(stream)
+    result = mixed.run_in_process(var=["step3_verify=no"])
+    assert result.exit_code == 1
+    stream = result.events
+    validate_events(stream)
 
     story = [(e["event"], e["step"], e["status"]) for e in stream if e["event"] != "check"]
     kinds = [s[0] for s in story]
@@ -47,41 +38,27 @@ def test_failing_run_stream_validates_and_tells_the_whole_story(mixed: Mixed) ->
     assert times == sorted(times)
 
 
-@pytest.mark.slow  # three runs; test_failing_run_stream_validates_and_tells_the_whole_story stays fast
 def test_success_dry_run_and_rollback_streams_validate(mixed: Mixed) -> None:
-    from tests.conftest import cli
-    from tests.engine.conftest import MIXED
-
-    dry = cli("run", MIXED, "--dry-run", "--output", "json", *mixed.args())
-    ok = mixed.run()
-    undo = mixed.rollback()
+    dry = mixed.run_in_process(dry_run=True)
+    ok = mixed.run_in_process()
+    undo = mixed.rollback_in_process()
     for result in (dry, ok, undo):
-        assert result.returncode == 0, result.stderr
-        validate_all(events(result.stdout))
-    assert events(dry.stdout)[-1]["status"] == "dry_run"
-    assert events(undo.stdout)[0]["detail"]["mode"] == "rollback"
+        assert result.exit_code == 0, result.said()
+        validate_events(result.events)
+    assert dry.events[-1]["status"] == "dry_run"
+    assert undo.events[0]["detail"]["mode"] == "rollback"
 
 
 def test_a_refused_run_ends_its_json_stream_with_run_finished(mixed: Mixed) -> None:
-    from tests.conftest import cli
-    from tests.engine.conftest import MIXED
-
-    result = cli(
-        "run",
+    result = inprocess.run(
         MIXED,
-        "--yes",
-        "--output",
-        "json",
-        "--database-url",
-        mixed.url,
-        "--var",
-        "expected_database=elsewhere",
-        "--var",
-        f"workdir={mixed.work}",
+        yes=True,
+        database_url=mixed.url,
+        var=["expected_database=elsewhere", f"workdir={mixed.work}"],
     )
-    assert result.returncode == 4
-    (event,) = events(result.stdout)
-    validate_all([event])
+    assert result.exit_code == 4
+    (event,) = result.events
+    validate_events([event])
     assert event["event"] == "run_finished" and event["status"] == "refused"
     assert "expects 'elsewhere'" in event["message"]
     assert event["detail"]["exit_code"] == 4

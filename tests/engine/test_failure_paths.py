@@ -6,7 +6,6 @@ behind an exit code saying everything was undone, or undid a change twice."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -22,10 +21,11 @@ from dcx_runbook import api
 from dcx_runbook.engine.rollback import journaled_runbook, rollback_run
 from dcx_runbook.engine.session import Options
 from dcx_runbook.errors import ExitCode
-from dcx_runbook.reporters.base import Collecting, Event
+from dcx_runbook.reporters.base import Collecting, Event, Reporter
 from dcx_runbook.state.journal import Journal
 from dcx_runbook.target import db as dcx_db
-from tests.conftest import cli, write_runbook
+from tests.conftest import write_runbook
+from tests.support import inprocess
 from tests.support.ledger import CREDIT, balance, wallet
 
 CREATE_T = {
@@ -37,37 +37,29 @@ CREATE_T = {
 }
 
 
-def run_in_process(path: Path, url: str, state: Path, reporter: Any = None) -> Any:
-    return api.run(
-        str(path),
-        reporter=reporter or Collecting(),
-        database_url=url,
-        options=Options(yes=True),
-        journal=Journal(state),
-    )
+def run_in_process(
+    path: Path,
+    url: str | None,
+    state: Path | None = None,
+    reporter: Reporter | None = None,
+    **cli: Any,
+) -> inprocess.Done:
+    """`dcx-runbook run PATH --yes --database-url URL ...` in this process (tests/support/
+    inprocess.py): its exit code, events and, for invalid input, the CLI's error line."""
+    return inprocess.run(path, yes=True, database_url=url, state=state, reporter=reporter, **cli)
 
 
-def rollback_in_process(run_id: str | None, url: str, state: Path) -> Any:
-    return api.rollback(
-        run_id,
-        reporter=Collecting(),
-        database_url=url,
-        options=Options(yes=True),
-        journal=Journal(state),
-    )
-
-
-def run_cli(path: Path, *extra: str, env: dict[str, str] | None = None) -> Any:
-    """`dcx-runbook run PATH --yes ...` in a real process."""
-    return cli("run", str(path), "--yes", *extra, env=env)
+def rollback_in_process(run_id: str | None, url: str, state: Path) -> inprocess.Done:
+    return inprocess.rollback(run_id, yes=True, database_url=url, state=state)
 
 
 def assert_unwound(path: Path, url: str, db: psycopg.Connection, said: str) -> None:
-    """A real run of `path` fails with `said`, unwinds (table t is gone) and exits 1."""
-    done = run_cli(path, "--database-url", url)
-    assert done.returncode == ExitCode.UNDONE, done.stderr
-    assert "Traceback" not in done.stderr
-    assert said in done.stderr
+    """A run of `path` fails with `said`, unwinds (table t is gone) and exits 1 (in this
+    process, an exception the CLI would show as a traceback fails the call itself)."""
+    done = run_in_process(path, url)
+    assert done.exit_code == ExitCode.UNDONE, done.said()
+    assert "Traceback" not in done.printed()
+    assert said in done.said()
     assert db.execute("SELECT to_regclass('t')").fetchone() == (None,)
 
 
@@ -275,16 +267,16 @@ def test_an_empty_expected_database_is_invalid_input(
         "    action: [{kind: sql, sql: 'CREATE TABLE t (x int)'}]\n"
         "    rollback: {action: [{kind: sql, sql: 'DROP TABLE t'}]}\n"
     )
-    done = run_cli(path, "--database-url", database_url, "--var", f"expected_database={value}")
-    assert done.returncode == ExitCode.INVALID, done.stderr
-    assert "target.database" in done.stderr and "is empty" in done.stderr
+    done = run_in_process(path, database_url, var=[f"expected_database={value}"])
+    assert done.exit_code == ExitCode.INVALID, done.said()
+    assert "target.database" in done.error and "is empty" in done.error
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
     assert not (tmp_path / "state" / "runs").exists()
 
 
 def test_a_state_directory_that_cant_be_made_refuses_before_any_change(
-    tmp_path: Path, database_url: str, db: psycopg.Connection
+    tmp_path: Path, database_url: str, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Nothing has changed when the journal can't be started: exit 4, not 3 ("manual
     intervention needed")."""
@@ -292,11 +284,11 @@ def test_a_state_directory_that_cant_be_made_refuses_before_any_change(
     path = write_runbook(tmp_path / "rb.yaml", "no-state", [CREDIT])
     in_the_way = tmp_path / "state-file"
     in_the_way.write_text("a file where the state directory should be\n")
-    state = {"DCX_RUNBOOK_STATE_DIR": str(in_the_way)}
-    done = run_cli(path, "--database-url", database_url, env=state)
-    assert done.returncode == ExitCode.REFUSED, done.stderr
-    assert "can't create the state directory" in done.stderr
-    assert "nothing was changed" in done.stderr
+    monkeypatch.setenv("DCX_RUNBOOK_STATE_DIR", str(in_the_way))
+    done = run_in_process(path, database_url)  # its Journal() reads $DCX_RUNBOOK_STATE_DIR
+    assert done.exit_code == ExitCode.REFUSED, done.said()
+    assert "can't create the state directory" in done.said()
+    assert "nothing was changed" in done.said()
     assert balance(db) == 100
     assert in_the_way.read_text() == "a file where the state directory should be\n"
 
@@ -345,10 +337,10 @@ def test_an_env_file_with_a_line_it_cant_read_is_invalid_input(
     path = write_runbook(tmp_path / "rb.yaml", "env-file", [CREDIT])
     env = tmp_path / "prod.env"
     env.write_text(f'DATABASE_URL={database_url}\nOTHER_URL="postgresql://u:S3cretPw@h/db\n')
-    done = run_cli(path, "--env-file", str(env))
-    assert done.returncode == ExitCode.INVALID, done.stderr
-    assert "line(s) 2 can't be read as KEY=VALUE" in done.stderr
-    assert "S3cretPw" not in done.stderr + done.stdout
+    done = run_in_process(path, None, env_file=env)
+    assert done.exit_code == ExitCode.INVALID, done.said()
+    assert "line(s) 2 can't be read as KEY=VALUE" in done.error
+    assert "S3cretPw" not in done.printed()  # events, error, any print or log record
     assert balance(db) == 100
 
 
@@ -382,7 +374,6 @@ def test_a_check_expecting_null_survives_the_journal_and_rollback(
     assert db.execute("SELECT to_regclass('t')").fetchone() == (None,)
 
 
-@pytest.mark.slow
 def test_a_dry_run_neither_takes_nor_waits_for_the_run_lock(
     tmp_path: Path, database_url: str, db: psycopg.Connection
 ) -> None:
@@ -394,10 +385,10 @@ def test_a_dry_run_neither_takes_nor_waits_for_the_run_lock(
         holder.execute(
             "SELECT pg_advisory_lock(%s, %s)", (dcx_db.LOCK_NAMESPACE, dcx_db.lock_key("dry-lock"))
         )
-        dry = run_cli(path, "--dry-run", "--database-url", database_url)
-        real = run_cli(path, "--database-url", database_url)
-    assert dry.returncode == ExitCode.OK, dry.stderr
-    assert real.returncode == ExitCode.REFUSED and "holds the lock" in real.stderr
+        dry = run_in_process(path, database_url, dry_run=True)
+        real = run_in_process(path, database_url)
+    assert dry.exit_code == ExitCode.OK, dry.said()
+    assert real.exit_code == ExitCode.REFUSED and "holds the lock" in real.said()
     assert balance(db) == 100
 
 
@@ -414,10 +405,9 @@ def test_a_dry_run_does_not_call_a_step_done_on_a_check_it_could_not_run(
         ],
     }
     path = write_runbook(tmp_path / "rb.yaml", "dry-deferred", [step])
-    dry = run_cli(path, "--dry-run", "-o", "json", "--database-url", database_url)
-    assert dry.returncode == ExitCode.OK, dry.stderr
-    finished = [json.loads(line) for line in dry.stdout.splitlines()]
-    [step_end] = [e for e in finished if e["event"] == "step_finished"]
+    dry = run_in_process(path, database_url, dry_run=True)
+    assert dry.exit_code == ExitCode.OK, dry.said()
+    [step_end] = [e for e in dry.events if e["event"] == "step_finished"]
     assert step_end["status"] == "would_apply", step_end
     assert db.execute("SELECT to_regclass('t')").fetchone() == (None,)
 
@@ -446,9 +436,12 @@ def test_a_value_captured_by_preflight_is_there_for_a_later_rollback(
     ]
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     state = tmp_path / "state"
-    assert run_in_process(path, database_url, state).exit_code == ExitCode.OK
-    undo = cli("rollback", "--yes", "--database-url", database_url)
-    assert undo.returncode == ExitCode.OK, undo.stderr
+    outcome = run_in_process(path, database_url, state)
+    assert outcome.exit_code == ExitCode.OK
+    # The rollback knows only the journal (nothing is kept in memory between two commands).
+    assert Journal(state).load(outcome.run_id).data["captured"] == {"answer": 42}
+    undo = rollback_in_process(None, database_url, state)
+    assert undo.exit_code == ExitCode.OK, undo.said()
     assert db.execute("SELECT to_regclass('t')").fetchone() == (None,)
 
 
@@ -471,8 +464,8 @@ def test_a_rollback_keeps_how_the_run_itself_ended(
     [rolled] = after["rollbacks"]
     assert rolled["status"] == "rolled_back" and rolled["exit_code"] == 0
     assert "rolled back" in rolled["message"]
-    runs = cli("runs", "--output", "json")
-    assert json.loads(runs.stdout.splitlines()[0])["status"] == "succeeded, rollback: rolled_back"
+    # What `runs --output json` prints, one row a line.
+    assert api.runs()[0]["status"] == "succeeded, rollback: rolled_back"
 
 
 def test_an_unwind_past_an_irreversible_step_says_it_was_left(
