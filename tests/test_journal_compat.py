@@ -22,22 +22,15 @@ NAME = "dcx_journal_v1"  # the database the fixture's run changed
 @pytest.fixture
 def as_the_run_left_it(pg_server: sandbox.Server) -> Iterator[str]:
     """The database the journaled run changed, in the state it left: t created, balance 110."""
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:  # a leftover
         admin.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(NAME))
         )
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(NAME)))
-    url = pg_server.url_for(NAME)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE wallet (balance int); INSERT INTO wallet VALUES (110)")
-        conn.execute("CREATE TABLE t (x int)")
-    try:
+    with sandbox.scratch_database(pg_server, name=NAME) as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE wallet (balance int); INSERT INTO wallet VALUES (110)")
+            conn.execute("CREATE TABLE t (x int)")
         yield url
-    finally:
-        with psycopg.connect(pg_server.admin_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(NAME))
-            )
 
 
 def test_a_first_version_journal_lists_and_rolls_back(

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from dcx_runbook.target import sandbox
 from tests.conftest import cli, write_runbook
@@ -33,19 +32,11 @@ def other_server() -> Iterator[sandbox.Server]:
 @pytest.fixture
 def twin(other_server: sandbox.Server, database_url: str, dbname: str) -> Iterator[str]:
     """A database of the same name on the other server, with a table t of its own."""
-    with psycopg.connect(other_server.admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    url = other_server.url_for(dbname)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (x int)")
-        conn.execute("INSERT INTO t VALUES (42)")
-    try:
+    with sandbox.scratch_database(other_server, name=dbname) as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (x int)")
+            conn.execute("INSERT INTO t VALUES (42)")
         yield url
-    finally:
-        with psycopg.connect(other_server.admin_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
-            )
 
 
 def system_identifier(url: str) -> str:

@@ -16,6 +16,9 @@ from dcx_runbook.state.journal import Journal
 from dcx_runbook.statuses import RunStatus
 from dcx_runbook.target import identity
 
+# Still applied on the target: by runs of this runbook, by runs of others.
+Standing = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+
 
 class Report:
     """What the end of a rollback needs to say where it stands."""
@@ -37,12 +40,10 @@ class Report:
     def command(self) -> str:
         return "dcx-runbook rollback" + ("" if self.bare else f" {self.run_id}")
 
-    def left(self) -> list[dict[str, Any]]:
+    def standing(self) -> Standing:
+        """What is still applied on the target now: by runs of this runbook, and by runs of
+        other runbooks (this rollback leaves them); one reading of the journal."""
         return still_applied(self.journal, self.name, self.view)
-
-    def elsewhere(self) -> list[dict[str, Any]]:
-        """Runs of other runbooks still applied on the same target (this rollback leaves them)."""
-        return still_applied(self.journal, self.name, self.view, other=True)
 
     def nothing(self, run: Pending) -> Outcome:
         """The run has no step still applied (it unwound itself, was rolled back meanwhile, or
@@ -50,9 +51,9 @@ class Report:
         message = f"run {run.run_id} has no step still applied: nothing to undo"
         return self.end(Outcome(ExitCode.OK, RunStatus.NOTHING_TO_UNDO, run.run_id, message))
 
-    def end(self, outcome: Outcome) -> Outcome:
+    def end(self, outcome: Outcome, standing: Standing | None = None) -> Outcome:
         """The last event, saying exactly what is still applied on the target afterwards."""
-        left, elsewhere = self.left(), self.elsewhere()
+        left, elsewhere = standing or self.standing()
         if left:
             outcome.message += f". Still applied on {self.where}: {said(left)}"
         if elsewhere:
@@ -66,7 +67,7 @@ class Report:
 def name_others(context: Report, run: Pending) -> None:
     """`rollback RUN_ID` undoes that run only: other runs still applied on the target are named
     before anything is asked."""
-    others = [r for r in context.left() if r["run_id"] != run.run_id]
+    others = [r for r in context.standing()[0] if r["run_id"] != run.run_id]
     if others:
         context.rt.emit(
             "log",
@@ -76,7 +77,7 @@ def name_others(context: Report, run: Pending) -> None:
 
 
 def stopped(context: Report, reason: str, what: str) -> Outcome:
-    left = context.left()
+    left = context.standing()[0]
     message = (
         f"{reason}; {what.rstrip('.')}. Still applied on {context.where}: "
         f"{said(left) or 'nothing'}. Fix the cause, then run: {context.command}"
@@ -93,9 +94,11 @@ def closing(
     undone: Sequence[tuple[str, int]],
     kept: Sequence[tuple[str, Step]],
     todo: Sequence[Pending],
+    standing: Standing,
 ) -> Outcome:
     """Says what was undone, and never more: a run whose applied steps were all irreversible or
-    had nothing to undo is not reported as rolled back."""
+    had nothing to undo is not reported as rolled back; "as it was" only when nothing is left
+    on the target (`standing`)."""
     if undone:
         message = "rolled back " + ", ".join(f"run {rid} ({n} step(s))" for rid, n in undone)
     else:
@@ -106,7 +109,7 @@ def closing(
             for rid, step in kept
         )
         message += f"; left as they are, declared irreversible: {reasons}"
-    elif undone and not context.left() and not context.elsewhere():
+    elif undone and not any(standing):
         message += (
             f": every change was undone, {context.where} is as it was before run {undone[-1][0]}"
         )

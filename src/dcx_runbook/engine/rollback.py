@@ -265,7 +265,8 @@ def _undo_all(
         return stopped(context, "rollback interrupted", "not every step was undone")
     except JournalError as exc:  # nothing is undone that the journal can't record first
         return stopped(context, "rollback stopped", str(exc))
-    return context.end(closing(context, undone, kept, todo))
+    standing = context.standing()
+    return context.end(closing(context, undone, kept, todo, standing), standing)
 
 
 def _undo_run(rt: Runtime, run: Pending, options: Options) -> tuple[int, list[Step]]:

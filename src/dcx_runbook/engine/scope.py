@@ -216,14 +216,24 @@ def listing(runs: Sequence[Pending]) -> str:
 
 
 def still_applied(
-    journal: Journal, name: str, connected: Mapping[str, Any] | None, *, other: bool = False
+    journal: Journal, name: str, connected: Mapping[str, Any] | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What the journal says is still applied on the target, from one reading of it: by runs of
+    `name`, and by runs of other runbooks; newest run first, as `{"run_id", "runbook", "steps"}`
+    (the steps newest first). Declared-irreversible steps left in place by a rollback are not
+    counted here: the rollback that left them said so."""
+    records = history(journal)
+    return _applied(records, name, connected, False), _applied(records, name, connected, True)
+
+
+def _applied(
+    records: Sequence[RunRecord | JournalError],
+    name: str,
+    connected: Mapping[str, Any] | None,
+    other: bool,
 ) -> list[dict[str, Any]]:
-    """What the journal says is still applied on the target by runs of `name` (by runs of other
-    runbooks, with `other`), newest run first, as `{"run_id", "runbook", "steps"}` (the steps
-    newest first). Declared-irreversible steps left in place by a rollback are not counted here:
-    the rollback that left them said so."""
     out = []
-    for run in of_runbook(history(journal), name, connected, other=other):
+    for run in of_runbook(records, name, connected, other=other):
         steps = [e["id"] for e in run.applied()]
         if steps:
             out.append({"run_id": run.run_id, "runbook": run.runbook.name, "steps": steps})

@@ -234,12 +234,15 @@ def _run(argv: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def scratch_database(srv: Server, prefix: str = "dcx_sandbox") -> Iterator[str]:
-    """A fresh database on the server, dropped afterwards (even on Ctrl-C): yields its URL."""
+def scratch_database(
+    srv: Server, prefix: str = "dcx_sandbox", *, name: str | None = None
+) -> Iterator[str]:
+    """A fresh database on the server, dropped afterwards (even on Ctrl-C): yields its URL.
+    `name`: exactly this name instead of a random one (a test that needs a given name)."""
     import psycopg
     from psycopg import sql
 
-    name = f"{prefix}_{secrets.token_hex(4)}"
+    name = name or f"{prefix}_{secrets.token_hex(4)}"
     try:
         # Inside the try: an interrupt that lands after the server created the database, before
         # the answer came back, must still drop it.
