@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dcx_runbook.engine.options import Options, Outcome
-from dcx_runbook.errors import ExitCode, Problem, ValidationFailed
+from dcx_runbook.errors import ExitCode, Problem, RunbookError, ValidationFailed
 from dcx_runbook.format.loader import Loaded, load
 from dcx_runbook.statuses import RunStatus
 
-__all__ = ["Options", "Outcome", "log", "rollback", "run", "runbooks", "runs", "schema", "show"]
+__all__ = [
+    "Options",
+    "Outcome",
+    "ledger_sql",
+    "log",
+    "rollback",
+    "run",
+    "runbooks",
+    "runs",
+    "schema",
+    "show",
+    "status",
+]
 
 if TYPE_CHECKING:  # the engine imports psycopg: only the commands that run need it
     from dcx_runbook.engine.rehearse import Rehearsal
+    from dcx_runbook.engine.status import Status
     from dcx_runbook.reporters.base import Reporter
     from dcx_runbook.state.journal import Journal
 
@@ -75,13 +88,27 @@ def rollback(
     left changes, on the target given."""
     from dcx_runbook.engine import rollback as undo
     from dcx_runbook.engine import run as engine
-    from dcx_runbook.secrets import MASK
 
     journal = journal or _journal()
     options = options or engine.Options()
+    url = target_url(env_file, database_url)
+    if run_id and url is None:
+        url = _journaled_url(journal, run_id)
+    if url is not None and options.ledger:
+        journal = _with_ledger(journal, url, options, reporter, write=not options.dry_run)
+    resolve = _resolver(var, env_file, database_url)
+    if run_id:
+        return undo.rollback_run(journal.load(run_id), journal, resolve, options, reporter)
+    given = database_url is not None or env_file is not None
+    return undo.rollback_latest(journal, resolve, options, reporter, url_given=given)
+
+
+def _resolver(var: Sequence[str], env_file: Path | None, database_url: str | None) -> Any:
+    """How a journaled run's variables are resolved again: its public values first (what it
+    really used), then what is given now."""
+    from dcx_runbook.secrets import MASK
 
     def resolve(record: Any, runbook: Any) -> Any:
-        # The run's public values first (what it really used), then what is given now.
         journaled = record.data.get("vars", {})
         recorded = {k: v for k, v in journaled.items() if v is not None and k in runbook.vars}
         # With no URL given, the run's own target, when its journaled URL is whole (no password
@@ -93,10 +120,76 @@ def rollback(
             runbook, var, env_file, database_url, recorded=recorded, last_resort=fallback
         )
 
-    if run_id:
-        return undo.rollback_run(journal.load(run_id), journal, resolve, options, reporter)
-    given = database_url is not None or env_file is not None
-    return undo.rollback_latest(journal, resolve, options, reporter, url_given=given)
+    return resolve
+
+
+def status(
+    *,
+    var: Sequence[str] = (),
+    env_file: Path | None = None,
+    database_url: str | None = None,
+    ledger_schema: str | None = None,
+    journal: Journal | None = None,
+) -> Status:
+    """What is applied on the target now (its ledger and this machine's journal), live runs,
+    and drift; nothing is written anywhere."""
+    from dcx_runbook.engine.status import status as status_
+    from dcx_runbook.errors import InvalidInput
+
+    url = target_url(env_file, database_url)
+    if url is None:
+        raise InvalidInput(
+            "no target: give --database-url, --env-file (with DATABASE_URL) or $DATABASE_URL"
+        )
+    resolve = _resolver(var, env_file, url)
+    return status_(url, ledger_schema, journal or _journal(), resolve)
+
+
+def ledger_sql(schema: str | None, grant_to: str | None) -> str:
+    """The statements that create the ledger, for a DBA to run (docs/ledger.md)."""
+    from dcx_runbook.target.ledger import ddl, schema_name
+
+    return ddl(schema_name(schema), grant_to)
+
+
+def target_url(env_file: Path | None, database_url: str | None) -> str | None:
+    """The target named by the command: --database-url, else DATABASE_URL from the env file or
+    the environment."""
+    from dcx_runbook.format.variables import read_env_file
+
+    if database_url:
+        return database_url
+    if env_file is not None:
+        found = read_env_file(env_file).get("DATABASE_URL")
+        if found:
+            return str(found)
+    return os.environ.get("DATABASE_URL") or None
+
+
+def _journaled_url(journal: Journal, run_id: str) -> str | None:
+    """A run's own target, when its journaled URL is whole (no password was in it)."""
+    from dcx_runbook.secrets import MASK
+
+    try:
+        url = (journal.load(run_id).data.get("target") or {}).get("url")
+    except RunbookError:
+        return None
+    return str(url) if url and MASK not in url else None
+
+
+def _with_ledger(
+    journal: Journal, url: str, options: Options, reporter: Reporter, *, write: bool
+) -> Journal:
+    from dcx_runbook.engine.reconcile import with_ledger
+    from dcx_runbook.reporters.base import Event
+    from dcx_runbook.secrets import Masker
+
+    masker = Masker([url])
+
+    def say(message: str) -> None:
+        reporter.emit(Event("log", message=masker(f"ledger: {message}")))
+
+    return with_ledger(journal, url, options.ledger_schema, write=write, say=say)
 
 
 def _journal() -> Journal:
@@ -105,11 +198,32 @@ def _journal() -> Journal:
     return Journal()
 
 
-def runs(journal: Journal | None = None) -> list[dict[str, Any]]:
-    """The runs table, newest first (an unreadable record is a row saying so)."""
+def runs(
+    journal: Journal | None = None,
+    *,
+    limit: int | None = None,
+    runbook: str | None = None,
+    env_file: Path | None = None,
+    database_url: str | None = None,
+    ledger_schema: str | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> list[dict[str, Any]]:
+    """The runs table, newest first (an unreadable record is a row saying so): this machine's
+    journal, and with a target given, its ledger's runs from every machine."""
     from dcx_runbook.state import records
 
-    return records.runs(journal or _journal())
+    rows = records.runs(journal or _journal(), limit, runbook)
+    url = target_url(env_file, database_url)
+    if url is None:
+        return rows
+    from dcx_runbook.engine.reconcile import ledger_runs
+
+    known = {row["run_id"] for row in rows}
+    for data in ledger_runs(url, ledger_schema, limit=limit, runbook=runbook, say=say):
+        if data["run_id"] not in known:
+            rows.append(records.row(data, "ledger"))
+    rows.sort(key=lambda row: str(row.get("started") or row["run_id"]), reverse=True)
+    return rows if limit is None else rows[:limit]
 
 
 def log(run_id: str, fmt: str, journal: Journal | None = None) -> str:

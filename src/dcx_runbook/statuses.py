@@ -57,6 +57,7 @@ class UndoOutcome(StrEnum):
     NOTHING_TO_UNDO = "nothing_to_undo"
     ROLLBACK_FAILED = "rollback_failed"
     IRREVERSIBLE = "irreversible"
+    SKIPPED = "skipped"  # --skip-other-hosts: only the machine that ran it can undo it
 
 
 class RunStatus(StrEnum):

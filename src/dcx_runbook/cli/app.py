@@ -64,6 +64,23 @@ SandboxUrl = Annotated[
         help="Admin URL of a server for scratch databases.",
     ),
 ]
+Reason = Annotated[
+    str | None,
+    typer.Option("--reason", help="Why (an incident, a ticket): in the journal and the ledger."),
+]
+NoLedger = Annotated[
+    bool,
+    typer.Option(
+        "--no-ledger",
+        help="Record in this machine's journal only, not in the target's ledger (said so).",
+    ),
+]
+LedgerSchema = Annotated[
+    str | None,
+    typer.Option(
+        "--ledger-schema", help="The ledger's schema in the target (default: dcx_runbook)."
+    ),
+]
 OutputOpt = Annotated[
     Output, typer.Option("--output", "-o", help="human (stderr) or json (JSON Lines on stdout).")
 ]
@@ -108,6 +125,9 @@ def run(
     database_url: DatabaseUrl = None,
     yes: Yes = False,
     skip: Skip = None,
+    reason: Reason = None,
+    no_ledger: NoLedger = False,
+    ledger_schema: LedgerSchema = None,
     output: OutputOpt = Output.human,
     runbooks_dir: RunbooksDir = None,
 ) -> None:
@@ -123,7 +143,14 @@ def run(
             var=var or [],
             env_file=env_file,
             database_url=database_url,
-            options=Options(dry_run=dry_run, yes=yes, skip=tuple(skip or [])),
+            options=Options(
+                dry_run=dry_run,
+                yes=yes,
+                skip=tuple(skip or []),
+                reason=reason,
+                ledger=not no_ledger,
+                ledger_schema=ledger_schema,
+            ),
             runbooks_dirs=runbooks_dir or [],
         )
     finally:
@@ -145,13 +172,24 @@ def rollback(
     force: Annotated[
         bool, typer.Option("--force", help="Restore files even if they changed since the run.")
     ] = False,
+    skip_other_hosts: Annotated[
+        bool,
+        typer.Option(
+            "--skip-other-hosts",
+            help="Leave the steps that touched another machine's files or processes (said, "
+            "recorded as skipped, still applied) instead of refusing.",
+        ),
+    ] = False,
     var: Var = None,
     env_file: EnvFile = None,
     database_url: DatabaseUrl = None,
+    reason: Reason = None,
+    no_ledger: NoLedger = False,
+    ledger_schema: LedgerSchema = None,
     output: OutputOpt = Output.human,
 ) -> None:
-    """Undo the last fix (or one run), newest step first; resumable after a crash or a failed
-    undo."""
+    """Undo the last fix (or one run), newest step first, from this machine's journal and the
+    target's ledger; resumable after a crash or a failed undo."""
     from dcx_runbook import api
     from dcx_runbook.api import Options
 
@@ -163,7 +201,15 @@ def rollback(
             var=var or [],
             env_file=env_file,
             database_url=database_url,
-            options=Options(dry_run=dry_run, yes=yes, force=force),
+            options=Options(
+                dry_run=dry_run,
+                yes=yes,
+                force=force,
+                reason=reason,
+                ledger=not no_ledger,
+                ledger_schema=ledger_schema,
+                skip_other_hosts=skip_other_hosts,
+            ),
         )
     finally:
         reporter.close()
@@ -172,14 +218,30 @@ def rollback(
 
 @app.command()
 def runs(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="The newest N runs.")] = 20,
+    all_: Annotated[bool, typer.Option("--all", help="Every run (no limit).")] = False,
+    runbook: Annotated[
+        str | None, typer.Option("--runbook", help="Only the runs of this runbook.")
+    ] = None,
+    env_file: EnvFile = None,
+    database_url: DatabaseUrl = None,
+    ledger_schema: LedgerSchema = None,
     output: Annotated[
         Output, typer.Option("--output", "-o", help="human (a table) or json (JSON Lines).")
     ] = Output.human,
 ) -> None:
-    """History of runs: id, runbook, target, status, operator, started, duration."""
+    """History of runs, newest first: id, runbook, target, status, whether still in effect,
+    operator, started, duration. With a target given, its ledger's runs from every machine."""
     from dcx_runbook import api
 
-    rows = api.runs()
+    rows = api.runs(
+        limit=None if all_ else limit,
+        runbook=runbook,
+        env_file=env_file,
+        database_url=database_url,
+        ledger_schema=ledger_schema,
+        say=lambda message: print(f"dcx-runbook: {message}", file=sys.stderr),
+    )
     if output == Output.json:
         import json
 
@@ -188,8 +250,58 @@ def runs(
         return
     from dcx_runbook.cli.console import print_table
 
-    columns = ["run_id", "runbook", "target", "status", "operator", "started", "duration"]
+    columns = [
+        "run_id",
+        "runbook",
+        "target",
+        "status",
+        "in_effect",
+        "operator",
+        "started",
+        "duration",
+    ]
     print_table(columns, [[str(r.get(c, "")) for c in columns] for r in rows], empty="no runs yet")
+
+
+@app.command()
+def status(
+    var: Var = None,
+    env_file: EnvFile = None,
+    database_url: DatabaseUrl = None,
+    ledger_schema: LedgerSchema = None,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="human or json (one JSON document).")
+    ] = Output.human,
+) -> None:
+    """What is applied on a target now: runs still in effect and their steps, any live run, and
+    drift (applied steps whose checks no longer hold). Read-only."""
+    from dcx_runbook import api
+
+    found = api.status(
+        var=var or [], env_file=env_file, database_url=database_url, ledger_schema=ledger_schema
+    )
+    if output == Output.json:
+        import json
+
+        print(json.dumps(found.as_dict(), default=str))
+        return
+    from dcx_runbook.cli.console import print_status
+
+    print_status(found.as_dict())
+
+
+@app.command("ledger-sql")
+def ledger_sql(
+    ledger_schema: LedgerSchema = None,
+    grant_to: Annotated[
+        str | None,
+        typer.Option("--grant-to", help="The role that runs runbooks: granted DML only."),
+    ] = None,
+) -> None:
+    """The SQL that creates the ledger, for a DBA to run where the runbook's role may not."""
+    from dcx_runbook import api
+
+    sys.stdout.write(api.ledger_sql(ledger_schema, grant_to))
 
 
 @app.command()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -63,3 +63,42 @@ def show_runbook(loaded: Loaded) -> None:
                 escape(x.name or x.kind) for x in step.rollback.action
             ]
             console.print(f"     rollback: {', '.join(parts)}")
+
+
+def print_status(found: Mapping[str, Any]) -> None:
+    """`status`: the target, its ledger, live runs, runs in effect with their steps, drift."""
+    console = Console()
+    ledger = found["ledger"]
+    kept = f"version {ledger['version']}" if ledger["exists"] else "not created yet"
+    console.print(f"[bold]target[/]  {escape(found['target'])}")
+    console.print(f"[bold]ledger[/]  {escape(ledger['schema'])} ({kept})")
+    for note in found["notes"]:
+        console.print(f"[dim]reconciled in memory: {escape(note)}[/]")
+    console.print("\n[bold]live[/]" + ("" if found["live"] else "  none"))
+    for live in found["live"]:
+        what = live["what"]
+        state = "interrupted (no session left on the server)" if what == "interrupted" else what
+        console.print(
+            escape(
+                f"  {state}: run {live['run_id']} of {live['runbook']} by {live['operator']} "
+                f"(pid {live['pid']}, backend pid {live['backend_pid']}), since {live['since']}"
+            )
+        )
+    console.print("\n[bold]in effect[/]" + ("" if found["in_effect"] else "  nothing"))
+    for run in found["in_effect"]:
+        why = f", reason: {run['reason']}" if run["reason"] else ""
+        console.print(
+            escape(
+                f"  run {run['run_id']} of {run['runbook']} by {run['operator']}, started "
+                f"{run['started_at']} ({run['source']}){why}"
+            )
+        )
+        for step in run["steps"]:
+            mark = {True: "ok", False: "DRIFT", None: "?"}[step["holds"]]
+            console.print(
+                escape(f"    {mark:<5} {step['status']:<16} {step['step_id']}  {step['note']}")
+            )
+    if found["drift"]:
+        console.print(
+            f"\n[bold red]drift[/]: {len(found['drift'])} step(s) applied but no longer holding"
+        )

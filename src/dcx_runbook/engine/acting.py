@@ -43,13 +43,15 @@ def act(
     verify: Sequence[CheckSpec],
     journal_step: dict[str, Any],
     before_effect: Callable[[], None] = _nothing,
+    commit_status: str | None = None,
 ) -> None:
     """Run operations then verify checks, under the step's timeouts, retrying on lock timeout.
 
     With `transaction: true`, sql operations and the verify share one transaction committed
     only after verify passes; anything else undone on failure is up to the caller.
     `before_effect` returns once the caller's write-ahead record is durable: it is called
-    before the first operation that takes effect at once, and before COMMIT.
+    before the first operation that takes effect at once, and before COMMIT. `commit_status`:
+    the step's status once its transaction commits, written to the ledger with that COMMIT.
 
     An index build (`CONCURRENTLY`) that fails leaves an INVALID index behind: it is dropped
     before the step is retried, or fails (see `_drop_leftovers`)."""
@@ -64,7 +66,9 @@ def act(
     while True:
         retries.attempt += 1
         files_before = dict(journal_step.get("files", {}))
-        attempt = _Attempt(rt, step, phase, ops, journal_step, before_effect, policy, kept)
+        attempt = _Attempt(
+            rt, step, phase, ops, journal_step, before_effect, policy, kept, commit_status
+        )
         watch = rt.watcher().watching() if uses_sql else nullcontext(None)
         try:
             with watch as watcher:
@@ -94,6 +98,7 @@ class _Attempt:
     before_effect: Callable[[], None]
     policy: db.Policy
     kept: set[int]  # operations done for good by an earlier attempt
+    commit_status: str | None = None  # the ledger row's status, sent with COMMIT
     left: list[Leftover] = field(default_factory=list)  # INVALID indexes a failed build left
 
     def execute(self) -> None:
@@ -106,13 +111,19 @@ def _in_transaction(attempt: _Attempt, verify: Sequence[CheckSpec]) -> None:
     rt = attempt.rt
     assert rt.conn is not None
     tx = db.Tx()
+    mirror, status = rt.mirror, attempt.commit_status
+    record = None
+    if mirror is not None and status is not None and not rt.dry_run:
+        record = lambda: mirror.commit_statement(attempt.entry, status)  # noqa: E731
     try:
-        with db.transaction(rt.conn, attempt.policy, attempt.before_effect) as tx:
+        with db.transaction(rt.conn, attempt.policy, attempt.before_effect, record) as tx:
             attempt.execute()
             run_checks(rt, attempt.step.id, _verify_phase(attempt.phase), verify)
     finally:
         if tx.in_doubt:  # the unwind asks the server what became of it
             attempt.entry["commit_in_doubt"] = tx.xid
+    if record is not None and mirror is not None:
+        mirror.committed()
 
 
 def _at_once(attempt: _Attempt, uses_sql: bool) -> None:

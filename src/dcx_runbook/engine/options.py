@@ -18,6 +18,12 @@ class Options:
     # The database name the guard expects instead of the runbook's (rehearsals and the demo run
     # against a scratch database).
     expect_database: str | None = None
+    # The target's ledger (docs/ledger.md): off only when asked (--no-ledger), and said so.
+    ledger: bool = True
+    ledger_schema: str | None = None
+    reason: str | None = None  # --reason: free text, in the journal and the ledger
+    # rollback: steps that touched another machine are left (said, recorded) instead of refused
+    skip_other_hosts: bool = False
 
 
 @dataclass

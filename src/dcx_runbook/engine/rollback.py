@@ -10,6 +10,8 @@ from typing import Any
 import psycopg
 
 from dcx_runbook.engine.checks import run_checks
+from dcx_runbook.engine.hosts import Elsewhere, refuse_or_skip
+from dcx_runbook.engine.hosts import said as said_elsewhere
 from dcx_runbook.engine.journaled import Resolve, borrowed, runtime_of
 from dcx_runbook.engine.report import Report, closing, end_here, name_others, stopped
 from dcx_runbook.engine.rollback_preview import preview
@@ -30,6 +32,7 @@ from dcx_runbook.engine.session import (
     NOT_CONFIRMED,
     Options,
     Outcome,
+    attach_mirror,
     confirmed,
     connect_target,
     finish,
@@ -43,7 +46,7 @@ from dcx_runbook.format.model import Step
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.state.entries import new_rollback
 from dcx_runbook.state.journal import Journal, RunRecord
-from dcx_runbook.statuses import RunStatus, StepStatus
+from dcx_runbook.statuses import RunStatus, StepStatus, UndoOutcome
 from dcx_runbook.target import db, identity
 
 __all__ = ["journaled_runbook", "rollback_latest", "rollback_run"]
@@ -177,12 +180,13 @@ def _undo(
             name_others(context, scope[0])
         if not todo:
             return context.nothing(scope[0])
+        leave = refuse_or_skip(todo, options.skip_other_hosts)
         if options.dry_run:
             return preview(context, todo, resolve, options)
         question = f"Undo, newest first, on {context.where}: {listing(todo)}. Go ahead?"
         if not confirmed(rt, options, question):
             return finish(rt, NOT_CONFIRMED)
-        return _undo_all(context, todo, resolve, options)
+        return _undo_all(context, todo, resolve, options, leave)
     finally:
         if local is not None:
             local.release()
@@ -248,14 +252,18 @@ def _started(
 
 
 def _undo_all(
-    context: Report, todo: Sequence[Pending], resolve: Resolve, options: Options
+    context: Report,
+    todo: Sequence[Pending],
+    resolve: Resolve,
+    options: Options,
+    leave: Mapping[str, Sequence[Elsewhere]],
 ) -> Outcome:
     undone: list[tuple[str, int]] = []
     kept: list[tuple[str, Step]] = []
     try:
         for run in todo:
             with borrowed(context.rt, run, resolve, options) as rt:
-                count, irreversible = _undo_run(rt, run, options)
+                count, irreversible = _undo_run(rt, run, options, leave.get(run.run_id, ()))
             if count:
                 undone.append((run.run_id, count))
             kept += [(run.run_id, step) for step in irreversible]
@@ -266,18 +274,41 @@ def _undo_all(
     except JournalError as exc:  # nothing is undone that the journal can't record first
         return stopped(context, "rollback stopped", str(exc))
     standing = context.standing()
-    return context.end(closing(context, undone, kept, todo, standing), standing)
+    outcome = closing(context, undone, kept, todo, standing)
+    left = [item for items in leave.values() for item in items]
+    if left:
+        outcome.message += (
+            f"; left for the machines that ran them (--skip-other-hosts): {said_elsewhere(left)}"
+        )
+    return context.end(outcome, standing)
 
 
-def _undo_run(rt: Runtime, run: Pending, options: Options) -> tuple[int, list[Step]]:
-    """Undo one run's applied steps, newest first; its outcome goes to its own `rollbacks`
-    entry. Returns how many steps were undone and the irreversible ones left as they are."""
+def _undo_run(
+    rt: Runtime, run: Pending, options: Options, leave: Sequence[Elsewhere] = ()
+) -> tuple[int, list[Step]]:
+    """Undo one run's applied steps, newest first, but those `leave` names (their own machine
+    must undo them); its outcome goes to its own `rollbacks` entry. Returns how many steps were
+    undone and the irreversible ones left as they are."""
     record = run.record
     rt.record = record
-    entries = run.applied()
+    left = {item.step_id: item for item in leave}
+    entries = [entry for entry in run.applied() if entry["id"] not in left]
     history_ = record.data.setdefault("rollbacks", [])
-    history_.append(new_rollback())
+    history_.append(new_rollback(options.reason, sorted(left)))
     rt.rollback_entry = history_[-1]
+    attach_mirror(rt, options)
+    if rt.mirror is not None:
+        rt.mirror.start_rollback(rt.conn, len(history_), rt.rollback_entry)
+    for item in leave:
+        rt.emit(
+            "step_undone",
+            item.step_id,
+            status=UndoOutcome.SKIPPED,
+            message=f"left as it is (--skip-other-hosts): it touched {item.host}"
+            + (f" ({', '.join(item.paths)})" if item.paths else "")
+            + f"; still applied; on {item.host}: dcx-runbook rollback {run.run_id}",
+            detail={"host": item.host, "paths": list(item.paths)},
+        )
     try:
         rt.save()
         done = undo_all(

@@ -12,6 +12,7 @@ import psycopg
 from dcx_runbook.clock import now
 from dcx_runbook.engine.acting import act
 from dcx_runbook.engine.checks import run_checks
+from dcx_runbook.engine.ledger import transaction_only
 from dcx_runbook.engine.phases import walk
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.engine.session import (
@@ -21,7 +22,9 @@ from dcx_runbook.engine.session import (
     confirmed,
     finish,
     incomplete,
+    ledger_schema,
     needed,
+    open_mirror,
     open_target,
     runtime_for,
     target_view,
@@ -89,6 +92,7 @@ def _run(
         return finish(rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, str(exc)))
     target = target_view(rt, info)
     _started(rt, options, run_id, target, resolved.notes)
+    schema = ledger_schema(rt, options)  # a role that can't keep the ledger: refused here
     if options.dry_run:
         from dcx_runbook.engine.dryrun import dry_run
 
@@ -105,12 +109,16 @@ def _run(
     if not confirmed(rt, options, question):
         return finish(rt, NOT_CONFIRMED)
     try:
-        rt.record = _create_record(rt, loaded, resolved, options, journal, run_id, target)
+        rt.record = _create_record(rt, loaded, resolved, options, journal, run_id, target, schema)
     except JournalError as exc:  # nothing has changed yet: a refusal, not an incomplete undo
         return finish(
             rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, f"{exc}: nothing was changed")
         )
     try:  # the record is locked from its creation: a rollback can tell the run is at work
+        try:
+            open_mirror(rt, schema)
+        except Refused as exc:
+            return finish(rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, run_id, str(exc)))
         return _execute(rt, options)
     finally:
         rt.record.unlock()
@@ -149,6 +157,7 @@ def _create_record(
     journal: Journal,
     run_id: str,
     target: dict[str, Any],
+    schema: str | None,
 ) -> RunRecord:
     runbook = rt.runbook
     ref: RunbookRef = {
@@ -170,8 +179,14 @@ def _create_record(
             # rollback compares: masked where it happens to equal a secret, it would never match.
             target={**target, "url": rt.masker(target["url"])} if target else {},
             skipped=list(options.skip),
+            ledger={"schema": schema} if schema else {"schema": None, "off": _why_off(rt, options)},
+            reason=rt.masker(options.reason) if options.reason else None,
         )
     )
+
+
+def _why_off(rt: Runtime, options: Options) -> str:
+    return "no database target" if rt.runbook.target is None else "--no-ledger"
 
 
 def _journal_spec(runbook: Runbook) -> dict[str, Any]:
@@ -251,11 +266,27 @@ class Live:
         # Write-ahead: durable before anything of the action takes effect. A transactional action
         # takes effect at COMMIT, so the flush overlaps its statements and verify.
         durable = self.rt.save_ahead(entry)
-        act(self.rt, step, "action", step.action, step.verify, entry, before_effect=durable)
+        # In the ledger too, before any effect: but a step that only changes the database in
+        # one transaction, whose ledger row is written with its COMMIT instead.
+        in_one_transaction = transaction_only(step)
+        if not in_one_transaction:
+            self.rt.ledger_flush(strict=True)
+        act(
+            self.rt,
+            step,
+            "action",
+            step.action,
+            step.verify,
+            entry,
+            before_effect=durable,
+            commit_status=StepStatus.APPLIED,
+        )
         entry["finished_at"] = now()
         # Not fsynced: should this line be lost, "action started" and the step's already-done
         # checks still tell a later rollback what to undo.
         self._end(step, StepStatus.APPLIED, StepOutcome.APPLIED, "applied and verified")
+        if not in_one_transaction:
+            self.rt.ledger_flush()  # the result, after the effect
 
 
 def _unwind(

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from dcx_runbook.engine.ledger import Mirror
 from dcx_runbook.filesystem import sha256
 from dcx_runbook.format.model import Runbook, Timeouts
 from dcx_runbook.interrupts import terminate_as_interrupt
@@ -52,6 +53,8 @@ class Runtime:
     captured: dict[str, Any] = field(default_factory=dict)
     # A rollback's entry under the record's `rollbacks`: where its outcome is journaled.
     rollback_entry: dict[str, Any] | None = None
+    # The record's rows in the target's ledger (None: --no-ledger, no target, a dry run).
+    mirror: Mirror | None = None
 
     # ------------------------------------------------------------------ output
 
@@ -74,12 +77,23 @@ class Runtime:
         """Journal these step entries (and the run's status); durable unless told otherwise."""
         if self.record is not None and not self.dry_run:
             self.record.save(*entries, durable=durable)
+            if self.mirror is not None:
+                self.mirror.mark(entries)
+                if durable:  # a write-ahead point: the ledger too, unless a transaction is open
+                    self.mirror.flush(self.conn)
 
     def save_ahead(self, entry: dict[str, Any]) -> Callable[[], None]:
         """Journal a write-ahead entry; the function returned waits until it is durable."""
         if self.record is None or self.dry_run:
             return _nothing
+        if self.mirror is not None:
+            self.mirror.mark((entry,))
         return self.record.save_ahead(entry)
+
+    def ledger_flush(self, *, strict: bool = False) -> None:
+        """The rows still to write, now (the intent of a step that acts outside a transaction)."""
+        if self.mirror is not None and not self.dry_run:
+            self.mirror.flush(self.conn, strict=strict)
 
     # ------------------------------------------------------------------ context
 

@@ -62,7 +62,7 @@ class Pending:
 
 
 def can_undo(step: Step, entry: Mapping[str, Any]) -> bool:
-    if entry.get("files") or entry["status"] in UNCERTAIN:
+    if entry.get("files") or entry.get("elsewhere") or entry["status"] in UNCERTAIN:
         return True
     if step.irreversible:
         return False

@@ -7,6 +7,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psycopg
+
 from dcx_runbook.clock import now
 from dcx_runbook.engine.options import Options as Options
 from dcx_runbook.engine.options import Outcome as Outcome
@@ -266,6 +268,62 @@ def record_outcome(rt: Runtime, outcome: Outcome) -> None:
         rt.record.snapshot()
     except JournalError as exc:  # its log still holds every step's state for a rollback
         rt.emit("log", message=f"the journal could not record how the run ended: {exc}")
+    if rt.mirror is not None:
+        number = len(rt.record.data.get("rollbacks") or []) if rt.rollback_entry else None
+        rt.mirror.finish(rt.conn, {**where, "rollback": number})
+
+
+def ledger_schema(rt: Runtime, options: Options) -> str | None:
+    """The ledger this run writes to, checked before anything changes: refused (exit 4, with the
+    statements a DBA must run) when the role can neither create it nor write it. None with
+    --no-ledger, said in the output (and in the record)."""
+    from dcx_runbook.engine.ledger import schema_for
+    from dcx_runbook.target import ledger
+
+    if rt.runbook.target is None or rt.conn is None:
+        return None
+    if not options.ledger:
+        rt.emit(
+            "log",
+            message="--no-ledger: this run is recorded in this machine's journal only; the "
+            "target's ledger won't show it, and other machines can't see or undo it",
+        )
+        return None
+    schema = schema_for(rt.runbook, options.ledger_schema)
+    ledger.check(ledger.find(rt.conn, schema))
+    return schema
+
+
+def attach_mirror(rt: Runtime, options: Options) -> None:
+    """A rollback's writes to the ledger of the run it undoes (none for a run that kept none)."""
+    from dcx_runbook.engine.ledger import Mirror
+
+    schema = ((rt.record.data.get("ledger") if rt.record else None) or {}).get("schema")
+    if rt.record is None or not schema or not options.ledger or rt.dry_run:
+        return
+    rt.mirror = Mirror(schema, rt.record.data, rt.masker)
+    rt.mirror.on_failure = lambda message: rt.emit("log", message=message)
+
+
+def open_mirror(rt: Runtime, schema: str | None) -> None:
+    """The run's rows in the ledger (the ledger created on first use), before its first change.
+    Raises Refused: nothing changed."""
+    from dcx_runbook.engine.ledger import Mirror
+    from dcx_runbook.target import ledger
+
+    if schema is None or rt.record is None or rt.conn is None:
+        return
+    try:
+        if ledger.ensure(rt.conn, schema):
+            rt.emit(
+                "log", message=f"created the ledger {schema} in {db.describe(rt.conn).database}"
+            )
+        mirror = Mirror(schema, rt.record.data, rt.masker)
+        mirror.create(rt.conn)
+    except psycopg.Error as exc:
+        raise Refused(f"the ledger {schema} could not record the run: {exc}") from None
+    mirror.on_failure = lambda message: rt.emit("log", message=message)
+    rt.mirror = mirror
 
 
 def report_end(rt: Runtime, outcome: Outcome, detail: Mapping[str, Any] | None = None) -> Outcome:

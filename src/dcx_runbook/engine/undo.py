@@ -59,7 +59,15 @@ def undo_step(
                 message=message,
             )
         if rollback is not None and needs_ops:
-            act(rt, step, "rollback.action", rollback.action, rollback.verify, journal_step)
+            act(
+                rt,
+                step,
+                "rollback.action",
+                rollback.action,
+                rollback.verify,
+                journal_step,
+                commit_status=StepStatus.ROLLED_BACK,
+            )
         elif rollback is not None and files and run_ops:
             run_checks(rt, step.id, "rollback.verify", rollback.verify)
     except (StepFailed, UndoFailed, JournalError, psycopg.Error, OSError) as exc:

@@ -81,6 +81,12 @@ class Target(Timeouts):
         "runbook that must only ever touch one server refuses any other, whatever its database "
         "is called.",
     )
+    ledger_schema: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="The schema of the ledger in the target (default dcx_runbook): where every "
+        "run records what it did, for any engineer on any machine (docs/ledger.md).",
+    )
 
 
 class Rollback(Model):

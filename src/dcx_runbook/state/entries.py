@@ -51,6 +51,8 @@ class StepEntry(TypedDict):
     effects_started: NotRequired[bool]  # something no transaction takes back has started
     commit_in_doubt: NotRequired[str | None]  # the xid whose COMMIT got no answer
     processes: NotRequired[list[dict[str, Any]]]  # {pgid, host} of each process group started
+    host: NotRequired[str | None]  # adopted from the ledger: the machine that acted
+    elsewhere: NotRequired[list[str]]  # adopted: files it touched there (pre-images not here)
 
 
 class RollbackEntry(TypedDict):
@@ -61,6 +63,8 @@ class RollbackEntry(TypedDict):
     finished_at: NotRequired[str]
     exit_code: NotRequired[int]
     message: NotRequired[str]
+    reason: NotRequired[str | None]
+    skipped_steps: NotRequired[list[str]]  # left for their own machine (--skip-other-hosts)
 
 
 class RunbookRef(TypedDict):
@@ -92,6 +96,11 @@ class RunData(TypedDict):
     message: NotRequired[str]
     skipped: NotRequired[list[str]]
     rollbacks: NotRequired[list[RollbackEntry]]
+    # The target's ledger this run writes to ({"schema": None, "off": why} when none).
+    ledger: NotRequired[dict[str, Any] | None]
+    reason: NotRequired[str | None]  # --reason
+    # A run this state directory learnt of from the target's ledger: run elsewhere.
+    adopted: NotRequired[dict[str, Any] | None]
     seq: NotRequired[int]
     updated_at: NotRequired[str]
 
@@ -118,6 +127,8 @@ def new_run(
     captured: dict[str, Any],
     target: dict[str, Any],
     skipped: list[str],
+    ledger: dict[str, Any] | None = None,
+    reason: str | None = None,
 ) -> RunData:
     """A run's record as it starts: every step pending, the run running, by this process. Given
     values are journaled as they are: the caller masks them."""
@@ -138,6 +149,8 @@ def new_run(
         "secret_vars": secret_vars,
         "target": target,
         "skipped": skipped,
+        "ledger": ledger,
+        "reason": reason,
         "steps": [
             {"id": step_id, "title": title, "status": StepStatus.PENDING}
             for step_id, title in steps
@@ -145,14 +158,19 @@ def new_run(
     }
 
 
-def new_rollback() -> RollbackEntry:
+def new_rollback(reason: str | None = None, skipped: list[str] | None = None) -> RollbackEntry:
     """A rollback's entry under the run's `rollbacks`, as it starts."""
-    return {
+    entry: RollbackEntry = {
         "started_at": now(),
         "operator": operator(),
         "pid": os.getpid(),
         "status": RunStatus.RUNNING,
     }
+    if reason:
+        entry["reason"] = reason
+    if skipped:
+        entry["skipped_steps"] = skipped
+    return entry
 
 
 def new_file(existed: bool, mode: int | None, sha256: str | None, sealed: str | None) -> FileEntry:

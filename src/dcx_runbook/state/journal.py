@@ -324,8 +324,14 @@ class Journal:
             raise RunbookError(f"no run {run_id!r} in {self.runs_dir}: see `dcx-runbook runs`")
         return RunRecord(path, read_record(path))
 
-    def records(self) -> Iterator[tuple[Path, dict[str, Any] | JournalError]]:
-        """Every record, newest first; an unreadable one is returned as its error, never skipped."""
+    def records(
+        self, limit: int | None = None, runbook: str | None = None
+    ) -> Iterator[tuple[Path, dict[str, Any] | JournalError]]:
+        """Every record, newest first; an unreadable one is returned as its error, never skipped.
+
+        With `limit`, only the newest `limit` (of `runbook`, when given) are read: a run id starts
+        with the second its run started, so the newest names are the newest runs but for those
+        started in the same second, which are all read and then ordered."""
         try:
             if not self.runs_dir.is_dir():
                 return
@@ -338,14 +344,24 @@ class Journal:
                 f"can't read the state directory {self.runs_dir}: {exc.strerror or exc}"
             ) from None
         found: list[tuple[Path, dict[str, Any] | JournalError]] = []
-        for name in (n for n in names if not n.startswith(".")):
+        matched, last = 0, ""
+        for name in sorted((n for n in names if not n.startswith(".")), reverse=True):
+            if limit is not None and matched >= limit and name[:16] != last:
+                break
             path = self.runs_dir / name
             try:
-                found.append((path, read_record(path)))
+                item: tuple[Path, dict[str, Any] | JournalError] = (path, read_record(path))
             except JournalError as exc:
                 exc.run_id = path.stem
-                found.append((path, exc))
-        yield from sorted(found, key=_started, reverse=True)
+                item = (path, exc)
+            data = item[1]
+            if runbook is not None and not isinstance(data, JournalError):
+                if data["runbook"]["name"] != runbook:
+                    continue
+            found.append(item)
+            matched, last = matched + 1, name[:16]
+        ordered = sorted(found, key=_started, reverse=True)
+        yield from ordered if limit is None else ordered[:limit]
 
 
 def _started(item: tuple[Path, dict[str, Any] | JournalError]) -> tuple[int, str, str]:

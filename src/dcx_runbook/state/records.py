@@ -9,7 +9,7 @@ from typing import Any
 from dcx_runbook.errors import JournalError
 from dcx_runbook.state.entries import gone
 from dcx_runbook.state.journal import Journal
-from dcx_runbook.statuses import RunStatus
+from dcx_runbook.statuses import STILL_APPLIED, RunStatus
 
 
 def _duration(data: dict[str, Any]) -> str:
@@ -21,9 +21,12 @@ def _duration(data: dict[str, Any]) -> str:
     return f"{(end - start).total_seconds():.1f}s"
 
 
-def runs(journal: Journal) -> list[dict[str, Any]]:
+def runs(
+    journal: Journal, limit: int | None = None, runbook: str | None = None
+) -> list[dict[str, Any]]:
+    """The newest `limit` runs (all with None), of `runbook` when given, newest first."""
     rows = []
-    for path, data in journal.records():
+    for path, data in journal.records(limit, runbook):
         if isinstance(data, JournalError):
             rows.append(
                 {
@@ -31,6 +34,7 @@ def runs(journal: Journal) -> list[dict[str, Any]]:
                     "runbook": "?",
                     "target": "?",
                     "status": "unreadable",
+                    "in_effect": "?",
                     "operator": "?",
                     "started": "",
                     "duration": "",
@@ -38,21 +42,31 @@ def runs(journal: Journal) -> list[dict[str, Any]]:
                 }
             )
             continue
-        target = data.get("target") or {}
-        op = data.get("operator") or {}
-        status = _status(data)
-        rows.append(
-            {
-                "run_id": data["run_id"],
-                "runbook": data["runbook"]["name"],
-                "target": f"{target.get('database', '-')}@{target.get('host', '-')}",
-                "status": status,
-                "operator": f"{op.get('user')}@{op.get('host')}",
-                "started": data.get("started_at", ""),
-                "duration": _duration(data),
-            }
-        )
+        rows.append(row(data, "journal"))
     return rows
+
+
+def row(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """One run as the runs table shows it: whether it is still in effect, and by how many
+    steps; `source`: this machine's journal, or the target's ledger."""
+    target = data.get("target") or {}
+    op = data.get("operator") or {}
+    steps = data["steps"]
+    applied = sum(1 for s in steps if s["status"] in STILL_APPLIED)
+    return {
+        "run_id": data["run_id"],
+        "runbook": data["runbook"]["name"],
+        "target": f"{target.get('database', '-')}@{target.get('host', '-')}",
+        "status": _status(data),
+        "in_effect": f"yes: {applied} of {len(steps)} steps" if applied else "no",
+        "steps": len(steps),
+        "steps_in_effect": applied,
+        "operator": f"{op.get('user')}@{op.get('host')}",
+        "started": data.get("started_at", ""),
+        "duration": _duration(data),
+        "reason": data.get("reason"),
+        "source": source,
+    }
 
 
 def _status(data: dict[str, Any]) -> str:

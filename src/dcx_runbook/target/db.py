@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from dcx_runbook.errors import InvalidInput, Refused
 from dcx_runbook.secrets import mask_url
@@ -222,14 +223,20 @@ class Tx:
 
 @contextmanager
 def transaction(
-    conn: psycopg.Connection[Any], policy: Policy, before_commit: Callable[[], None]
+    conn: psycopg.Connection[Any],
+    policy: Policy,
+    before_commit: Callable[[], None],
+    commit_with: Callable[[], sql.Composable | None] | None = None,
 ) -> Iterator[Tx]:
     """A transaction whose timeouts are SET LOCAL in the same round trip as its BEGIN (they end
     with it, whatever the statements inside SET). COMMIT only after `before_commit` returns; any
     exception rolls back. A COMMIT the server turned into a ROLLBACK is an error, not success.
 
     The same round trip fetches the transaction's id: should COMMIT's answer be lost, the server
-    can still say what became of it (a step's writes get an id anyway, so this costs nothing)."""
+    can still say what became of it (a step's writes get an id anyway, so this costs nothing).
+
+    `commit_with` gives a statement sent in COMMIT's own round trip, inside the transaction (the
+    step's ledger row): it commits or vanishes with the step's change, at no extra round trip."""
     current = "pg_current_xact_id()" if conn.info.server_version >= 130000 else "txid_current()"
     # One simple-protocol message: the values are integers formatted here, never operator input.
     cur = conn.execute(
@@ -244,8 +251,14 @@ def transaction(
     try:
         yield tx
         before_commit()
+        extra = commit_with() if commit_with is not None else None
         committing = True
-        status = conn.execute("COMMIT").statusmessage
+        if extra is None:
+            status = conn.execute("COMMIT").statusmessage
+        else:  # one simple-protocol message: every value in it is a quoted literal
+            cur = conn.execute(sql.SQL("{}; COMMIT").format(extra))
+            cur.nextset()
+            status = cur.statusmessage
     except BaseException as exc:
         # An error the server answered (a deferred constraint, a serialization failure) means it
         # rolled back; no answer at all means nobody knows yet.
