@@ -94,9 +94,17 @@ def cli(
 
 
 def schema_dump(url: str) -> str:
-    """`pg_dump --schema-only`, the reference for "the database is as it was"."""
+    """`pg_dump --schema-only`, the reference for "the database is as it was": all but the
+    ledger (docs/ledger.md), which records the runs and stays."""
     done = subprocess.run(
-        ["pg_dump", "--schema-only", "--no-owner", "--no-privileges", url],
+        [
+            "pg_dump",
+            "--schema-only",
+            "--no-owner",
+            "--no-privileges",
+            "--exclude-schema=dcx_runbook",
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,

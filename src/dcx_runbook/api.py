@@ -216,7 +216,7 @@ def runs(
     url = target_url(env_file, database_url)
     if url is None:
         return rows
-    from dcx_runbook.engine.reconcile import ledger_runs
+    from dcx_runbook.engine.adopt import ledger_runs
 
     known = {row["run_id"] for row in rows}
     for data in ledger_runs(url, ledger_schema, limit=limit, runbook=runbook, say=say):

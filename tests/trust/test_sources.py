@@ -46,4 +46,5 @@ def test_no_note_when_the_sources_agree(tmp_path: Path, database_url: str) -> No
         env={"DATABASE_URL": database_url},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
-    assert not [e for e in events(result.stdout) if e["event"] == "log"]
+    logs = [e["message"] for e in events(result.stdout) if e["event"] == "log"]
+    assert logs == [f"created the ledger dcx_runbook in {database_url.rsplit('/', 1)[1]}"]

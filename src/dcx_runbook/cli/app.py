@@ -1,16 +1,33 @@
 """The `dcx-runbook` command. Each command parses arguments, calls one library function, and hands
-the result to a reporter. Errors are caught in exactly one place: `main`."""
+the result to a reporter. Errors are caught in exactly one place: `main`. The commands that only
+read are in cli/views.py."""
 
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from dcx_runbook import __version__
+from dcx_runbook.cli.options import (
+    DatabaseUrl,
+    EnvFile,
+    Force,
+    LedgerSchema,
+    NoLedger,
+    Output,
+    OutputOpt,
+    Reason,
+    RunbooksDir,
+    SandboxUrl,
+    Skip,
+    SkipOtherHosts,
+    Var,
+    Yes,
+)
+from dcx_runbook.cli.options import reporter as _reporter
 from dcx_runbook.errors import ExitCode, RunbookError
 
 if TYPE_CHECKING:
@@ -24,66 +41,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals hold connection strings
     rich_markup_mode=None,
 )
-
-
-class Output(StrEnum):
-    human = "human"
-    json = "json"
-
-
-class LogFormat(StrEnum):
-    text = "text"
-    json = "json"
-    markdown = "markdown"
-
-
-RunbooksDir = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--runbooks-dir", help="Extra folder of runbooks (repeatable); also $DCX_RUNBOOK_PATH."
-    ),
-]
-Var = Annotated[list[str] | None, typer.Option("--var", help="KEY=VALUE (repeatable).")]
-EnvFile = Annotated[
-    Path | None,
-    typer.Option("--env-file", help="dotenv file supplying variables such as DATABASE_URL."),
-]
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option("--database-url", help="Target URL (else $DATABASE_URL or the env file)."),
-]
-Yes = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")]
-Skip = Annotated[
-    list[str] | None, typer.Option("--skip", help="Step id to skip (repeatable; recorded).")
-]
-SandboxUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--sandbox-url",
-        envvar="DCX_SANDBOX_URL",
-        help="Admin URL of a server for scratch databases.",
-    ),
-]
-Reason = Annotated[
-    str | None,
-    typer.Option("--reason", help="Why (an incident, a ticket): in the journal and the ledger."),
-]
-NoLedger = Annotated[
-    bool,
-    typer.Option(
-        "--no-ledger",
-        help="Record in this machine's journal only, not in the target's ledger (said so).",
-    ),
-]
-LedgerSchema = Annotated[
-    str | None,
-    typer.Option(
-        "--ledger-schema", help="The ledger's schema in the target (default: dcx_runbook)."
-    ),
-]
-OutputOpt = Annotated[
-    Output, typer.Option("--output", "-o", help="human (stderr) or json (JSON Lines on stdout).")
-]
 
 
 def _version(value: bool) -> None:
@@ -106,12 +63,6 @@ def _root(
 
 def _finish(outcome: Outcome) -> NoReturn:
     raise typer.Exit(code=int(outcome.exit_code))
-
-
-def _reporter(output: Output) -> Any:
-    from dcx_runbook.reporters import make_reporter
-
-    return make_reporter(output.value)
 
 
 @app.command()
@@ -169,17 +120,8 @@ def rollback(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be undone.")] = False,
     yes: Yes = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Restore files even if they changed since the run.")
-    ] = False,
-    skip_other_hosts: Annotated[
-        bool,
-        typer.Option(
-            "--skip-other-hosts",
-            help="Leave the steps that touched another machine's files or processes (said, "
-            "recorded as skipped, still applied) instead of refusing.",
-        ),
-    ] = False,
+    force: Force = False,
+    skip_other_hosts: SkipOtherHosts = False,
     var: Var = None,
     env_file: EnvFile = None,
     database_url: DatabaseUrl = None,
@@ -214,151 +156,6 @@ def rollback(
     finally:
         reporter.close()
     _finish(outcome)
-
-
-@app.command()
-def runs(
-    limit: Annotated[int, typer.Option("--limit", min=1, help="The newest N runs.")] = 20,
-    all_: Annotated[bool, typer.Option("--all", help="Every run (no limit).")] = False,
-    runbook: Annotated[
-        str | None, typer.Option("--runbook", help="Only the runs of this runbook.")
-    ] = None,
-    env_file: EnvFile = None,
-    database_url: DatabaseUrl = None,
-    ledger_schema: LedgerSchema = None,
-    output: Annotated[
-        Output, typer.Option("--output", "-o", help="human (a table) or json (JSON Lines).")
-    ] = Output.human,
-) -> None:
-    """History of runs, newest first: id, runbook, target, status, whether still in effect,
-    operator, started, duration. With a target given, its ledger's runs from every machine."""
-    from dcx_runbook import api
-
-    rows = api.runs(
-        limit=None if all_ else limit,
-        runbook=runbook,
-        env_file=env_file,
-        database_url=database_url,
-        ledger_schema=ledger_schema,
-        say=lambda message: print(f"dcx-runbook: {message}", file=sys.stderr),
-    )
-    if output == Output.json:
-        import json
-
-        for row in rows:
-            print(json.dumps(row))
-        return
-    from dcx_runbook.cli.console import print_table
-
-    columns = [
-        "run_id",
-        "runbook",
-        "target",
-        "status",
-        "in_effect",
-        "operator",
-        "started",
-        "duration",
-    ]
-    print_table(columns, [[str(r.get(c, "")) for c in columns] for r in rows], empty="no runs yet")
-
-
-@app.command()
-def status(
-    var: Var = None,
-    env_file: EnvFile = None,
-    database_url: DatabaseUrl = None,
-    ledger_schema: LedgerSchema = None,
-    output: Annotated[
-        Output, typer.Option("--output", "-o", help="human or json (one JSON document).")
-    ] = Output.human,
-) -> None:
-    """What is applied on a target now: runs still in effect and their steps, any live run, and
-    drift (applied steps whose checks no longer hold). Read-only."""
-    from dcx_runbook import api
-
-    found = api.status(
-        var=var or [], env_file=env_file, database_url=database_url, ledger_schema=ledger_schema
-    )
-    if output == Output.json:
-        import json
-
-        print(json.dumps(found.as_dict(), default=str))
-        return
-    from dcx_runbook.cli.console import print_status
-
-    print_status(found.as_dict())
-
-
-@app.command("ledger-sql")
-def ledger_sql(
-    ledger_schema: LedgerSchema = None,
-    grant_to: Annotated[
-        str | None,
-        typer.Option("--grant-to", help="The role that runs runbooks: granted DML only."),
-    ] = None,
-) -> None:
-    """The SQL that creates the ledger, for a DBA to run where the runbook's role may not."""
-    from dcx_runbook import api
-
-    sys.stdout.write(api.ledger_sql(ledger_schema, grant_to))
-
-
-@app.command()
-def log(
-    run_id: Annotated[str, typer.Argument(help="The run to show.")],
-    format: Annotated[
-        LogFormat, typer.Option("--format", "-f", help="text, json or markdown.")
-    ] = LogFormat.text,
-) -> None:
-    """The full record of one run (Markdown: an incident-ready timeline)."""
-    from dcx_runbook import api
-
-    sys.stdout.write(api.log(run_id, format.value))
-
-
-@app.command("list")
-def list_(runbooks_dir: RunbooksDir = None) -> None:
-    """Runbooks in the search path: name, title, steps, where found."""
-    from dcx_runbook import api
-    from dcx_runbook.cli.console import print_table
-
-    rows = api.runbooks(runbooks_dir or [])
-    print_table(["name", "title", "steps", "found in"], rows, empty="no runbooks found")
-
-
-@app.command()
-def show(
-    runbook: Annotated[str, typer.Argument(help="Runbook name or path.")],
-    runbooks_dir: RunbooksDir = None,
-) -> None:
-    """The runbook's variables and steps with their phases."""
-    from dcx_runbook import api
-    from dcx_runbook.cli.console import show_runbook
-
-    show_runbook(api.show(runbook, runbooks_dir or []))
-
-
-@app.command()
-def validate(
-    runbooks: Annotated[list[str], typer.Argument(help="Runbook names or paths.")],
-    runbooks_dir: RunbooksDir = None,
-) -> None:
-    """Check runbooks; print every problem with file, line, column and path. Exit 0 or 2."""
-    from dcx_runbook import api
-
-    for loaded in api.validate(runbooks, runbooks_dir or []):
-        print(f"{loaded.path}: ok ({len(loaded.runbook.steps)} steps)", file=sys.stderr)
-
-
-@app.command()
-def schema() -> None:
-    """The runbook format's JSON Schema (for editors and CI)."""
-    import json
-
-    from dcx_runbook import api
-
-    print(json.dumps(api.schema(), indent=2))
 
 
 @app.command()
@@ -442,6 +239,9 @@ def demo(
         finally:
             reporter.close()
     raise typer.Exit(code=int(code))
+
+
+from dcx_runbook.cli import views  # noqa: E402, F401  (registers the commands that read)
 
 
 def main() -> None:

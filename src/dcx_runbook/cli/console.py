@@ -76,8 +76,9 @@ def print_status(found: Mapping[str, Any]) -> None:
         console.print(f"[dim]reconciled in memory: {escape(note)}[/]")
     console.print("\n[bold]live[/]" + ("" if found["live"] else "  none"))
     for live in found["live"]:
-        what = live["what"]
-        state = "interrupted (no session left on the server)" if what == "interrupted" else what
+        state = live["what"]
+        if live["backend_pid"] is None:  # said running, with no session left on the server
+            state += " (no session left on the server)"
         console.print(
             escape(
                 f"  {state}: run {live['run_id']} of {live['runbook']} by {live['operator']} "

@@ -21,7 +21,8 @@ from dcx_runbook.clock import now
 from dcx_runbook.errors import StepFailed
 from dcx_runbook.format.model import Runbook, Step
 from dcx_runbook.kinds import OPERATIONS
-from dcx_runbook.target import ledger
+from dcx_runbook.statuses import RunStatus, StepStatus
+from dcx_runbook.target import ledger, ledger_rows
 
 if TYPE_CHECKING:
     from dcx_runbook.secrets import Masker
@@ -69,7 +70,7 @@ def run_row(data: Mapping[str, Any], masker: Masker) -> dict[str, Any]:
         "pid": data.get("pid") or 0,
         "target": data.get("target") or {},
         "reason": data.get("reason"),
-        "status": str(data.get("status") or "running"),
+        "status": str(data.get("status") or RunStatus.RUNNING),
     }
 
 
@@ -82,7 +83,7 @@ def step_row(
         path: {k: f.get(k) for k in ("existed", "mode", "sha256", "planned")}
         for path, f in (entry.get("files") or {}).items()
     }
-    acted = entry["status"] != "pending" or files or entry.get("processes")
+    acted = entry["status"] != StepStatus.PENDING or files or entry.get("processes")
     return {
         "run_id": run_id,
         "step_id": entry["id"],
@@ -150,7 +151,9 @@ class Mirror:
         """The run's row and its steps', pending, in one round trip. Raises psycopg.Error: the
         run must not start unrecorded."""
         rows = [self._row(e) for e in self.data["steps"]]
-        ledger.execute(conn, ledger.insert_run(self.schema, run_row(self.data, self.masker), rows))
+        ledger_rows.execute(
+            conn, ledger_rows.insert_run(self.schema, run_row(self.data, self.masker), rows)
+        )
         self.written = {row["step_id"]: _same(row) for row in rows}
 
     def flush(self, conn: psycopg.Connection[Any] | None, *, strict: bool = False) -> None:
@@ -163,7 +166,7 @@ class Mirror:
             return
         rows = list(self.dirty.values())
         try:
-            ledger.execute(conn, ledger.upsert_steps(self.schema, rows))
+            ledger_rows.execute(conn, ledger_rows.upsert_steps(self.schema, rows))
         except psycopg.Error as exc:
             if strict:
                 raise StepFailed(
@@ -184,7 +187,7 @@ class Mirror:
         row = self._row(entry, status=status, finished_at=now())
         self._committing = (row["step_id"], _same(row))
         others = [r for k, r in self.dirty.items() if k != row["step_id"]]
-        return ledger.upsert_steps(self.schema, [*others, row])
+        return ledger_rows.upsert_steps(self.schema, [*others, row])
 
     def committed(self) -> None:
         """The transaction carrying `commit_statement`'s rows committed."""
@@ -202,7 +205,7 @@ class Mirror:
             return
         statements: list[sql.Composable] = []
         if self.dirty:
-            statements.append(ledger.upsert_steps(self.schema, list(self.dirty.values())))
+            statements.append(ledger_rows.upsert_steps(self.schema, list(self.dirty.values())))
         number = outcome.get("rollback")
         status, code, message = (
             str(outcome["status"]),
@@ -210,16 +213,18 @@ class Mirror:
             outcome["message"],
         )
         if number is None:
-            statements.append(ledger.finish_run(self.schema, self.run_id, status, code, message))
+            statements.append(
+                ledger_rows.finish_run(self.schema, self.run_id, status, code, message)
+            )
         else:
             skipped = list(outcome.get("skipped") or [])
             statements.append(
-                ledger.finish_rollback(
+                ledger_rows.finish_rollback(
                     self.schema, self.run_id, number, status, code, message, skipped
                 )
             )
         try:
-            ledger.execute(conn, *statements)
+            ledger_rows.execute(conn, *statements)
         except psycopg.Error as exc:
             self._failed(exc)
             return
@@ -239,7 +244,9 @@ class Mirror:
             "status": str(entry.get("status")),
         }
         try:
-            ledger.execute(conn, ledger.start_rollback(self.schema, self.run_id, number, row))
+            ledger_rows.execute(
+                conn, ledger_rows.start_rollback(self.schema, self.run_id, number, row)
+            )
         except psycopg.Error as exc:
             self._failed(exc)
 

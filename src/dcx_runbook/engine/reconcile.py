@@ -20,22 +20,20 @@ the merged view lives in memory only.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from socket import gethostname
 from typing import Any
 
 import psycopg
 
-from dcx_runbook.clock import now
+from dcx_runbook.engine.adopt import AdoptedRecord, adopt
 from dcx_runbook.engine.ledger import step_row, transaction_only
 from dcx_runbook.engine.scope import journaled_runbook
-from dcx_runbook.errors import JournalError, RunbookError
+from dcx_runbook.errors import JournalError
 from dcx_runbook.secrets import Masker
-from dcx_runbook.state.entries import FORMAT
 from dcx_runbook.state.journal import Journal, RunRecord
 from dcx_runbook.statuses import STILL_APPLIED, RunStatus, StepStatus
-from dcx_runbook.target import identity, ledger
+from dcx_runbook.target import identity, ledger, ledger_rows
 
 # How far along its life a step is: of two records of one step, the one further along wins.
 _RANK = {
@@ -53,20 +51,6 @@ _RANK = {
 }
 
 Say = Callable[[str], None]
-
-
-class AdoptedRecord(RunRecord):
-    """A run known from the ledger only, held in memory (a dry run, `status`): never locked,
-    reloaded or written here."""
-
-    def try_lock(self) -> bool:
-        return True
-
-    def reload(self) -> None:
-        pass
-
-    def unlock(self) -> None:
-        pass
 
 
 class LedgerJournal(Journal):
@@ -121,7 +105,7 @@ def reconcile(
     view = _identity(conn)
     mine = _local_runs(journal, view)
     schemas = list(dict.fromkeys([*schemas, *_schemas_of(mine.values())]))
-    live = {s["run_id"] for s in ledger.live_sessions(conn) if s["run_id"]}
+    live = {s["run_id"] for s in ledger_rows.live_sessions(conn) if s["run_id"]}
     known: list[RunRecord] = []
     readable = []
     for schema in schemas:
@@ -133,11 +117,11 @@ def reconcile(
             continue
         readable.append(schema)
         wanted = [rid for rid, r in mine.items() if _in_effect(r.data)]
-        runs = ledger.read_runs(conn, schema, in_effect_or=None if everything else wanted)
+        runs = ledger_rows.read_runs(conn, schema, in_effect_or=None if everything else wanted)
         for run in runs:
             record = mine.get(run.run_id)
             if record is None:
-                adopted = _adopt(journal, run, schema, write=write, say=say)
+                adopted = adopt(journal, run, schema, write=write, say=say)
                 if not write:  # else it is on disk now, read with the rest of the journal
                     known.append(adopted)
             elif run.run_id not in live:
@@ -183,7 +167,7 @@ def _in_effect(data: Mapping[str, Any]) -> bool:
 def _merge(
     conn: psycopg.Connection[Any],
     record: RunRecord,
-    run: ledger.LedgerRun,
+    run: ledger_rows.LedgerRun,
     schema: str,
     *,
     write: bool,
@@ -201,7 +185,7 @@ def _merge(
         if write and to_ledger:
             host = gethostname()
             rows = [step_row(record.run_id, i, e, Masker(), host) for i, e in to_ledger]
-            ledger.execute(conn, ledger.upsert_steps(schema, rows))
+            ledger_rows.execute(conn, ledger_rows.upsert_steps(schema, rows))
         return bool(to_journal or to_ledger)
     except (psycopg.Error, JournalError) as exc:
         say(f"run {record.run_id}: the reconciliation could not be recorded: {exc}")
@@ -211,7 +195,7 @@ def _merge(
 
 
 def _differences(
-    record: RunRecord, run: ledger.LedgerRun, say: Say
+    record: RunRecord, run: ledger_rows.LedgerRun, say: Say
 ) -> tuple[list[int], list[tuple[int, dict[str, Any]]]]:
     """Apply the ledger's further-along states to the record (in memory); return which journal
     entries changed, and which entries the ledger lags on (by position)."""
@@ -263,106 +247,6 @@ def _never_committed(
         return False
 
 
-# ---------------------------------------------------------------------------------- adopting
-
-
-def _adopt(
-    journal: Journal, run: ledger.LedgerRun, schema: str, *, write: bool, say: Say
-) -> RunRecord:
-    """A run this machine never saw, as a record of its own (on disk unless `write` is off)."""
-    data = adopted_data(run, schema)
-    path = journal.runs_dir / f"{run.run_id}.json"
-    if not write:
-        return AdoptedRecord(path, data)
-    record = RunRecord(path, data)
-    try:
-        journal.runs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        record.snapshot()
-    except (OSError, JournalError) as exc:
-        raise RunbookError(f"can't keep run {run.run_id} from the ledger here: {exc}") from None
-    op = data.get("operator") or {}
-    say(
-        f"run {run.run_id} of {data['runbook']['name']} by {op.get('user')}@{op.get('host')} "
-        f"is known from the ledger {schema} only: kept in {journal.runs_dir}"
-    )
-    return record
-
-
-def adopted_data(run: ledger.LedgerRun, schema: str) -> dict[str, Any]:
-    """A ledger run as a journal record (docs/journal-format.md)."""
-    row = run.row
-    steps = [_entry(s) for s in run.steps]
-    return {
-        "format": FORMAT,
-        "run_id": run.run_id,
-        "runbook": {
-            "name": row["runbook"],
-            "title": row.get("title") or "",
-            "sha256": row.get("runbook_sha256") or "",
-            "spec": row.get("spec") or {},
-        },
-        "mode": "run",
-        "status": row["status"],
-        "dry_run": False,
-        "operator": {"user": row["os_user"], "host": row["host"]},
-        "pid": row["pid"],
-        "started_at": _iso(row["started_at"]),
-        "finished_at": _iso(row.get("finished_at")),
-        "exit_code": row.get("exit_code"),
-        "message": row.get("message") or "",
-        "vars": row.get("vars") or {},
-        "captured": row.get("captured") or {},
-        "secret_vars": row.get("secret_vars") or [],
-        "target": row.get("target") or {},
-        "skipped": row.get("skipped") or [],
-        "steps": steps,
-        "rollbacks": [_rollback(b) for b in run.rollbacks],
-        "ledger": {"schema": schema},
-        "reason": row.get("reason"),
-        "adopted": {"schema": schema, "host": row["host"], "at": now()},
-    }
-
-
-def _entry(row: Mapping[str, Any]) -> dict[str, Any]:
-    entry: dict[str, Any] = {"id": row["step_id"], "title": row.get("title") or ""}
-    entry["status"] = row["status"]
-    for key in ("started_at", "finished_at"):
-        if row.get(key):
-            entry[key] = _iso(row[key])
-    if row.get("captured"):
-        entry["captured"] = row["captured"]
-    if row.get("host"):
-        entry["host"] = row["host"]
-    if row.get("files"):
-        entry["elsewhere"] = sorted(row["files"])
-    if row.get("processes"):
-        entry["processes"] = row["processes"]
-    if row.get("error"):
-        entry["error"] = row["error"]
-    return entry
-
-
-def _rollback(row: Mapping[str, Any]) -> dict[str, Any]:
-    entry = {
-        "started_at": _iso(row["started_at"]),
-        "operator": {"user": row["os_user"], "host": row["host"]},
-        "pid": row["pid"],
-        "status": row["status"],
-    }
-    if row.get("finished_at"):
-        entry.update(finished_at=_iso(row["finished_at"]), exit_code=row.get("exit_code"))
-        entry["message"] = row.get("message") or ""
-    return entry
-
-
-def _iso(value: Any) -> str | None:
-    """A timestamp from the server as the journal writes them: `2026-12-03T12:19:25.515Z`."""
-    if not value:
-        return None
-    moment = datetime.fromisoformat(str(value)).astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 # ---------------------------------------------------------------------------------- opening
 
 
@@ -391,33 +275,5 @@ def with_ledger(
     except psycopg.Error as exc:
         say(f"the target's ledger could not be read ({exc}): this machine's journal only")
         return journal
-    finally:
-        conn.close()
-
-
-def ledger_runs(
-    url: str, schema: str | None, *, limit: int | None, runbook: str | None, say: Say
-) -> list[dict[str, Any]]:
-    """The ledger's newest runs (without their runbooks) as journal records, for `runs`; none
-    (said) when the target or its ledger can't be read."""
-    from dcx_runbook.errors import Refused
-    from dcx_runbook.target import db
-
-    name = ledger.schema_name(schema)
-    try:
-        conn = db.connect(url, "dcx-runbook/runs")
-    except Refused as exc:
-        say(f"the target's ledger could not be read ({exc}): this machine's journal only")
-        return []
-    try:
-        found = ledger.find(conn, name)
-        if not found.can_read:
-            say(f"no readable ledger {name} in the target: this machine's journal only")
-            return []
-        runs = ledger.read_runs(conn, name, runbook=runbook, limit=limit, with_spec=False)
-        return [adopted_data(run, name) for run in runs]
-    except psycopg.Error as exc:
-        say(f"the target's ledger could not be read ({exc}): this machine's journal only")
-        return []
     finally:
         conn.close()

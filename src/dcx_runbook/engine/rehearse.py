@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dcx_runbook.engine.ledger import schema_for
 from dcx_runbook.engine.rollback import rollback_run
 from dcx_runbook.engine.run import Options, Outcome, run
 from dcx_runbook.errors import ExitCode, InvalidInput, Refused
@@ -25,6 +26,7 @@ from dcx_runbook.reporters.base import Event, Reporter
 from dcx_runbook.secrets import mask_url
 from dcx_runbook.state.journal import Journal
 from dcx_runbook.target import sandbox
+from dcx_runbook.target.ledger import DEFAULT_SCHEMA as DEFAULT_LEDGER
 from dcx_runbook.template import render
 
 DUMP_TIMEOUT = 120
@@ -48,8 +50,11 @@ class Rehearsal:
         return all(p.ok for p in self.phases) and not self.diff
 
 
-def dump_schema(url: str, *, read_only: bool = False) -> str:
-    """`pg_dump --schema-only`; for a real target, in a read-only session with short timeouts."""
+def dump_schema(
+    url: str, *, read_only: bool = False, exclude: Sequence[str] = (DEFAULT_LEDGER,)
+) -> str:
+    """`pg_dump --schema-only`; for a real target, in a read-only session with short timeouts.
+    The ledger's schema (`exclude`) is left out: it records runs, it is not what they change."""
     env = dict(os.environ)
     if read_only:
         env["PGOPTIONS"] = (
@@ -57,7 +62,14 @@ def dump_schema(url: str, *, read_only: bool = False) -> str:
         )
     try:
         done = subprocess.run(
-            ["pg_dump", "--schema-only", "--no-owner", "--no-privileges", url],
+            [
+                "pg_dump",
+                "--schema-only",
+                "--no-owner",
+                "--no-privileges",
+                *(f"--exclude-schema={name}" for name in exclude),
+                url,
+            ],
             capture_output=True,
             text=True,
             env=env,
@@ -182,22 +194,27 @@ def rehearse(
             lambda run_id: rollback_run(
                 journal.load(run_id), journal, lambda *_: resolved, Options(yes=True), reporter
             ),
+            sorted({DEFAULT_LEDGER, schema_for(loaded.runbook, None)}),
         )
     return result
 
 
 def _round_trip(
-    result: Rehearsal, url: str, run_once: Callable[[], Outcome], undo: Callable[[str], Outcome]
+    result: Rehearsal,
+    url: str,
+    run_once: Callable[[], Outcome],
+    undo: Callable[[str], Outcome],
+    ledgers: Sequence[str],
 ) -> None:
     """run → rollback → compare schema dumps → run again; stop at the first phase that fails."""
-    before = dump_schema(url)
+    before = dump_schema(url, exclude=ledgers)
     first = timed_run(result, "run", run_once)
     if first.exit_code != ExitCode.OK or not first.run_id:
         return
     run_id = first.run_id
     if timed_run(result, "rollback", lambda: undo(run_id)).exit_code != ExitCode.OK:
         return
-    after = dump_schema(url)
+    after = dump_schema(url, exclude=ledgers)
     result.diff = "".join(
         difflib.unified_diff(
             before.splitlines(keepends=True),

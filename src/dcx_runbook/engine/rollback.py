@@ -299,16 +299,7 @@ def _undo_run(
     attach_mirror(rt, options)
     if rt.mirror is not None:
         rt.mirror.start_rollback(rt.conn, len(history_), rt.rollback_entry)
-    for item in leave:
-        rt.emit(
-            "step_undone",
-            item.step_id,
-            status=UndoOutcome.SKIPPED,
-            message=f"left as it is (--skip-other-hosts): it touched {item.host}"
-            + (f" ({', '.join(item.paths)})" if item.paths else "")
-            + f"; still applied; on {item.host}: dcx-runbook rollback {run.run_id}",
-            detail={"host": item.host, "paths": list(item.paths)},
-        )
+    _left(rt, run, leave)
     try:
         rt.save()
         done = undo_all(
@@ -334,6 +325,19 @@ def _undo_run(
     said_ = f"rolled back ({undone} step(s) undone)" if undone else "nothing that can be undone"
     _end_run(rt, ExitCode.OK, RunStatus.ROLLED_BACK if undone else RunStatus.NOTHING_TO_UNDO, said_)
     return undone, done.kept
+
+
+def _left(rt: Runtime, run: Pending, leave: Sequence[Elsewhere]) -> None:
+    for item in leave:
+        rt.emit(
+            "step_undone",
+            item.step_id,
+            status=UndoOutcome.SKIPPED,
+            message=f"left as it is (--skip-other-hosts): it touched {item.host}"
+            + (f" ({', '.join(item.paths)})" if item.paths else "")
+            + f"; still applied; on {item.host}: dcx-runbook rollback {run.run_id}",
+            detail={"host": item.host, "paths": list(item.paths)},
+        )
 
 
 def _run_ops(rt: Runtime, step: Step, entry: dict[str, Any]) -> bool:

@@ -179,14 +179,13 @@ def _create_record(
             # rollback compares: masked where it happens to equal a secret, it would never match.
             target={**target, "url": rt.masker(target["url"])} if target else {},
             skipped=list(options.skip),
-            ledger={"schema": schema} if schema else {"schema": None, "off": _why_off(rt, options)},
+            ledger={"schema": schema, "off": None if schema else _LEDGER_OFF[options.ledger]},
             reason=rt.masker(options.reason) if options.reason else None,
         )
     )
 
 
-def _why_off(rt: Runtime, options: Options) -> str:
-    return "no database target" if rt.runbook.target is None else "--no-ledger"
+_LEDGER_OFF = {True: "no database target", False: "--no-ledger"}  # by options.ledger
 
 
 def _journal_spec(runbook: Runbook) -> dict[str, Any]:
@@ -266,8 +265,7 @@ class Live:
         # Write-ahead: durable before anything of the action takes effect. A transactional action
         # takes effect at COMMIT, so the flush overlaps its statements and verify.
         durable = self.rt.save_ahead(entry)
-        # In the ledger too, before any effect: but a step that only changes the database in
-        # one transaction, whose ledger row is written with its COMMIT instead.
+        # The ledger's intent too, unless its row goes with the step's own COMMIT.
         in_one_transaction = transaction_only(step)
         if not in_one_transaction:
             self.rt.ledger_flush(strict=True)

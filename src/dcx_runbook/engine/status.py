@@ -27,8 +27,8 @@ from dcx_runbook.kinds import CHECKS
 from dcx_runbook.kinds.base import Deferred
 from dcx_runbook.reporters.base import Collecting
 from dcx_runbook.state.journal import Journal
-from dcx_runbook.statuses import StepStatus
-from dcx_runbook.target import db, identity, ledger
+from dcx_runbook.statuses import RunStatus, StepStatus
+from dcx_runbook.target import db, identity, ledger, ledger_rows
 
 
 @dataclass
@@ -82,7 +82,7 @@ def _status(
     merged = reconcile(conn, journal, [schema], write=False, say=notes.append)
     records = history(merged)
     runs = of_runbook(records, None, view)
-    holders = ledger.run_lock_holders(conn, db.LOCK_NAMESPACE)
+    holders = ledger_rows.run_lock_holders(conn, db.LOCK_NAMESPACE)
     states = [_run_state(conn, run, resolve) for run in runs]
     drift = [
         {"run_id": r.run_id, "step": s.step_id, "note": s.note}
@@ -131,14 +131,14 @@ def _live(
                 "since": entry.get("started_at") or holder["since"],
             }
         )
-    sessions = {s["run_id"] for s in ledger.live_sessions(conn)}
+    sessions = {s["run_id"] for s in ledger_rows.live_sessions(conn)}
     for run_id, data in by_id.items():
-        if data.get("status") == "running" and run_id not in sessions:
+        if data.get("status") == RunStatus.RUNNING and run_id not in sessions:
             op = data.get("operator") or {}
             out.append(
                 {
                     "run_id": run_id,
-                    "what": "interrupted",
+                    "what": RunStatus.INTERRUPTED,
                     "runbook": data["runbook"]["name"],
                     "operator": f"{op.get('user')}@{op.get('host')}",
                     "host": op.get("host"),

@@ -46,30 +46,7 @@ def undo_step(
     journal_step["status"] = StepStatus.ROLLBACK_STARTED
     rt.save(journal_step)
     try:
-        if rollback is not None and needs_ops:
-            run_checks(rt, step.id, "rollback.precheck", rollback.precheck)
-        views = _views(rt, step)
-        for key, entry in files.items():
-            message = restore_file(Path(key), entry, rt.secrets, force=force, view=views.get(key))
-            rt.emit(
-                "operation",
-                step.id,
-                phase="rollback.action",
-                status=OperationStatus.DONE,
-                message=message,
-            )
-        if rollback is not None and needs_ops:
-            act(
-                rt,
-                step,
-                "rollback.action",
-                rollback.action,
-                rollback.verify,
-                journal_step,
-                commit_status=StepStatus.ROLLED_BACK,
-            )
-        elif rollback is not None and files and run_ops:
-            run_checks(rt, step.id, "rollback.verify", rollback.verify)
+        _undo_effects(rt, step, journal_step, needs_ops=needs_ops, run_ops=run_ops, force=force)
     except (StepFailed, UndoFailed, JournalError, psycopg.Error, OSError) as exc:
         # Said once: a StepFailed's own text already names the step and phase.
         message = exc.message if isinstance(exc, RunbookError) else str(exc)
@@ -82,6 +59,46 @@ def undo_step(
     if needs_ops or files:
         return UndoResult(UndoOutcome.ROLLED_BACK, "rolled back")
     return UndoResult(UndoOutcome.NOTHING_TO_UNDO, "nothing to undo")
+
+
+def _undo_effects(
+    rt: Runtime,
+    step: Step,
+    journal_step: dict[str, Any],
+    *,
+    needs_ops: bool,
+    run_ops: bool,
+    force: bool,
+) -> None:
+    """Rollback precheck, file pre-images restored, rollback operations (their transaction
+    carries the step's ledger row, rolled back), verify."""
+    rollback = step.rollback
+    files = journal_step.get("files", {})
+    if rollback is not None and needs_ops:
+        run_checks(rt, step.id, "rollback.precheck", rollback.precheck)
+    views = _views(rt, step)
+    for key, entry in files.items():
+        message = restore_file(Path(key), entry, rt.secrets, force=force, view=views.get(key))
+        rt.emit(
+            "operation",
+            step.id,
+            phase="rollback.action",
+            status=OperationStatus.DONE,
+            message=message,
+        )
+    if rollback is not None and needs_ops:
+        done = StepStatus.ROLLED_BACK
+        act(
+            rt,
+            step,
+            "rollback.action",
+            rollback.action,
+            rollback.verify,
+            journal_step,
+            commit_status=done,
+        )
+    elif rollback is not None and files and run_ops:
+        run_checks(rt, step.id, "rollback.verify", rollback.verify)
 
 
 @dataclass

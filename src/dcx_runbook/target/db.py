@@ -253,12 +253,7 @@ def transaction(
         before_commit()
         extra = commit_with() if commit_with is not None else None
         committing = True
-        if extra is None:
-            status = conn.execute("COMMIT").statusmessage
-        else:  # one simple-protocol message: every value in it is a quoted literal
-            cur = conn.execute(sql.SQL("{}; COMMIT").format(extra))
-            cur.nextset()
-            status = cur.statusmessage
+        status = _commit(conn, extra)
     except BaseException as exc:
         # An error the server answered (a deferred constraint, a serialization failure) means it
         # rolled back; no answer at all means nobody knows yet.
@@ -273,6 +268,16 @@ def transaction(
         raise psycopg.errors.InFailedSqlTransaction(
             f"the server answered {status} to COMMIT: nothing of the transaction was kept"
         )
+
+
+def _commit(conn: psycopg.Connection[Any], extra: sql.Composable | None) -> str | None:
+    """COMMIT, after `extra` in the same message (one simple-protocol round trip: every value in
+    it is a quoted literal); the server's answer to the COMMIT."""
+    if extra is None:
+        return conn.execute("COMMIT").statusmessage
+    cur = conn.execute(sql.SQL("{}; COMMIT").format(extra))
+    cur.nextset()
+    return cur.statusmessage
 
 
 def commit_status(conn: psycopg.Connection[Any], xid: str) -> str | None:

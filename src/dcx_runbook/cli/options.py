@@ -1,0 +1,86 @@
+"""The options the commands share, as Typer annotations, and how output is chosen."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+class Output(StrEnum):
+    human = "human"
+    json = "json"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+RunbooksDir = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--runbooks-dir", help="Extra folder of runbooks (repeatable); also $DCX_RUNBOOK_PATH."
+    ),
+]
+Var = Annotated[list[str] | None, typer.Option("--var", help="KEY=VALUE (repeatable).")]
+EnvFile = Annotated[
+    Path | None,
+    typer.Option("--env-file", help="dotenv file supplying variables such as DATABASE_URL."),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Target URL (else $DATABASE_URL or the env file)."),
+]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")]
+Skip = Annotated[
+    list[str] | None, typer.Option("--skip", help="Step id to skip (repeatable; recorded).")
+]
+SandboxUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--sandbox-url",
+        envvar="DCX_SANDBOX_URL",
+        help="Admin URL of a server for scratch databases.",
+    ),
+]
+Reason = Annotated[
+    str | None,
+    typer.Option("--reason", help="Why (an incident, a ticket): in the journal and the ledger."),
+]
+NoLedger = Annotated[
+    bool,
+    typer.Option(
+        "--no-ledger",
+        help="Record in this machine's journal only, not in the target's ledger (said so).",
+    ),
+]
+LedgerSchema = Annotated[
+    str | None,
+    typer.Option(
+        "--ledger-schema", help="The ledger's schema in the target (default: dcx_runbook)."
+    ),
+]
+Force = Annotated[
+    bool, typer.Option("--force", help="Restore files even if they changed since the run.")
+]
+SkipOtherHosts = Annotated[
+    bool,
+    typer.Option(
+        "--skip-other-hosts",
+        help="Leave the steps that touched another machine's files or processes (said, "
+        "recorded as skipped, still applied) instead of refusing.",
+    ),
+]
+OutputOpt = Annotated[
+    Output, typer.Option("--output", "-o", help="human (stderr) or json (JSON Lines on stdout).")
+]
+
+
+def reporter(output: Output) -> Any:
+    from dcx_runbook.reporters import make_reporter
+
+    return make_reporter(output.value)

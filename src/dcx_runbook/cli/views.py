@@ -1,0 +1,165 @@
+"""The commands that read: runs, status, log, list, show, validate, schema, ledger-sql. They
+change nothing anywhere."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from dcx_runbook.cli.app import app
+from dcx_runbook.cli.options import (
+    DatabaseUrl,
+    EnvFile,
+    LedgerSchema,
+    LogFormat,
+    Output,
+    RunbooksDir,
+    Var,
+)
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="The newest N runs.")] = 20,
+    all_: Annotated[bool, typer.Option("--all", help="Every run (no limit).")] = False,
+    runbook: Annotated[
+        str | None, typer.Option("--runbook", help="Only the runs of this runbook.")
+    ] = None,
+    env_file: EnvFile = None,
+    database_url: DatabaseUrl = None,
+    ledger_schema: LedgerSchema = None,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="human (a table) or json (JSON Lines).")
+    ] = Output.human,
+) -> None:
+    """History of runs, newest first: id, runbook, target, status, whether still in effect,
+    operator, started, duration. With a target given, its ledger's runs from every machine."""
+    from dcx_runbook import api
+
+    rows = api.runs(
+        limit=None if all_ else limit,
+        runbook=runbook,
+        env_file=env_file,
+        database_url=database_url,
+        ledger_schema=ledger_schema,
+        say=lambda message: print(f"dcx-runbook: {message}", file=sys.stderr),
+    )
+    if output == Output.json:
+        import json
+
+        for row in rows:
+            print(json.dumps(row))
+        return
+    from dcx_runbook.cli.console import print_table
+
+    columns = [
+        "run_id",
+        "runbook",
+        "target",
+        "status",
+        "in_effect",
+        "operator",
+        "started",
+        "duration",
+    ]
+    print_table(columns, [[str(r.get(c, "")) for c in columns] for r in rows], empty="no runs yet")
+
+
+@app.command()
+def status(
+    var: Var = None,
+    env_file: EnvFile = None,
+    database_url: DatabaseUrl = None,
+    ledger_schema: LedgerSchema = None,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", help="human or json (one JSON document).")
+    ] = Output.human,
+) -> None:
+    """What is applied on a target now: runs still in effect and their steps, any live run, and
+    drift (applied steps whose checks no longer hold). Read-only."""
+    from dcx_runbook import api
+
+    found = api.status(
+        var=var or [], env_file=env_file, database_url=database_url, ledger_schema=ledger_schema
+    )
+    if output == Output.json:
+        import json
+
+        print(json.dumps(found.as_dict(), default=str))
+        return
+    from dcx_runbook.cli.console import print_status
+
+    print_status(found.as_dict())
+
+
+@app.command("ledger-sql")
+def ledger_sql(
+    ledger_schema: LedgerSchema = None,
+    grant_to: Annotated[
+        str | None,
+        typer.Option("--grant-to", help="The role that runs runbooks: granted DML only."),
+    ] = None,
+) -> None:
+    """The SQL that creates the ledger, for a DBA to run where the runbook's role may not."""
+    from dcx_runbook import api
+
+    sys.stdout.write(api.ledger_sql(ledger_schema, grant_to))
+
+
+@app.command()
+def log(
+    run_id: Annotated[str, typer.Argument(help="The run to show.")],
+    format: Annotated[
+        LogFormat, typer.Option("--format", "-f", help="text, json or markdown.")
+    ] = LogFormat.text,
+) -> None:
+    """The full record of one run (Markdown: an incident-ready timeline)."""
+    from dcx_runbook import api
+
+    sys.stdout.write(api.log(run_id, format.value))
+
+
+@app.command("list")
+def list_(runbooks_dir: RunbooksDir = None) -> None:
+    """Runbooks in the search path: name, title, steps, where found."""
+    from dcx_runbook import api
+    from dcx_runbook.cli.console import print_table
+
+    rows = api.runbooks(runbooks_dir or [])
+    print_table(["name", "title", "steps", "found in"], rows, empty="no runbooks found")
+
+
+@app.command()
+def show(
+    runbook: Annotated[str, typer.Argument(help="Runbook name or path.")],
+    runbooks_dir: RunbooksDir = None,
+) -> None:
+    """The runbook's variables and steps with their phases."""
+    from dcx_runbook import api
+    from dcx_runbook.cli.console import show_runbook
+
+    show_runbook(api.show(runbook, runbooks_dir or []))
+
+
+@app.command()
+def validate(
+    runbooks: Annotated[list[str], typer.Argument(help="Runbook names or paths.")],
+    runbooks_dir: RunbooksDir = None,
+) -> None:
+    """Check runbooks; print every problem with file, line, column and path. Exit 0 or 2."""
+    from dcx_runbook import api
+
+    for loaded in api.validate(runbooks, runbooks_dir or []):
+        print(f"{loaded.path}: ok ({len(loaded.runbook.steps)} steps)", file=sys.stderr)
+
+
+@app.command()
+def schema() -> None:
+    """The runbook format's JSON Schema (for editors and CI)."""
+    import json
+
+    from dcx_runbook import api
+
+    print(json.dumps(api.schema(), indent=2))
