@@ -27,6 +27,7 @@ from dcx_runbook.engine.session import Options
 from dcx_runbook.errors import ExitCode
 from dcx_runbook.reporters.base import Collecting
 from dcx_runbook.state.journal import Journal
+from dcx_runbook.target import ledger
 from tests.conftest import write_runbook
 from tests.support.ledger import CREDIT, wallet
 
@@ -99,6 +100,7 @@ def test_a_commit_whose_answer_is_lost_is_asked_about_and_undone(
 ) -> None:
     proxy, url = cutter
     wallet(db)
+    db.execute(ledger.ddl(ledger.DEFAULT_SCHEMA))  # the first COMMIT cut must be the step's
     path = write_runbook(tmp_path / "rb.yaml", "lost-commit", [CREDIT])
     proxy.armed.set()
     reporter = Collecting()
@@ -117,6 +119,9 @@ def test_a_commit_whose_answer_is_lost_is_asked_about_and_undone(
     assert row == (100,), "the committed change was left in place"
     record = Journal(tmp_path / "state").load(outcome.run_id)
     assert record.data["steps"][0]["status"] == "failed"
+    # The step's ledger row committed with its change (applied), and its undo says so.
+    rows = db.execute("SELECT status FROM dcx_runbook.steps").fetchall()
+    assert rows == [("failed",)]
 
 
 def test_ctrl_c_during_a_slow_commit_asks_the_server_and_finds_it_aborted(
