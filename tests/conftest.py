@@ -4,6 +4,7 @@ and helpers to run the real CLI in a real process."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import yaml
 
 from dcx_runbook.errors import Refused
 from dcx_runbook.target import sandbox
+from tests.support.machines import Machine
 from tests.support.nodetools import NodeTools, ensure_node_tools
 
 TESTS = Path(__file__).parent
@@ -133,3 +135,15 @@ def write_runbook(path: Path, name: str, steps: list[dict[str, Any]]) -> Path:
     }
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+@pytest.fixture
+def machines(tmp_path: Path) -> tuple[Machine, Machine, Machine]:
+    """Three machines: A, B, C (tests/support/machines.py)."""
+    if shutil.which("unshare") is None:  # pragma: no cover - util-linux is on every CI machine
+        pytest.fail("unshare (util-linux) is needed to give each machine its host name")
+    return (
+        Machine("machine-a", tmp_path / "state-a"),
+        Machine("machine-b", tmp_path / "state-b"),
+        Machine("machine-c", tmp_path / "state-c"),
+    )

@@ -1,19 +1,12 @@
-"""Machines for the ledger tests: each one its own state directory and its own host name (a real
-UTS namespace, `unshare -u`), running the real CLI in a real process."""
+"""Runbook parts and readers for the ledger tests (machines: tests/support/machines.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 CREATE_T = {
     "id": "create-t",
@@ -36,43 +29,6 @@ INDEX_T = {
     ],
     "rollback": {"action": [{"kind": "sql", "sql": "DROP INDEX CONCURRENTLY t_note_idx"}]},
 }
-
-
-@dataclass
-class Machine:
-    """A laptop of the on-call team: its host name and its state directory."""
-
-    host: str
-    state: Path
-
-    def cli(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.argv(*args),
-            capture_output=True,
-            text=True,
-            env={**os.environ, "DCX_RUNBOOK_STATE_DIR": str(self.state), **(env or {})},
-            timeout=timeout,
-            check=False,
-        )
-
-    def argv(self, *args: str) -> list[str]:
-        # A UTS namespace of its own: socket.gethostname() in the tool says this host.
-        script = 'hostname "$0" && exec "$@"'
-        command = [sys.executable, "-m", "dcx_runbook", *args]
-        return ["unshare", "--uts", "sh", "-c", script, self.host, *command]
-
-
-@pytest.fixture
-def machines(tmp_path: Path) -> tuple[Machine, Machine, Machine]:
-    if shutil.which("unshare") is None:  # pragma: no cover - util-linux is on every CI machine
-        pytest.fail("unshare (util-linux) is needed to give each machine its host name")
-    return (
-        Machine("machine-a", tmp_path / "state-a"),
-        Machine("machine-b", tmp_path / "state-b"),
-        Machine("machine-c", tmp_path / "state-c"),
-    )
 
 
 def events(stdout: str) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ from pathlib import Path
 import psycopg
 
 from tests.conftest import cli, write_runbook
-from tests.ledger.conftest import CREATE_T, Machine
+from tests.ledger.conftest import CREATE_T
+from tests.support.machines import Machine
 
 WAIT = 'touch "$1"; while [ ! -e "$2" ]; do sleep 0.05; done'
 DROP_UNIQUE = {

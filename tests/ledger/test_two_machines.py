@@ -10,8 +10,9 @@ from pathlib import Path
 import psycopg
 
 from tests.conftest import schema_dump, write_runbook
-from tests.ledger.conftest import CREATE_T, INDEX_T, Machine, events, last, ledger_steps
+from tests.ledger.conftest import CREATE_T, INDEX_T, events, last, ledger_steps
 from tests.support.ledger import CREDIT, balance, wallet
+from tests.support.machines import Machine
 
 # A step without done_when, repeated by every run: credit 10 more, whatever the balance.
 CREDIT_AGAIN = {

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import schema_dump, snapshot
-from tests.ledger.conftest import Machine, events, last, machines  # noqa: F401 (a fixture)
+from tests.ledger.conftest import events, last
+from tests.support.machines import Machine
 from tests.wallet.conftest import Wallet
 
 pytestmark = pytest.mark.node  # the wallet fixture runs the real Prisma CLI
