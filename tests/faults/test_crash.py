@@ -420,6 +420,14 @@ class Crash:
     def statuses(self) -> dict[str, str]:
         return {s["id"]: s["status"] for s in self.record()["steps"]}
 
+    def ledger(self) -> dict[str, str]:
+        """The run's steps as the target's ledger has them (docs/ledger.md)."""
+        rows = self.conn.execute(
+            "SELECT step_id, status FROM dcx_runbook.steps WHERE run_id = %s",
+            (self.record()["run_id"],),
+        ).fetchall()
+        return dict(rows)
+
     def table_exists(self, name: str) -> bool:
         row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
         return bool(row and row[0])
@@ -456,6 +464,7 @@ def assert_restored(crash: Crash, schema_before: str, files_before: dict[str, An
     assert tree(crash.work) == files_before
     left = {k: v for k, v in crash.statuses().items() if v in UNDO_STATUSES}
     assert not left, f"the journal still says these steps are applied: {left}"
+    assert crash.ledger() == crash.statuses(), "the ledger and the journal disagree"
 
 
 # ------------------------------------------------------------------------------- the matrix
@@ -484,6 +493,15 @@ def test_kill_9_in_any_phase_of_any_kind_then_rollback_restores_everything(
     assert run_status() == "running"  # its process holds the run's lock
     crash.kill9(proc, "run")
     assert run_status() == "running (its process is gone: rollback to finish)"
+    # The ledger never says applied for a change that rolled back, nor lacks one that committed:
+    # a step all in one transaction has its row written with its COMMIT (pending until then);
+    # any other, its intent before its first effect.
+    only_sql = kind == "sql"
+    assert crash.ledger() == {
+        "prior": "applied",
+        "under-test": "action_started" if in_flight_phase(phase) and not only_sql else "pending",
+        "later": "pending",
+    }
 
     # The kill landed where this case says, and left changes behind to undo.
     in_flight = phase not in ("done_when", "precheck")
@@ -512,8 +530,16 @@ def test_kill_9_in_any_phase_of_any_kind_then_rollback_restores_everything(
     stream = events(undo.stdout)
     assert stream[-1]["status"] == "rolled_back", undo.stdout
     undone = [e["step"] for e in stream if e["event"] == "step_undone"]
-    assert undone == (["under-test", "prior"] if in_flight else ["prior"])
+    # A transaction the ledger shows never committed has nothing to undo (and is said so).
+    assert undone == (["under-test", "prior"] if in_flight and not only_sql else ["prior"])
+    if in_flight and only_sql:
+        said = [e["message"] for e in stream if e["event"] == "log"]
+        assert any("never committed" in m and "under-test" in m for m in said), said
     assert_restored(crash, schema_before, files_before)
+
+
+def in_flight_phase(phase: str) -> bool:
+    return phase not in ("done_when", "precheck")
 
 
 # ------------------------------------------------------------------------------- kill a rollback
