@@ -30,6 +30,9 @@ from typing import Any
 import psycopg
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ledger  # noqa: E402  (benchmarks/ledger.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 CLI = [PY, "-m", "dcx_runbook"]
@@ -350,7 +353,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-SECTIONS = ("startup", "engine", "lock_stall", "wallet_fix")
+SECTIONS = ("startup", "engine", "ledger", "runs", "lock_stall", "wallet_fix")
 
 
 def compile_bytecode() -> str:
@@ -391,6 +394,13 @@ def main() -> int:
         results["startup"] = bench_startup(1 if smoke else 15)
     if "engine" in only:
         results["engine"] = bench_engine([2, 10] if smoke else [10, 100, 1000], 1 if smoke else 7)
+    if "ledger" in only:
+        with Scratch() as url:
+            results["ledger"] = ledger.bench_ledger(
+                CLI, url, generated, [2, 10] if smoke else [10, 200], 1 if smoke else 7
+            )
+    if "runs" in only:
+        results["runs"] = bench_runs(30 if smoke else 3000, 1 if smoke else 5)
     if "lock_stall" in only:
         results["lock_stall"] = bench_lock_stall(2.0 if smoke else 10.0)
     if "wallet_fix" in only:
@@ -401,6 +411,22 @@ def main() -> int:
     return 0
 
 
+def bench_runs(count: int, repeat: int) -> dict[str, Any]:
+    """`runs` over `count` records, copies of one real run's record."""
+    with tempfile.TemporaryDirectory() as tmp_name, Scratch() as url:
+        tmp = Path(tmp_name)
+        yaml_path, _ = generated(10, tmp)
+        subprocess.run(
+            ["psql", "-X", "-q", url, "-c", "CREATE TABLE bench (id int)"],
+            check=True,
+            capture_output=True,
+        )
+        env = {"DCX_RUNBOOK_STATE_DIR": str(tmp / "state")}
+        timed([*CLI, "run", str(yaml_path), "--yes", "--database-url", url], env)
+        (record,) = (tmp / "state" / "runs").glob("*.json")
+        return ledger.bench_runs(CLI, count, repeat, record)
+
+
 def table(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [f"cpu reference ({m['cpu_reference']}): {m['cpu_reference_seconds'] * 1000:.0f} ms"]
@@ -408,6 +434,8 @@ def table(r: dict[str, Any]) -> str:
     for section, render in (
         ("startup", _startup_lines),
         ("engine", _engine_lines),
+        ("ledger", _ledger_lines),
+        ("runs", _runs_lines),
         ("lock_stall", _lock_stall_lines),
         ("wallet_fix", _wallet_lines),
     ):
@@ -450,6 +478,32 @@ def _engine_lines(engine: dict[str, Any]) -> list[str]:
     if "growth_1000_over_100" in engine:
         lines.append(f"  N=1000 / N=100: {engine['growth_1000_over_100']:.2f}x")
     return lines
+
+
+def _ledger_lines(led: dict[str, Any]) -> list[str]:
+    per = led["per_step"]
+    lines = ["the ledger (median; whole processes; same runbook with and without, interleaved)"]
+    for n, row in led.items():
+        if n.isdigit():
+            lines.append(
+                f"  N={n:<5} ledger {row['ledger_seconds']:.3f}s ({row['ledger_round_trips']} "
+                f"round trips)  --no-ledger {row['no_ledger_seconds']:.3f}s "
+                f"({row['no_ledger_round_trips']} round trips)"
+            )
+    lines.append(
+        f"  per step: ledger {per['ledger_seconds'] * 1000:.2f} ms, --no-ledger "
+        f"{per['no_ledger_seconds'] * 1000:.2f} ms: the ledger costs "
+        f"{per['ledger_cost_seconds'] * 1000:.2f} ms and "
+        f"{per['ledger_cost_round_trips']:.2f} round trips a step"
+    )
+    return lines
+
+
+def _runs_lines(runs: dict[str, Any]) -> list[str]:
+    return [
+        f"runs over {runs['records']} records (median): `runs` "
+        f"{runs['runs_seconds'] * 1000:.0f} ms, `runs --all` {runs['runs_all_seconds'] * 1000:.0f} ms"
+    ]
 
 
 def _lock_stall_lines(ls: dict[str, Any]) -> list[str]:

@@ -32,7 +32,17 @@ def test_every_benchmark_runs_at_its_smallest_size(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
-    assert set(results) == {"machine", "startup", "engine", "lock_stall", "wallet_fix"}
+    assert set(results) == {
+        "machine",
+        "startup",
+        "engine",
+        "ledger",
+        "runs",
+        "lock_stall",
+        "wallet_fix",
+    }
+    assert results["ledger"]["per_step"]["ledger_round_trips"] > 0
+    assert results["runs"]["records"] == 30 and results["runs"]["runs_seconds"] > 0
     assert results["engine"]["10"]["psql_seconds"] > 0
     assert results["engine"]["10"]["bare_psycopg_seconds"] > 0
     assert set(results["engine"]["per_step_2_to_10"]) >= {"ratio", "dcx_fixed_seconds"}

@@ -5,6 +5,7 @@ of the machine that ran them (engine/hosts.py)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +46,14 @@ def adopt(
     record = RunRecord(path, data)
     try:
         journal.runs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Never over a record already there (damaged, or written meanwhile): it is the journal.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         record.snapshot()
+    except FileExistsError:
+        raise RunbookError(
+            f"run {run.run_id} is in the ledger and already has a record in {journal.runs_dir}: "
+            "it was left as it is"
+        ) from None
     except (OSError, JournalError) as exc:
         raise RunbookError(f"can't keep run {run.run_id} from the ledger here: {exc}") from None
     op = data.get("operator") or {}

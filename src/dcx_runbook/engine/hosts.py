@@ -62,13 +62,19 @@ def _refusal(found: Sequence[Elsewhere]) -> str:
     for item in found:
         by_host.setdefault(item.host, []).append(item)
     parts = []
+    me = gethostname()
     for host, items in by_host.items():
         steps = ", ".join(f"{i.step_id} of run {i.run_id}" for i in items)
         paths = sorted({p for i in items for p in i.paths})
         touched = f" (files: {', '.join(paths)})" if paths else " (processes)"
         runs = " ".join(dict.fromkeys(i.run_id for i in items))
+        where = (
+            "the state directory that ran them (their pre-images are in its journal)"
+            if host == me
+            else "that machine and its journal"
+        )
         parts.append(
-            f"{steps} touched {host}{touched}: their undo needs that machine and its journal; "
+            f"{steps} touched {host}{touched}: their undo needs {where}; "
             f"on {host} run: dcx-runbook rollback {runs}"
         )
     return (

@@ -103,7 +103,7 @@ def reconcile(
 ) -> LedgerJournal:
     """The journal with the ledger's runs on this target (see the module's docstring)."""
     view = _identity(conn)
-    mine = _local_runs(journal, view)
+    mine, present = _local_runs(journal, view)
     schemas = list(dict.fromkeys([*schemas, *_schemas_of(mine.values())]))
     live = {s["run_id"] for s in ledger_rows.live_sessions(conn) if s["run_id"]}
     known: list[RunRecord] = []
@@ -120,6 +120,8 @@ def reconcile(
         runs = ledger_rows.read_runs(conn, schema, in_effect_or=None if everything else wanted)
         for run in runs:
             record = mine.get(run.run_id)
+            if record is None and run.run_id in present:
+                continue  # damaged, or of another target here: left as it is, said downstream
             if record is None:
                 adopted = adopt(journal, run, schema, write=write, say=say)
                 if not write:  # else it is on disk now, read with the rest of the journal
@@ -139,15 +141,18 @@ def _identity(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     return db.describe(conn).identity()
 
 
-def _local_runs(journal: Journal, view: Mapping[str, Any]) -> dict[str, RunRecord]:
-    out = {}
+def _local_runs(journal: Journal, view: Mapping[str, Any]) -> tuple[dict[str, RunRecord], set[str]]:
+    """The journal's runs on this target; and the id of every record it holds, damaged ones
+    included: a run the journal has in any state is never adopted over it."""
+    out, present = {}, set()
     for path, data in journal.records():
+        present.add(path.stem)
         if isinstance(data, JournalError) or data.get("dry_run"):
             continue
         target = data.get("target") or {}
         if target and identity.mismatch(target, view) is None:
             out[data["run_id"]] = RunRecord(path, data)
-    return out
+    return out, present
 
 
 def _schemas_of(records: Iterable[RunRecord]) -> list[str]:
