@@ -114,7 +114,8 @@ def _in_transaction(attempt: _Attempt, verify: Sequence[CheckSpec]) -> None:
     mirror, status = rt.mirror, attempt.commit_status
     record = None
     if mirror is not None and status is not None and not rt.dry_run:
-        record = lambda: mirror.commit_statement(attempt.entry, status)  # noqa: E731
+        conn = rt.conn
+        record = lambda: mirror.commit_statement(conn, attempt.entry, status)  # noqa: E731
     try:
         with db.transaction(rt.conn, attempt.policy, attempt.before_effect, record) as tx:
             attempt.execute()

@@ -14,7 +14,6 @@ from socket import gethostname
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from dcx_runbook.clock import now
@@ -116,7 +115,8 @@ def _same(row: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 class Mirror:
-    """One run's rows in the ledger, as its journal record changes."""
+    """One run's rows in the ledger, as its journal record changes. A save only marks its
+    entries; their rows are built when written, and only those that changed are sent."""
 
     def __init__(self, schema: str, data: dict[str, Any], masker: Masker):
         self.schema, self.data, self.masker = schema, data, masker
@@ -124,8 +124,9 @@ class Mirror:
         self.host = gethostname()
         self.positions = {s["id"]: i for i, s in enumerate(data["steps"])}
         self.written: dict[str, tuple[Any, ...]] = {}
-        self.dirty: dict[str, dict[str, Any]] = {}
-        self._committing: tuple[str, tuple[Any, ...]] | None = None
+        self.dirty: dict[str, Mapping[str, Any]] = {}  # journal entries changed since
+        self._committing: list[dict[str, Any]] = []
+        self._statements: ledger_rows.Statements | None = None
         self.failure: str | None = None  # the first write that failed, said once
         self.on_failure: Callable[[str], None] = lambda _: None
 
@@ -139,11 +140,34 @@ class Mirror:
     def mark(self, entries: tuple[dict[str, Any], ...]) -> None:
         """These journal entries changed: their rows are written at the next flush."""
         for entry in entries:
-            if entry.get("id") not in self.positions:
+            if entry.get("id") in self.positions:
+                self.dirty[entry["id"]] = entry
+
+    def _pending(self, but: str | None = None) -> list[dict[str, Any]]:
+        """The rows of the marked entries that differ from what the ledger was last sent (those
+        that don't are unmarked)."""
+        rows, clean = [], []
+        for key, entry in self.dirty.items():
+            if key == but:
                 continue
             row = self._row(entry)
-            if self.written.get(entry["id"]) != _same(row):
-                self.dirty[entry["id"]] = row
+            if self.written.get(key) == _same(row):
+                clean.append(key)
+            else:
+                rows.append(row)
+        for key in clean:
+            del self.dirty[key]
+        return rows
+
+    def _sql(self, conn: psycopg.Connection[Any]) -> ledger_rows.Statements:
+        if self._statements is None or self._statements.conn is not conn:  # after a reconnect
+            self._statements = ledger_rows.Statements(conn, self.schema)
+        return self._statements
+
+    def _sent(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.written[row["step_id"]] = _same(row)
+            self.dirty.pop(row["step_id"], None)
 
     # -- writes
 
@@ -151,10 +175,9 @@ class Mirror:
         """The run's row and its steps', pending, in one round trip. Raises psycopg.Error: the
         run must not start unrecorded."""
         rows = [self._row(e) for e in self.data["steps"]]
-        ledger_rows.execute(
-            conn, ledger_rows.insert_run(self.schema, run_row(self.data, self.masker), rows)
-        )
-        self.written = {row["step_id"]: _same(row) for row in rows}
+        run = run_row(self.data, self.masker)
+        ledger_rows.execute(conn, self._sql(conn).insert_run(run, rows))
+        self._sent(rows)
 
     def flush(self, conn: psycopg.Connection[Any] | None, *, strict: bool = False) -> None:
         """Write the rows changed since the last write, unless a transaction is open (its
@@ -164,9 +187,12 @@ class Mirror:
             return
         if conn.info.transaction_status != TransactionStatus.IDLE:
             return
-        rows = list(self.dirty.values())
+        rows = self._pending()
+        if not rows:
+            self.dirty.clear()
+            return
         try:
-            ledger_rows.execute(conn, ledger_rows.upsert_steps(self.schema, rows))
+            ledger_rows.execute(conn, self._sql(conn).update_steps(rows))
         except psycopg.Error as exc:
             if strict:
                 raise StepFailed(
@@ -177,58 +203,48 @@ class Mirror:
                 ) from None
             self._failed(exc)
             return
-        for row in rows:
-            self.written[row["step_id"]] = _same(row)
-        self.dirty.clear()
+        self._sent(rows)
 
-    def commit_statement(self, entry: Mapping[str, Any], status: str) -> sql.Composable:
+    def commit_statement(
+        self, conn: psycopg.Connection[Any], entry: Mapping[str, Any], status: str
+    ) -> bytes:
         """The step's row as it will be once its transaction commits (sent with the COMMIT),
         with any other row still to write."""
         row = self._row(entry, status=status, finished_at=now())
-        self._committing = (row["step_id"], _same(row))
-        others = [r for k, r in self.dirty.items() if k != row["step_id"]]
-        return ledger_rows.upsert_steps(self.schema, [*others, row])
+        self._committing = [*self._pending(but=row["step_id"]), row]
+        return self._sql(conn).update_steps(self._committing).encode()
 
     def committed(self) -> None:
         """The transaction carrying `commit_statement`'s rows committed."""
-        if self._committing is not None:
-            step_id, same = self._committing
-            for key, row in self.dirty.items():
-                self.written[key] = _same(row)
-            self.dirty.clear()
-            self.written[step_id] = same
-            self._committing = None
+        self._sent(self._committing)
+        self._committing = []
 
     def finish(self, conn: psycopg.Connection[Any] | None, outcome: Mapping[str, Any]) -> None:
         """How the run (or one of its rollbacks) ended, with any row still to write."""
         if conn is None or conn.closed or conn.broken:
             return
-        statements: list[sql.Composable] = []
-        if self.dirty:
-            statements.append(ledger_rows.upsert_steps(self.schema, list(self.dirty.values())))
+        sql = self._sql(conn)
+        rows = self._pending()
+        statements = [sql.update_steps(rows)] if rows else []
         number = outcome.get("rollback")
-        status, code, message = (
-            str(outcome["status"]),
-            int(outcome["exit_code"]),
-            outcome["message"],
-        )
         if number is None:
             statements.append(
-                ledger_rows.finish_run(self.schema, self.run_id, status, code, message)
-            )
-        else:
-            skipped = list(outcome.get("skipped") or [])
-            statements.append(
-                ledger_rows.finish_rollback(
-                    self.schema, self.run_id, number, status, code, message, skipped
+                sql.finish_run(
+                    self.run_id,
+                    str(outcome["status"]),
+                    int(outcome["exit_code"]),
+                    outcome["message"],
                 )
             )
+        else:
+            skipped = list(outcome.get("skipped_steps") or [])
+            statements.append(sql.finish_rollback(self.run_id, number, outcome, skipped))
         try:
             ledger_rows.execute(conn, *statements)
         except psycopg.Error as exc:
             self._failed(exc)
             return
-        self.dirty.clear()
+        self._sent(rows)
 
     def start_rollback(
         self, conn: psycopg.Connection[Any] | None, number: int, entry: Mapping[str, Any]
@@ -244,9 +260,7 @@ class Mirror:
             "status": str(entry.get("status")),
         }
         try:
-            ledger_rows.execute(
-                conn, ledger_rows.start_rollback(self.schema, self.run_id, number, row)
-            )
+            ledger_rows.execute(conn, self._sql(conn).start_rollback(self.run_id, number, row))
         except psycopg.Error as exc:
             self._failed(exc)
 

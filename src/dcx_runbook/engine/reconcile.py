@@ -190,7 +190,7 @@ def _merge(
         if write and to_ledger:
             host = gethostname()
             rows = [step_row(record.run_id, i, e, Masker(), host) for i, e in to_ledger]
-            ledger_rows.execute(conn, ledger_rows.upsert_steps(schema, rows))
+            ledger_rows.execute(conn, ledger_rows.Statements(conn, schema).upsert_steps(rows))
         return bool(to_journal or to_ledger)
     except (psycopg.Error, JournalError) as exc:
         say(f"run {record.run_id}: the reconciliation could not be recorded: {exc}")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from dcx_runbook.errors import InvalidInput, Refused
 from dcx_runbook.secrets import mask_url
@@ -226,7 +225,7 @@ def transaction(
     conn: psycopg.Connection[Any],
     policy: Policy,
     before_commit: Callable[[], None],
-    commit_with: Callable[[], sql.Composable | None] | None = None,
+    commit_with: Callable[[], bytes | None] | None = None,
 ) -> Iterator[Tx]:
     """A transaction whose timeouts are SET LOCAL in the same round trip as its BEGIN (they end
     with it, whatever the statements inside SET). COMMIT only after `before_commit` returns; any
@@ -270,12 +269,12 @@ def transaction(
         )
 
 
-def _commit(conn: psycopg.Connection[Any], extra: sql.Composable | None) -> str | None:
+def _commit(conn: psycopg.Connection[Any], extra: bytes | None) -> str | None:
     """COMMIT, after `extra` in the same message (one simple-protocol round trip: every value in
     it is a quoted literal); the server's answer to the COMMIT."""
     if extra is None:
         return conn.execute("COMMIT").statusmessage
-    cur = conn.execute(sql.SQL("{}; COMMIT").format(extra))
+    cur = conn.execute(extra + b"; COMMIT")
     cur.nextset()
     return cur.statusmessage
 

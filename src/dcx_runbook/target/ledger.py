@@ -71,7 +71,7 @@ CREATE TABLE {schema}.steps (
     error text,
     updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (run_id, step_id)
-);
+) WITH (fillfactor = 50);
 CREATE TABLE {schema}.rollbacks (
     run_id text NOT NULL REFERENCES {schema}.runs ON DELETE CASCADE,
     number int NOT NULL,

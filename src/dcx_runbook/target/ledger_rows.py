@@ -1,18 +1,21 @@
-"""The ledger's rows: the statements that write them and the queries that read them. Every
-statement is built from identifiers and literals quoted by psycopg, so the engine can send a
-ledger write in the same round trip as a step's own COMMIT."""
+"""The ledger's rows: the statements that write them (`Statements`) and the queries that read
+them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.types.json import Jsonb
+from psycopg.pq import Escaping
 
 from dcx_runbook.statuses import STILL_APPLIED
+
+TABLES = ("runs", "steps", "rollbacks")
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str)  # one encoder: json's C one
 
 # The columns a run writes to `steps`, in the order of the rows given to `upsert_steps`.
 STEP_COLUMNS = (
@@ -34,102 +37,101 @@ STEP_COLUMNS = (
 # ---------------------------------------------------------------------------------- writing
 
 
-def _table(schema: str, name: str) -> sql.Identifier:
-    return sql.Identifier(schema, name)
+class Statements:
+    """The ledger's writes for one schema, as SQL text whose values are quoted by libpq for the
+    connection (PQescapeLiteral): built in microseconds, and sendable in one simple-protocol
+    message with a step's COMMIT."""
+
+    def __init__(self, conn: psycopg.Connection[Any], schema: str):
+        self._escape = Escaping(conn.pgconn).escape_literal
+        self.conn = conn
+        self.runs, self.steps, self.rollbacks = (f'"{schema}"."{t}"' for t in TABLES)
+        columns = ", ".join(STEP_COLUMNS)
+        updated = ", ".join(f"{c} = EXCLUDED.{c}" for c in STEP_COLUMNS[3:])
+        self._upsert = (
+            f"INSERT INTO {self.steps} ({columns}) VALUES {{}} ON CONFLICT (run_id, step_id) "
+            f"DO UPDATE SET {updated}, updated_at = clock_timestamp()"
+        )
+
+    def lit(self, value: Any) -> str:
+        if value is None:
+            return "NULL"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, dict | list):
+            if not value:
+                return "'{}'::jsonb" if isinstance(value, dict) else "'[]'::jsonb"
+            return self._escape(_JSON.encode(value).encode()).decode() + "::jsonb"
+        return self._escape(str(value).encode()).decode()
+
+    def insert_run(self, run: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> str:
+        """The run's row and one row per step (pending), as one message."""
+        columns = ", ".join(run)
+        values = ", ".join(self.lit(v) for v in run.values())
+        statement = f"INSERT INTO {self.runs} ({columns}) VALUES ({values})"
+        return statement + (f"; {self.upsert_steps(steps)}" if steps else "")
+
+    def upsert_steps(self, rows: Iterable[Mapping[str, Any]]) -> str:
+        """Each step row as it is now (inserted if missing: a ledger reconciled from a journal)."""
+        lit = self.lit
+        values = ", ".join(
+            "(" + ", ".join(lit(row.get(c)) for c in STEP_COLUMNS) + ")" for row in rows
+        )
+        return self._upsert.format(values)
+
+    def update_steps(self, rows: Iterable[Mapping[str, Any]]) -> str:
+        """Each step row (known to be there) as it is now: plain UPDATEs, cheaper than an upsert
+        and HOT-friendly (no indexed column changes)."""
+        lit = self.lit
+        return "; ".join(
+            f"UPDATE {self.steps} SET "
+            + ", ".join(f"{c} = {lit(row.get(c))}" for c in STEP_COLUMNS[3:])
+            + f", updated_at = clock_timestamp() WHERE run_id = {lit(row['run_id'])} "
+            f"AND step_id = {lit(row['step_id'])}"
+            for row in rows
+        )
+
+    def finish_run(self, run_id: str, status: str, exit_code: int, message: str) -> str:
+        lit = self.lit
+        return (
+            f"UPDATE {self.runs} SET status = {lit(status)}, exit_code = {lit(exit_code)}, "
+            f"message = {lit(message)}, finished_at = clock_timestamp() "
+            f"WHERE run_id = {lit(run_id)}"
+        )
+
+    def start_rollback(self, run_id: str, number: int, row: Mapping[str, Any]) -> str:
+        columns = ", ".join(["run_id", "number", *row])
+        values = ", ".join(self.lit(v) for v in (run_id, number, *row.values()))
+        return (
+            f"INSERT INTO {self.rollbacks} ({columns}) VALUES ({values}) "
+            "ON CONFLICT (run_id, number) DO NOTHING"
+        )
+
+    def finish_rollback(
+        self, run_id: str, number: int, outcome: Mapping[str, Any], skipped: list[str]
+    ) -> str:
+        lit = self.lit
+        return (
+            f"UPDATE {self.rollbacks} SET status = {lit(str(outcome['status']))}, "
+            f"exit_code = {lit(outcome['exit_code'])}, message = {lit(outcome['message'])}, "
+            f"skipped_steps = {lit(skipped)}, finished_at = clock_timestamp() "
+            f"WHERE run_id = {lit(run_id)} AND number = {lit(number)}"
+        )
 
 
-def _lit(value: Any) -> sql.Composable:
-    if isinstance(value, dict | list):
-        return sql.Literal(Jsonb(value))
-    return sql.Literal(value)
-
-
-def insert_run(
-    schema: str, run: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]
-) -> sql.Composed:
-    """The run's row and one row per step (pending), as one statement."""
-    run_cols = list(run)
-    statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-        _table(schema, "runs"),
-        sql.SQL(", ").join(map(sql.Identifier, run_cols)),
-        sql.SQL(", ").join(_lit(run[k]) for k in run_cols),
-    )
-    if not steps:
-        return statement
-    return sql.SQL("; ").join([statement, upsert_steps(schema, steps)])
-
-
-def upsert_steps(schema: str, rows: Iterable[Mapping[str, Any]]) -> sql.Composed:
-    """Each step row as it is now (inserted if missing: a ledger reconciled from a journal)."""
-    values = [
-        sql.SQL("({})").format(sql.SQL(", ").join(_lit(row.get(c)) for c in STEP_COLUMNS))
-        for row in rows
-    ]
-    columns = sql.SQL(", ").join(map(sql.Identifier, STEP_COLUMNS))
-    updated = sql.SQL(", ").join(
-        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in STEP_COLUMNS[3:]
-    )
-    return sql.SQL(
-        "INSERT INTO {} ({}) VALUES {} ON CONFLICT (run_id, step_id) DO UPDATE SET {}, "
-        "updated_at = clock_timestamp()"
-    ).format(_table(schema, "steps"), columns, sql.SQL(", ").join(values), updated)
-
-
-def finish_run(schema: str, run_id: str, status: str, exit_code: int, message: str) -> sql.Composed:
-    return sql.SQL(
-        "UPDATE {} SET status = {}, exit_code = {}, message = {}, "
-        "finished_at = clock_timestamp() WHERE run_id = {}"
-    ).format(
-        _table(schema, "runs"),
-        _lit(status),
-        _lit(exit_code),
-        _lit(message),
-        _lit(run_id),
-    )
-
-
-def start_rollback(schema: str, run_id: str, number: int, row: Mapping[str, Any]) -> sql.Composed:
-    cols = ["run_id", "number", *row]
-    values = [run_id, number, *row.values()]
-    return sql.SQL(
-        "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT (run_id, number) DO NOTHING"
-    ).format(
-        _table(schema, "rollbacks"),
-        sql.SQL(", ").join(map(sql.Identifier, cols)),
-        sql.SQL(", ").join(_lit(v) for v in values),
-    )
-
-
-def finish_rollback(
-    schema: str,
-    run_id: str,
-    number: int,
-    status: str,
-    exit_code: int,
-    message: str,
-    skipped: list[str],
-) -> sql.Composed:
-    return sql.SQL(
-        "UPDATE {} SET status = {}, exit_code = {}, message = {}, skipped_steps = {}, "
-        "finished_at = clock_timestamp() WHERE run_id = {} AND number = {}"
-    ).format(
-        _table(schema, "rollbacks"),
-        _lit(status),
-        _lit(exit_code),
-        _lit(message),
-        _lit(skipped),
-        _lit(run_id),
-        _lit(number),
-    )
-
-
-def execute(conn: psycopg.Connection[Any], *statements: sql.Composable) -> None:
+def execute(conn: psycopg.Connection[Any], *statements: str) -> None:
     """The statements in one round trip (simple protocol: quoted literals, no parameters)."""
     if statements:
-        conn.execute(sql.SQL("; ").join(statements))
+        conn.execute("; ".join(statements).encode())
 
 
 # ---------------------------------------------------------------------------------- reading
+
+
+def _table(schema: str, name: str) -> sql.Identifier:
+    return sql.Identifier(schema, name)
 
 
 @dataclass(frozen=True)
