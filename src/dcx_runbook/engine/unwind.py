@@ -55,10 +55,7 @@ def unwind(
     except JournalError as exc:
         # Nothing is undone before the journal says so: with the journal unwritable, stop here.
         return incomplete(rt, reason, f"the unwind stopped: {exc}")
-    in_flight = rt.record.step(current.id) if current is not None else None
-    if in_flight is not None and in_flight["status"] == StepStatus.ROLLED_BACK:
-        in_flight["status"] = StepStatus.FAILED  # what it is, undone or not
-        rt.save(in_flight, durable=False)  # the ledger's row too, with the run's end
+    _mark_failed(rt, current)
     return finish(
         rt,
         Outcome(
@@ -68,6 +65,15 @@ def unwind(
             f"{reason}; {undone_summary(kept)}",
         ),
     )
+
+
+def _mark_failed(rt: Runtime, current: Step | None) -> None:
+    """The step that failed is `failed`, undone or not (the ledger's row too, with the run's
+    end)."""
+    entry = rt.record.step(current.id) if rt.record is not None and current is not None else None
+    if entry is not None and entry["status"] == StepStatus.ROLLED_BACK:
+        entry["status"] = StepStatus.FAILED
+        rt.save(entry, durable=False)
 
 
 def _in_flight(rt: Runtime, step: Step) -> list[tuple[Step, bool]] | None:

@@ -275,7 +275,8 @@ def _commit(conn: psycopg.Connection[Any], extra: bytes | None) -> str | None:
     if extra is None:
         return conn.execute("COMMIT").statusmessage
     cur = conn.execute(extra + b"; COMMIT")
-    cur.nextset()
+    while cur.nextset():  # to the last result: COMMIT's
+        pass
     return cur.statusmessage
 
 
