@@ -495,11 +495,13 @@ def test_kill_9_in_any_phase_of_any_kind_then_rollback_restores_everything(
     assert run_status() == "running (its process is gone: rollback to finish)"
     # The ledger never says applied for a change that rolled back, nor lacks one that committed:
     # a step all in one transaction has its row written with its COMMIT (pending until then);
-    # any other, its intent before its first effect.
+    # any other, its intent before its first effect, and its result with the next ledger write
+    # (`prior`, in a transaction with its SQL, wrote `applied` with its COMMIT).
     only_sql = kind == "sql"
+    intent = in_flight_phase(phase) and not only_sql
     assert crash.ledger() == {
         "prior": "applied",
-        "under-test": "action_started" if in_flight_phase(phase) and not only_sql else "pending",
+        "under-test": "action_started" if intent else "pending",
         "later": "pending",
     }
 

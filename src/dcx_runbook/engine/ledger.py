@@ -10,6 +10,7 @@ outside those points is said once and left to the next command's reconciliation.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from socket import gethostname
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,24 @@ def touches_host(step: Step) -> bool:
     ops = [*step.action, *(step.rollback.action if step.rollback else [])]
     restores = step.rollback is not None and step.rollback.restore_files
     return restores or any(not OPERATIONS[op.kind].traits.uses_connection for op in ops)
+
+
+def planned_paths(step: Step, values: Mapping[str, Any]) -> list[str]:
+    """The files the step's action writes, as its journal keys them (resolved), for its intent
+    in the ledger: a machine that finds it there knows what only this one can restore."""
+    from dcx_runbook.kinds import path_of
+    from dcx_runbook.template import TemplateError, render
+
+    out = []
+    for op in step.action:
+        path = path_of(op)
+        if path is None:
+            continue
+        try:
+            out.append(str(Path(render(path, dict(values))).resolve()))
+        except (TemplateError, OSError, ValueError):
+            continue
+    return out
 
 
 # ------------------------------------------------------------------------------------ rows
@@ -127,6 +146,7 @@ class Mirror:
         self.dirty: dict[str, Mapping[str, Any]] = {}  # journal entries changed since
         self._committing: list[dict[str, Any]] = []
         self._statements: ledger_rows.Statements | None = None
+        self.expected: dict[str, list[str]] = {}  # step id: files it is about to write
         self.failure: str | None = None  # the first write that failed, said once
         self.on_failure: Callable[[str], None] = lambda _: None
 
@@ -134,8 +154,14 @@ class Mirror:
 
     def _row(self, entry: Mapping[str, Any], **override: Any) -> dict[str, Any]:
         row = step_row(self.run_id, self.positions[entry["id"]], entry, self.masker, self.host)
+        for path in self.expected.get(entry["id"], ()):
+            row["files"].setdefault(path, {"planned": []})
         row.update(override)
         return row
+
+    def expect_files(self, step_id: str, paths: list[str]) -> None:
+        """Files the step is about to write: in its row from its intent on."""
+        self.expected[step_id] = paths
 
     def mark(self, entries: tuple[dict[str, Any], ...]) -> None:
         """These journal entries changed: their rows are written at the next flush."""

@@ -263,10 +263,10 @@ class Live:
         # Write-ahead: durable before anything of the action takes effect. A transactional action
         # takes effect at COMMIT, so the flush overlaps its statements and verify.
         durable = self.rt.save_ahead(entry)
-        # The ledger's intent too, unless its row goes with the step's own COMMIT.
-        in_one_transaction = transaction_only(step)
-        if not in_one_transaction:
-            self.rt.ledger_flush(strict=True)
+        # The ledger's intent too (with the files it is about to write), unless its row goes
+        # with the step's own COMMIT. Its result goes with the next ledger write.
+        if not transaction_only(step):
+            self.rt.ledger_intent(step)
         act(
             self.rt,
             step,
@@ -281,5 +281,3 @@ class Live:
         # Not fsynced: should this line be lost, "action started" and the step's already-done
         # checks still tell a later rollback what to undo.
         self._end(step, StepStatus.APPLIED, StepOutcome.APPLIED, "applied and verified")
-        if not in_one_transaction:
-            self.rt.ledger_flush()  # the result, after the effect

@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from dcx_runbook.engine.ledger import Mirror
+from dcx_runbook.engine.ledger import Mirror, planned_paths
 from dcx_runbook.filesystem import sha256
-from dcx_runbook.format.model import Runbook, Timeouts
+from dcx_runbook.format.model import Runbook, Step, Timeouts
 from dcx_runbook.interrupts import terminate_as_interrupt
 from dcx_runbook.kinds import OPERATIONS
 from dcx_runbook.kinds.base import Context, Effect, OpSpec
@@ -73,13 +73,17 @@ class Runtime:
         text = self.masker(message) if message else message
         self.reporter.emit(Event(type_, step, phase, status, text, masked_detail))
 
-    def save(self, *entries: dict[str, Any], durable: bool = True) -> None:
-        """Journal these step entries (and the run's status); durable unless told otherwise."""
+    def save(
+        self, *entries: dict[str, Any], durable: bool = True, ledger: bool | None = None
+    ) -> None:
+        """Journal these step entries (and the run's status); durable unless told otherwise.
+        The ledger's rows are written now at a durable save (unless a transaction is open, or
+        `ledger` is False: then with the next ledger write)."""
         if self.record is not None and not self.dry_run:
             self.record.save(*entries, durable=durable)
             if self.mirror is not None:
                 self.mirror.mark(entries)
-                if durable:  # a write-ahead point: the ledger too, unless a transaction is open
+                if durable if ledger is None else ledger:
                     self.mirror.flush(self.conn)
 
     def save_ahead(self, entry: dict[str, Any]) -> Callable[[], None]:
@@ -90,10 +94,12 @@ class Runtime:
             self.mirror.mark((entry,))
         return self.record.save_ahead(entry)
 
-    def ledger_flush(self, *, strict: bool = False) -> None:
-        """The rows still to write, now (the intent of a step that acts outside a transaction)."""
+    def ledger_intent(self, step: Step) -> None:
+        """The step's row in the ledger before its first effect: `action_started`, this host,
+        the files it is about to write. Raises StepFailed when it can't be written."""
         if self.mirror is not None and not self.dry_run:
-            self.mirror.flush(self.conn, strict=strict)
+            self.mirror.expect_files(step.id, planned_paths(step, self.values))
+            self.mirror.flush(self.conn, strict=True)
 
     # ------------------------------------------------------------------ context
 
@@ -114,14 +120,14 @@ class Runtime:
                 sealed = seal(data, self.secrets) if data is not None else None
                 files[key] = new_file(data is not None, mode, sha256(data), sealed)
             files[key]["planned"].append(sha256(planned))
-            self.save(step)
+            self.save(step, ledger=False)  # the ledger has the path since the step's intent
 
         def started_process(pgid: int) -> None:
             """Journaled (durably) while the process runs: if this process dies, a rollback
             refuses while the group is still at work instead of undoing under it."""
             if step is not None:
                 step.setdefault("processes", []).append({"pgid": pgid, "host": gethostname()})
-                self.save(step)
+                self.save(step, ledger=False)  # the ledger has this host since the intent
 
         return Context(
             values=self.values,
