@@ -155,11 +155,11 @@ def ledger_sql(schema: str | None, grant_to: str | None) -> str:
 def target_url(env_file: Path | None, database_url: str | None) -> str | None:
     """The target named by the command: --database-url, else DATABASE_URL from the env file or
     the environment."""
-    from dcx_runbook.format.variables import read_env_file
-
     if database_url:
         return database_url
     if env_file is not None:
+        from dcx_runbook.format.variables import read_env_file  # the runbook models: not before
+
         found = read_env_file(env_file).get("DATABASE_URL")
         if found:
             return str(found)
