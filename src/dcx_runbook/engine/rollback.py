@@ -13,6 +13,7 @@ from dcx_runbook.engine.checks import run_checks
 from dcx_runbook.engine.hosts import Elsewhere, refuse_or_skip
 from dcx_runbook.engine.hosts import said as said_elsewhere
 from dcx_runbook.engine.journaled import Resolve, borrowed, runtime_of
+from dcx_runbook.engine.reconcile import LedgerJournal
 from dcx_runbook.engine.report import Report, closing, end_here, name_others, stopped
 from dcx_runbook.engine.rollback_preview import preview
 from dcx_runbook.engine.runtime import Runtime
@@ -87,6 +88,11 @@ def rollback_latest(
         if busy is not None:  # early in a run nothing is applied yet, but it is at work
             return end_here(reporter, ExitCode.REFUSED, RunStatus.REFUSED, busy.held_by())
         message = f"no run recorded in {journal.runs_dir} left changes behind: nothing to roll back"
+        if not isinstance(journal, LedgerJournal):  # no target's ledger was read
+            message += (
+                " (this machine's journal only: give the target with --database-url, --env-file "
+                "or $DATABASE_URL to read what its ledger says is applied)"
+            )
         return end_here(reporter, ExitCode.OK, RunStatus.NOTHING_TO_UNDO, message)
     # A URL typed on the command line names the target: the latest run with a database.
     newest = (
