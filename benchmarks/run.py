@@ -397,7 +397,7 @@ def main() -> int:
     if "ledger" in only:
         with Scratch() as url:
             results["ledger"] = ledger.bench_ledger(
-                CLI, url, generated, [2, 10] if smoke else [10, 200], 1 if smoke else 7
+                CLI, url, generated, [2, 10] if smoke else [10, 500], 1 if smoke else 9
             )
     if "runs" in only:
         results["runs"] = bench_runs(30 if smoke else 3000, 1 if smoke else 5)
