@@ -29,6 +29,7 @@ __all__ = [
 if TYPE_CHECKING:  # the engine imports psycopg: only the commands that run need it
     from dcx_runbook.engine.rehearse import Rehearsal
     from dcx_runbook.engine.status import Status
+    from dcx_runbook.lint.check import Linted
     from dcx_runbook.reporters.base import Reporter
     from dcx_runbook.state.journal import Journal
 
@@ -275,6 +276,19 @@ def validate(names: Sequence[str], runbooks_dirs: Sequence[Path] = ()) -> list[L
     if problems:
         raise ValidationFailed(problems)
     return loaded
+
+
+def lint(loaded: Loaded, pg_version: str | None = None) -> Linted:
+    """squawk's findings and the runbook's own (docs/lint.md), located and waived."""
+    from dcx_runbook.lint.check import lint as lint_
+
+    return lint_(loaded, pg_version)
+
+
+def lint_summary(linted: Linted) -> str:
+    from dcx_runbook.lint.findings import summary
+
+    return summary(linted.findings) + (" (squawk not run)" if linted.squawk_missing else "")
 
 
 def rehearse(

@@ -90,5 +90,13 @@ class OperationStatus(StrEnum):
     FAILED = "failed"
 
 
+class LintLevel(StrEnum):
+    """How serious a lint finding is (docs/lint.md)."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    NOTE = "note"
+
+
 class LockWaitStatus(StrEnum):
     TIMEOUT = "timeout"

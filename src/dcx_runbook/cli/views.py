@@ -146,13 +146,39 @@ def show(
 @app.command()
 def validate(
     runbooks: Annotated[list[str], typer.Argument(help="Runbook names or paths.")],
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="Exit 2 on any lint warning not waived, or when squawk can't run."
+        ),
+    ] = False,
+    pg_version: Annotated[
+        str | None,
+        typer.Option("--pg-version", help="The target's PostgreSQL version, for the lint."),
+    ] = None,
     runbooks_dir: RunbooksDir = None,
 ) -> None:
-    """Check runbooks; print every problem with file, line, column and path. Exit 0 or 2."""
+    """Check runbooks; print every problem with file, line, column and path, then the lint's
+    findings (docs/lint.md). Exit 0, or 2 (with --strict, also on a finding not waived)."""
     from dcx_runbook import api
 
+    failed = False
     for loaded in api.validate(runbooks, runbooks_dir or []):
-        print(f"{loaded.path}: ok ({len(loaded.runbook.steps)} steps)", file=sys.stderr)
+        linted = api.lint(loaded, pg_version)
+        for finding in linted.findings:
+            print(str(finding), file=sys.stderr)
+        if linted.squawk_missing:
+            print(f"dcx-runbook: warning: {linted.squawk_missing}", file=sys.stderr)
+        open_ = len(linted.unwaived())
+        failed = failed or (strict and (open_ > 0 or bool(linted.squawk_missing)))
+        print(
+            f"{loaded.path}: ok ({len(loaded.runbook.steps)} steps; lint: "
+            f"{api.lint_summary(linted)})",
+            file=sys.stderr,
+        )
+    if failed:
+        print("dcx-runbook: --strict: lint findings not waived (see above)", file=sys.stderr)
+        raise typer.Exit(code=2)
 
 
 @app.command()

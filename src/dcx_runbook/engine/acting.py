@@ -44,6 +44,7 @@ def act(
     journal_step: dict[str, Any],
     before_effect: Callable[[], None] = _nothing,
     commit_status: str | None = None,
+    transaction: bool | None = None,
 ) -> None:
     """Run operations then verify checks, under the step's timeouts, retrying on lock timeout.
 
@@ -52,12 +53,13 @@ def act(
     `before_effect` returns once the caller's write-ahead record is durable: it is called
     before the first operation that takes effect at once, and before COMMIT. `commit_status`:
     the step's status once its transaction commits, written to the ledger with that COMMIT.
+    `transaction`: whether sql runs in one (default: the step's `transaction`).
 
     An index build (`CONCURRENTLY`) that fails leaves an INVALID index behind: it is dropped
     before the step is retried, or fails (see `_drop_leftovers`)."""
     policy = rt.policy(step)
     uses_sql = rt.conn is not None and any(OPERATIONS[op.kind].traits.uses_connection for op in ops)
-    in_tx = step.transaction and uses_sql
+    in_tx = (step.transaction if transaction is None else transaction) and uses_sql
     retries = _Retries(policy, time.monotonic() + policy.retry_budget, db.backoff_delays(policy))
     # Operations whose effect outlives a failed attempt (a shell command; anything outside a
     # transaction) stay done: a retry after a lock timeout never repeats them. Inside a

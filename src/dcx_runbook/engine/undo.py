@@ -96,6 +96,7 @@ def _undo_effects(
             rollback.verify,
             journal_step,
             commit_status=done,
+            transaction=rollback.transaction,  # default: as the step
         )
     elif rollback is not None and files and run_ops:
         run_checks(rt, step.id, "rollback.verify", rollback.verify)

@@ -87,6 +87,12 @@ class Target(Timeouts):
         description="The schema of the ledger in the target (default dcx_runbook): where every "
         "run records what it did, for any engineer on any machine (docs/ledger.md).",
     )
+    pg_version: str | None = Field(
+        default=None,
+        pattern=r"^\d+(\.\d+)?$",
+        description="The target's PostgreSQL version for `validate`'s lint (a dry run asks the "
+        "server): e.g. 15.",
+    )
 
 
 class Rollback(Model):
@@ -98,6 +104,19 @@ class Rollback(Model):
     )
     action: list[Operation] = Field(default_factory=list)
     verify: list[Check] = Field(default_factory=list)
+    transaction: bool | None = Field(
+        default=None,
+        description="Run the rollback's sql and verify in one transaction (default: as the "
+        "step). False for CREATE INDEX CONCURRENTLY undoing a DROP INDEX.",
+    )
+
+
+class Lint(Model):
+    allow: dict[str, Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict,
+        description="Findings waived for this step, by rule, each with its reason: shown in the "
+        "dry run, the confirmation and the journal, never dropped (docs/lint.md).",
+    )
 
 
 class Step(Timeouts):
@@ -120,6 +139,7 @@ class Step(Timeouts):
         description="Run sql action and verify in one transaction, committed only when verify "
         "passes. Set false for statements such as CREATE INDEX CONCURRENTLY.",
     )
+    lint: Lint | None = Field(default=None, description="Waivers of lint findings.")
 
 
 class Runbook(Model):
@@ -133,6 +153,9 @@ class Runbook(Model):
         default_factory=list, description="Checks that must hold before any step acts."
     )
     steps: list[Step] = Field(min_length=1)
+    lint: Lint | None = Field(
+        default=None, description="Waivers of the lint findings of the whole runbook."
+    )
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

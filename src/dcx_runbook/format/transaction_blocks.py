@@ -25,8 +25,11 @@ def transaction_blocks(steps: list[Any]) -> list[tuple[Loc, str]]:
     for i, step in enumerate(steps):
         if isinstance(step, dict):
             in_tx = step.get("transaction", True) is True
+            rollback = step.get("rollback")
+            undo_tx = rollback.get("transaction") if isinstance(rollback, dict) else None
             for loc, text in _sql_operations(step, ("steps", i)):
-                problems += _refused(loc, text, in_tx)
+                tx = undo_tx if "rollback" in loc and isinstance(undo_tx, bool) else in_tx
+                problems += _refused(loc, text, tx)
     return problems
 
 
@@ -56,7 +59,10 @@ def _refused(loc: Loc, text: str, in_tx: bool) -> list[tuple[Loc, str]]:
     for index, name in found:
         which = f" (statement {index + 1} of {count})" if count > 1 else ""
         alone = " and the statement in a sql operation of its own" if count > 1 else ""
-        if in_tx:
+        if in_tx and "rollback" in loc:
+            mode = "this step runs its rollback's sql in one"
+            fix = f"expected `transaction: false` on the rollback{alone}"
+        elif in_tx:
             mode = "this step runs its sql (action and rollback) in one"
             fix = f"expected `transaction: false` on the step{alone}"
         else:

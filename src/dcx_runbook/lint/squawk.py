@@ -1,0 +1,106 @@
+"""squawk (the `squawk-cli` package's native binary) over every SQL text of a runbook, in one
+process call: a temporary file per text, `--reporter json`, findings mapped back to their text.
+
+`require-lock-timeout` and `require-statement-timeout` are satisfied by the engine (it sets both
+for every statement: docs/safety.md); `prefer-robust-stmts` by its transactions and `done_when`
+(a step already done is not run again; a failed concurrent build's INVALID index is dropped)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dcx_runbook.lint.sites import Site, for_squawk
+
+SATISFIED = ("require-lock-timeout", "require-statement-timeout", "prefer-robust-stmts")
+TIMEOUT = 60
+
+
+class SquawkMissing(Exception):
+    """squawk can't be run: not installed, broken, or its output not understood."""
+
+
+@dataclass(frozen=True)
+class Raw:
+    """One squawk finding in one text: 0-based line and column inside it."""
+
+    site: Site
+    rule: str
+    level: str
+    message: str
+    help: str
+    line: int
+    column: int
+
+
+def binary() -> str:
+    """The squawk binary: `$DCX_SQUAWK`, else next to this interpreter (the squawk-cli wheel's
+    script), else on $PATH."""
+    explicit = os.environ.get("DCX_SQUAWK")
+    if explicit:
+        return explicit
+    beside = Path(sys.executable).parent / "squawk"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("squawk")
+    if found is None:
+        raise SquawkMissing(
+            "squawk is not installed (pip install squawk-cli): the SQL was not linted"
+        )
+    return found
+
+
+def run(texts: Sequence[Site], pg_version: str | None) -> list[Raw]:
+    """squawk's findings for every text, from one process call."""
+    if not texts:
+        return []
+    command = [binary(), "--reporter", "json", "--exclude", ",".join(SATISFIED)]
+    if pg_version:
+        command.append(f"--pg-version={pg_version}")
+    with tempfile.TemporaryDirectory(prefix="dcx-lint-") as tmp:
+        names = {}
+        for index, site in enumerate(texts):
+            path = Path(tmp) / f"{index:06d}.sql"
+            path.write_text(for_squawk(site.text))
+            names[str(path)] = site
+        try:
+            done = subprocess.run(
+                [*command, *names], capture_output=True, text=True, timeout=TIMEOUT, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SquawkMissing(f"squawk could not run ({exc}): the SQL was not linted") from None
+    return _parse(done, names)
+
+
+def _parse(done: subprocess.CompletedProcess[str], names: dict[str, Site]) -> list[Raw]:
+    try:
+        found: Any = json.loads(done.stdout or "[]")
+        if not isinstance(found, list):
+            raise ValueError("not a list")
+        return [
+            Raw(
+                names[item["file"]],
+                str(item["rule_name"]),
+                str(item.get("level") or "Warning").lower(),
+                str(item["message"]),
+                str(item.get("help") or ""),
+                int(item["line"]),
+                int(item["column"]),
+            )
+            for item in found
+            if item.get("file") in names
+        ]
+    except (ValueError, KeyError, TypeError):
+        said = (done.stderr or done.stdout).strip().splitlines()
+        raise SquawkMissing(
+            f"squawk's output was not understood (exit {done.returncode}: "
+            f"{said[0] if said else 'no output'}): the SQL was not linted"
+        ) from None
