@@ -90,13 +90,5 @@ class OperationStatus(StrEnum):
     FAILED = "failed"
 
 
-class LintLevel(StrEnum):
-    """How serious a lint finding is (docs/lint.md)."""
-
-    ERROR = "error"
-    WARNING = "warning"
-    NOTE = "note"
-
-
 class LockWaitStatus(StrEnum):
     TIMEOUT = "timeout"

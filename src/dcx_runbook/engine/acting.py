@@ -52,7 +52,7 @@ def act(
     only after verify passes; anything else undone on failure is up to the caller.
     `before_effect` returns once the caller's write-ahead record is durable: it is called
     before the first operation that takes effect at once, and before COMMIT. `commit_status`:
-    the step's status once its transaction commits, written to the ledger with that COMMIT.
+    the step's status once its transaction commits, written to the ledger with that COMMIT;
     `transaction`: whether sql runs in one (default: the step's `transaction`).
 
     An index build (`CONCURRENTLY`) that fails leaves an INVALID index behind: it is dropped
@@ -61,9 +61,8 @@ def act(
     uses_sql = rt.conn is not None and any(OPERATIONS[op.kind].traits.uses_connection for op in ops)
     in_tx = (step.transaction if transaction is None else transaction) and uses_sql
     retries = _Retries(policy, time.monotonic() + policy.retry_budget, db.backoff_delays(policy))
-    # Operations whose effect outlives a failed attempt (a shell command; anything outside a
-    # transaction) stay done: a retry after a lock timeout never repeats them. Inside a
-    # transaction the rest is rolled back and runs again.
+    # Operations whose effect outlives a failed attempt (a shell command, anything outside a
+    # transaction) stay done: a retry never repeats them; in a transaction the rest runs again.
     kept: set[int] = set()
     while True:
         retries.attempt += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Protocol
 
+from dcx_runbook.engine.linting import say
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.format.model import Step
 
@@ -36,6 +37,8 @@ def walk(rt: Runtime, step: Step, phases: Phases, skip: Collection[str]) -> bool
         phases.skipped(step)
         return False
     rt.emit("step_started", step.id, message=step.title)
+    for finding in rt.findings.get(step.id, ()):
+        say(rt, finding)
     if step.done_when and phases.already_done(step):
         return False
     phases.precheck(step)

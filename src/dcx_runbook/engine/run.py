@@ -13,6 +13,7 @@ from dcx_runbook.clock import now
 from dcx_runbook.engine.acting import act
 from dcx_runbook.engine.checks import run_checks
 from dcx_runbook.engine.ledger import transaction_only
+from dcx_runbook.engine.linting import findings_for, journaled
 from dcx_runbook.engine.phases import walk
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.engine.session import (
@@ -33,6 +34,8 @@ from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError, St
 from dcx_runbook.format.loader import Loaded
 from dcx_runbook.format.model import Runbook, Step
 from dcx_runbook.format.variables import Resolved
+from dcx_runbook.lint.check import Linted
+from dcx_runbook.lint.findings import summary
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.state.entries import RunbookRef, new_run
 from dcx_runbook.state.journal import Journal, RunRecord, new_run_id
@@ -91,6 +94,7 @@ def _run(
     target = target_view(rt, info)
     _started(rt, options, run_id, target, resolved.notes)
     schema = ledger_schema(rt, options)  # a role that can't keep the ledger: refused here
+    linted = findings_for(rt, loaded)
     if options.dry_run:
         from dcx_runbook.engine.dryrun import dry_run
 
@@ -103,11 +107,16 @@ def _run(
                 rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, f"preflight failed: {exc}")
             )
     where = f"{identity.describe(target)} ({target['url']})" if target else "this machine"
-    question = f"Run {runbook.name} ({len(runbook.steps)} steps) against {where}?"
+    question = (
+        f"Run {runbook.name} ({len(runbook.steps)} steps) against {where}? "
+        f"(lint: {summary(linted.findings)})"
+    )
     if not confirmed(rt, options, question):
         return finish(rt, NOT_CONFIRMED)
     try:
-        rt.record = _create_record(rt, loaded, resolved, options, journal, run_id, target, schema)
+        rt.record = _create_record(
+            rt, loaded, resolved, options, journal, run_id, target, (schema, linted)
+        )
     except JournalError as exc:  # nothing has changed yet: a refusal, not an incomplete undo
         return finish(
             rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, f"{exc}: nothing was changed")
@@ -155,9 +164,10 @@ def _create_record(
     journal: Journal,
     run_id: str,
     target: dict[str, Any],
-    schema: str | None,
+    ledger_and_lint: tuple[str | None, Linted],
 ) -> RunRecord:
     runbook = rt.runbook
+    schema, linted = ledger_and_lint
     ref: RunbookRef = {
         "name": runbook.name,
         "title": runbook.title,
@@ -165,22 +175,22 @@ def _create_record(
         "sha256": loaded.sha256,
         "spec": _journal_spec(runbook),
     }
-    return journal.create(
-        new_run(
-            run_id,
-            ref,
-            [(s.id, s.title) for s in runbook.steps],
-            public_vars=dict(rt.masker.deep(resolved.public())),  # type: ignore[call-overload]
-            secret_vars=sorted(resolved.secret),
-            captured=rt.captured,
-            # Only the URL can hold a secret; the rest is the server's identity, which a
-            # rollback compares: masked where it happens to equal a secret, it would never match.
-            target={**target, "url": rt.masker(target["url"])} if target else {},
-            skipped=list(options.skip),
-            ledger={"schema": schema, "off": None if schema else _LEDGER_OFF[options.ledger]},
-            reason=rt.masker(options.reason) if options.reason else None,
-        )
+    data = new_run(
+        run_id,
+        ref,
+        [(s.id, s.title) for s in runbook.steps],
+        public_vars=dict(rt.masker.deep(resolved.public())),  # type: ignore[call-overload]
+        secret_vars=sorted(resolved.secret),
+        captured=rt.captured,
+        # Only the URL can hold a secret; the rest is the server's identity, which a
+        # rollback compares: masked where it happens to equal a secret, it would never match.
+        target={**target, "url": rt.masker(target["url"])} if target else {},
+        skipped=list(options.skip),
+        ledger={"schema": schema, "off": None if schema else _LEDGER_OFF[options.ledger]},
+        reason=rt.masker(options.reason) if options.reason else None,
     )
+    data["lint"] = rt.masker.deep(journaled(linted))  # type: ignore[typeddict-item]
+    return journal.create(data)
 
 
 _LEDGER_OFF = {True: "no database target", False: "--no-ledger"}  # by options.ledger

@@ -55,6 +55,8 @@ class Runtime:
     rollback_entry: dict[str, Any] | None = None
     # The record's rows in the target's ledger (None: --no-ledger, no target, a dry run).
     mirror: Mirror | None = None
+    # The lint's findings by step id ("": the runbook's own), said at each step's start.
+    findings: dict[str, list[Any]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ output
 

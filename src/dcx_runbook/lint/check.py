@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 
 from dcx_runbook.format.loader import Loaded
 from dcx_runbook.lint import rules, squawk
-from dcx_runbook.lint.findings import Finding
+from dcx_runbook.lint.findings import Finding, LintLevel
 from dcx_runbook.lint.locate import Locator
 from dcx_runbook.lint.sites import sites
-from dcx_runbook.statuses import LintLevel
 
 
 @dataclass
@@ -40,7 +39,7 @@ def lint(loaded: Loaded, pg_version: str | None = None) -> Linted:
         raw = []
     for hit in raw:
         line, column, path = locator.at(hit.site.loc, hit.line, hit.column)
-        level = LintLevel.ERROR if hit.level == "error" else LintLevel.WARNING
+        level = LintLevel.ERROR if hit.level == LintLevel.ERROR else LintLevel.WARNING
         out.findings.append(
             Finding(
                 hit.rule,

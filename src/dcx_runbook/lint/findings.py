@@ -4,9 +4,16 @@ it was waived (a waived finding is still shown, with that reason)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
-from dcx_runbook.statuses import LintLevel
+
+class LintLevel(StrEnum):
+    """How serious a lint finding is (docs/lint.md): a level, not a status."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    NOTE = "note"
 
 
 @dataclass(frozen=True)
@@ -45,14 +52,13 @@ class Finding:
 
 def summary(findings: list[Finding]) -> str:
     """`2 warnings, 1 waived` (errors, warnings, notes, waived: those there are)."""
-    counts: dict[str, int] = {}
-    for f in findings:
-        key = "waived" if f.waived else str(f.level)
-        counts[key] = counts.get(key, 0) + 1
-    words = {"error": "error", "warning": "warning", "note": "note", "waived": "waived"}
-    parts = []
-    for key in ("error", "warning", "note", "waived"):
-        n = counts.get(key, 0)
-        if n:
-            parts.append(f"{n} {words[key]}{'s' if n != 1 and key != 'waived' else ''}")
+    levels = [f.level for f in findings if not f.waived]
+    parts = [
+        f"{levels.count(level)} {level}{'s' if levels.count(level) != 1 else ''}"
+        for level in LintLevel
+        if level in levels
+    ]
+    waived = sum(1 for f in findings if f.waived)
+    if waived:
+        parts.append(f"{waived} waived")
     return ", ".join(parts) or "no findings"

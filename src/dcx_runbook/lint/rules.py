@@ -10,8 +10,8 @@ from typing import Any
 
 from dcx_runbook.format.model import Runbook, Step
 from dcx_runbook.kinds.sql import CONCURRENT_BUILDS, no_transaction_block, statements
+from dcx_runbook.lint.findings import LintLevel
 from dcx_runbook.lint.sites import Site
-from dcx_runbook.statuses import LintLevel
 from dcx_runbook.template import refs
 
 W = LintLevel.WARNING

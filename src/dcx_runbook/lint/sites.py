@@ -20,7 +20,7 @@ class Site:
     step_index: int
     step: Step
     part: str  # "action" or "rollback"
-    loc: tuple[Any, ...]  # ("steps", 2, "rollback", "action", 0, "sql")
+    loc: tuple[Any, ...]  # its path: steps, 2, rollback, action, 0 and the field's name
     text: str
     in_transaction: bool
 

@@ -7,7 +7,6 @@ for every statement: docs/safety.md); `prefer-robust-stmts` by its transactions 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,7 +15,8 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from dcx_runbook.lint.sites import Site, for_squawk
 
@@ -80,25 +80,35 @@ def run(texts: Sequence[Site], pg_version: str | None) -> list[Raw]:
     return _parse(done, names)
 
 
+class _Item(BaseModel):
+    """One entry of squawk's JSON report."""
+
+    file: str
+    rule_name: str
+    level: str = "Warning"
+    message: str
+    help: str | None = None
+    line: int
+    column: int
+
+
 def _parse(done: subprocess.CompletedProcess[str], names: dict[str, Site]) -> list[Raw]:
     try:
-        found: Any = json.loads(done.stdout or "[]")
-        if not isinstance(found, list):
-            raise ValueError("not a list")
+        items = TypeAdapter(list[_Item]).validate_json(done.stdout or "[]")
         return [
             Raw(
-                names[item["file"]],
-                str(item["rule_name"]),
-                str(item.get("level") or "Warning").lower(),
-                str(item["message"]),
-                str(item.get("help") or ""),
-                int(item["line"]),
-                int(item["column"]),
+                names[item.file],
+                item.rule_name,
+                item.level.lower(),
+                item.message,
+                item.help or "",
+                item.line,
+                item.column,
             )
-            for item in found
-            if item.get("file") in names
+            for item in items
+            if item.file in names
         ]
-    except (ValueError, KeyError, TypeError):
+    except (ValidationError, ValueError, KeyError):
         said = (done.stderr or done.stdout).strip().splitlines()
         raise SquawkMissing(
             f"squawk's output was not understood (exit {done.returncode}: "

@@ -18,6 +18,7 @@ EventType = Literal[
     "unwind_started",
     "step_undone",  # status: rolled_back|nothing_to_undo|rollback_failed|irreversible
     "log",
+    "finding",
     "run_finished",  # status: a RunStatus; detail: run_id, exit_code, still_applied
 ]
 

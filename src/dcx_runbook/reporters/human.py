@@ -147,6 +147,16 @@ class HumanReporter:
         elif text and text != OperationStatus.DONE:
             self._print(f"    [dim]{text}[/]")
 
+    def _on_finding(self, e: Event) -> None:
+        waived = bool(e.detail.get("waived"))
+        style = "dim" if waived else {"error": "red", "warning": "yellow"}.get(e.status or "", "")
+        where = f"{e.detail.get('file')}:{e.detail.get('line')}:{e.detail.get('column')}"
+        lines = escape(e.message or "").splitlines() or [""]
+        head = f"  [{style}]⚑ lint {e.status}[/] {lines[0]}" if style else f"  ⚑ lint {lines[0]}"
+        self._print(
+            "\n".join([head, *(f"    {line}" for line in lines[1:]), f"    [dim]{where}[/]"])
+        )
+
     def _on_lock_wait(self, e: Event) -> None:
         blockers = e.detail.get("blockers") or ["no blocker seen"]
         lines = "\n".join(f"      blocked by {escape(str(b))}" for b in blockers)
