@@ -94,6 +94,8 @@ class _Item(BaseModel):
 
 def _parse(done: subprocess.CompletedProcess[str], names: dict[str, Site]) -> list[Raw]:
     try:
+        if done.returncode not in (0, 1):  # 1: it found something; anything else: it failed
+            raise ValueError(done.returncode)
         items = TypeAdapter(list[_Item]).validate_json(done.stdout or "[]")
         return [
             Raw(
