@@ -353,7 +353,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-SECTIONS = ("startup", "engine", "ledger", "runs", "lock_stall", "wallet_fix")
+SECTIONS = ("startup", "engine", "lint", "ledger", "runs", "lock_stall", "wallet_fix")
 
 
 def compile_bytecode() -> str:
@@ -394,6 +394,8 @@ def main() -> int:
         results["startup"] = bench_startup(1 if smoke else 15)
     if "engine" in only:
         results["engine"] = bench_engine([2, 10] if smoke else [10, 100, 1000], 1 if smoke else 7)
+    if "lint" in only:
+        results["lint"] = bench_lint(100 if smoke else 1000, 1 if smoke else 7)
     if "ledger" in only:
         with Scratch() as url:
             results["ledger"] = ledger.bench_ledger(
@@ -409,6 +411,43 @@ def main() -> int:
     args.output.write_text(json.dumps(results, indent=2))
     print(table(results))
     return 0
+
+
+_LINT_TIMING = """
+import json, statistics, sys, time
+from dcx_runbook import api
+parse, lint = [], []
+for _ in range(int(sys.argv[2])):
+    t = time.perf_counter(); (loaded,) = api.validate([sys.argv[1]]); parse.append(time.perf_counter() - t)
+    t = time.perf_counter(); linted = api.lint(loaded); lint.append(time.perf_counter() - t)
+print(json.dumps({"validate": statistics.median(parse), "lint": statistics.median(lint),
+                  "findings": len(linted.findings), "squawk_missing": linted.squawk_missing}))
+"""
+
+
+def bench_lint(n: int, repeat: int) -> dict[str, Any]:
+    """The lint of an N-step runbook (squawk over every statement in one call, and the
+    runbook's rules), beside `validate` alone (parsing and validating it), in one process, the
+    two interleaved; and `validate` as a whole process (both)."""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        yaml_path, _ = generated(n, Path(tmp_name))
+        done = subprocess.run(
+            [PY, "-c", _LINT_TIMING, str(yaml_path), str(repeat)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        timing = json.loads(done.stdout)
+        whole = median_of([*CLI, "validate", str(yaml_path)], repeat)
+    if timing["squawk_missing"]:
+        raise RuntimeError(timing["squawk_missing"])
+    return {
+        "steps": n,
+        "validate_seconds": timing["validate"],
+        "lint_seconds": timing["lint"],
+        "findings": timing["findings"],
+        "validate_command_seconds": whole,
+    }
 
 
 def bench_runs(count: int, repeat: int) -> dict[str, Any]:
@@ -434,6 +473,7 @@ def table(r: dict[str, Any]) -> str:
     for section, render in (
         ("startup", _startup_lines),
         ("engine", _engine_lines),
+        ("lint", _lint_lines),
         ("ledger", _ledger_lines),
         ("runs", _runs_lines),
         ("lock_stall", _lock_stall_lines),
@@ -478,6 +518,15 @@ def _engine_lines(engine: dict[str, Any]) -> list[str]:
     if "growth_1000_over_100" in engine:
         lines.append(f"  N=1000 / N=100: {engine['growth_1000_over_100']:.2f}x")
     return lines
+
+
+def _lint_lines(lint: dict[str, Any]) -> list[str]:
+    return [
+        f"lint of {lint['steps']} steps (median, in one process): validate alone "
+        f"{lint['validate_seconds']:.3f}s, the lint {lint['lint_seconds']:.3f}s "
+        f"({lint['findings']} findings); `validate` as a command (both) "
+        f"{lint['validate_command_seconds']:.3f}s"
+    ]
 
 
 def _ledger_lines(led: dict[str, Any]) -> list[str]:

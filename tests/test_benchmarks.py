@@ -36,6 +36,7 @@ def test_every_benchmark_runs_at_its_smallest_size(
         "machine",
         "startup",
         "engine",
+        "lint",
         "ledger",
         "runs",
         "lock_stall",

@@ -7,7 +7,7 @@ import gc
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,8 @@ class Loaded:
     text: str
     sha256: str
     runbook: Runbook
+    # The YAML's node tree, with positions: where lint findings are located.
+    root: yaml.Node | None = field(default=None, compare=False, repr=False)
 
 
 # ---------------------------------------------------------------------------------------- search
@@ -204,7 +206,7 @@ def _parse(raw: bytes, filename: str) -> Loaded:
         problems.append(problem_at(filename, node, loc, message))
     if problems or runbook is None:
         raise ValidationFailed(in_order(problems))
-    return Loaded(Path(filename), text, hashlib.sha256(raw).hexdigest(), runbook)
+    return Loaded(Path(filename), text, hashlib.sha256(raw).hexdigest(), runbook, node)
 
 
 def _blank(data: dict[str, Any], locs: Sequence[Loc]) -> dict[str, Any]:

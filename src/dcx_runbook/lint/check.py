@@ -29,7 +29,7 @@ def lint(loaded: Loaded, pg_version: str | None = None) -> Linted:
     runbook = loaded.runbook
     filename = str(loaded.path)
     found = list(sites(runbook))
-    locator = Locator(loaded.text)
+    locator = Locator(loaded.text, loaded.root)
     out = Linted()
     version = pg_version or (runbook.target.pg_version if runbook.target else None)
     try:

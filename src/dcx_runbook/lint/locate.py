@@ -13,13 +13,9 @@ from dcx_runbook.format.problems import format_path, mark_position
 
 
 class Locator:
-    def __init__(self, text: str):
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    def __init__(self, text: str, root: yaml.Node | None = None):
         self.lines = text.splitlines()
-        try:
-            self.root: yaml.Node | None = yaml.compose(text, Loader=loader)
-        except yaml.YAMLError:
-            self.root = None
+        self.root = root if root is not None else _compose(text)
 
     def node(self, loc: Sequence[Any]) -> yaml.Node | None:
         node = self.root
@@ -47,6 +43,13 @@ class Locator:
         if line == 0:
             return start_line, start_col + (1 if style in ("'", '"') else 0) + column, path
         return start_line + line, column + 1, path
+
+
+def _compose(text: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return None
 
 
 def _indent(text: str) -> int:

@@ -188,8 +188,11 @@ def _strongest(site_list: Sequence[Site]) -> tuple[int, str, Site | None]:
 
 
 def _stronger_rollbacks(runbook: Runbook, found: Sequence[Site]) -> Iterator[Hit]:
+    by_step: dict[int, list[Site]] = {}
+    for site in found:
+        by_step.setdefault(site.step_index, []).append(site)
     for i, step in enumerate(runbook.steps):
-        mine = [s for s in found if s.step_index == i]
+        mine = by_step.get(i, [])
         done, done_said, _ = _strongest([s for s in mine if s.part == "action"])
         undo, undo_said, where = _strongest([s for s in mine if s.part == "rollback"])
         if where is not None and undo > done and undo >= 3:  # writes (or reads) wait for long

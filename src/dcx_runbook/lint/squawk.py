@@ -65,7 +65,7 @@ def run(texts: Sequence[Site], pg_version: str | None) -> list[Raw]:
     command = [binary(), "--reporter", "json", "--exclude", ",".join(SATISFIED)]
     if pg_version:
         command.append(f"--pg-version={pg_version}")
-    with tempfile.TemporaryDirectory(prefix="dcx-lint-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="dcx-lint-", dir=_fast_dir()) as tmp:
         names = {}
         for index, site in enumerate(texts):
             path = Path(tmp) / f"{index:06d}.sql"
@@ -90,6 +90,13 @@ class _Item(BaseModel):
     help: str | None = None
     line: int
     column: int
+
+
+def _fast_dir() -> str | None:
+    """Memory (/dev/shm) where there is one: a thousand small files there take 0.1 s, against
+    2 s on this machine's disk."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
 
 
 def _parse(done: subprocess.CompletedProcess[str], names: dict[str, Site]) -> list[Raw]:
