@@ -91,3 +91,12 @@ def test_a_waiver_keeps_the_finding_on_the_record_with_its_reason(tmp_path: Path
     assert done.returncode == 0, done.stderr
     assert "unbounded-update-delete: UPDATE without WHERE" in done.stderr
     assert f"[waived: {reason}]" in done.stderr and "lint: 1 waived" in done.stderr
+
+
+def test_wallet_fix_passes_strict() -> None:
+    """Its rollback rebuilds the index without blocking writes; its two deliberate choices are
+    waived with reasons a DBA can read."""
+    done = cli("validate", "--strict", "wallet-fix")
+    assert done.returncode == 0, done.stderr
+    assert "lint: 2 waived" in done.stderr
+    assert "[waived: The drop runs in the step's transaction" in done.stderr

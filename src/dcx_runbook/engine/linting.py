@@ -1,6 +1,7 @@
-"""The lint in a run and its dry run (docs/lint.md): every finding said as a `finding` event at
-its step (the runbook's own after `run_started`), summarised in the confirmation, kept in the
-journal, waived ones with their reasons; in a dry run, what the live target says about the
+"""The lint in a run and its dry run (docs/lint.md): every finding said as a `finding` event
+(before the confirmation in a run; at its step in a dry run, the runbook's own after
+`run_started`), summarised in the confirmation, kept in the journal, waived ones with their
+reasons; in a dry run, what the live target says about the
 tables each finding's statements lock (size, rows, who holds or waits on a lock there, the
 oldest open transaction), read-only under a short statement timeout. A tiny table that nobody
 holds turns a warning into a note."""
@@ -37,7 +38,11 @@ def findings_for(rt: Runtime, loaded: Loaded) -> Linted:
     if rt.dry_run and rt.conn is not None:
         by_path = {format_path(site.loc): site.text for site in sites(loaded.runbook)}
         linted.findings = [_in_context(rt.conn, f, by_path.get(f.path)) for f in linted.findings]
-    rt.findings = {}
+    if not rt.dry_run:  # all of them before the confirmation, waivers and their reasons too
+        for finding in linted.findings:
+            say(rt, finding)
+        return linted
+    rt.findings = {}  # the dry run says each at its step
     for finding in linted.findings:
         rt.findings.setdefault(finding.step or "", []).append(finding)
     for finding in rt.findings.get("", []):
