@@ -75,9 +75,15 @@ def _in_context(conn: psycopg.Connection[Any], finding: Finding, text: str | Non
     tiny, held = True, False
     for table in dict.fromkeys(_tables(conn, text)):
         try:
-            with conn.transaction():
-                conn.execute("SET LOCAL statement_timeout = '2s'")
+            with conn.transaction():  # a savepoint in the dry run's read-only transaction
+                row = conn.execute(
+                    "SELECT current_setting('statement_timeout'), "
+                    "set_config('statement_timeout', '2s', true)"
+                ).fetchone()
                 facts = _facts(conn, table)
+                # A released savepoint keeps its SET LOCAL: the dry run's own timeout again.
+                before = row[0] if row is not None else "0"
+                conn.execute("SELECT set_config('statement_timeout', %s, true)", (before,))
         except psycopg.Error:
             continue
         if facts is None:
