@@ -57,6 +57,31 @@ EXPECTED: dict[str, list[tuple[str, int, int]]] = {
     ],
     "unbounded-update-delete": [("unbounded-update-delete", 14, 14)],
     "unused-variable": [("unused-variable", 5, 14)],
+    # squawk's other rules
+    "renaming-table": [("renaming-table", 14, 28)],
+    "ban-drop-table": [("ban-drop-table", 14, 14)],
+    "ban-drop-database": [("ban-drop-database", 15, 14)],
+    "ban-truncate-cascade": [("ban-truncate-cascade", 14, 25)],
+    "disallowed-unique-constraint": [
+        ("constraint-missing-not-valid", 14, 28),
+        ("disallowed-unique-constraint", 14, 32),
+    ],
+    "adding-serial-primary-key-field": [
+        ("adding-serial-primary-key-field", 14, 53),
+        ("prefer-identity", 14, 43),
+    ],
+    "ban-char-field": [("ban-char-field", 14, 46)],
+    "prefer-text-field": [("prefer-text-field", 14, 46)],
+    "prefer-timestamp-tz": [("prefer-timestamp-tz", 14, 44)],
+    "prefer-bigint-over-int": [("prefer-bigint-over-int", 14, 33)],
+    "prefer-bigint-over-smallint": [("prefer-bigint-over-smallint", 14, 33)],
+    "prefer-identity": [("prefer-identity", 14, 33)],
+    "ban-create-domain-with-constraint": [("ban-create-domain-with-constraint", 14, 40)],
+    "ban-alter-domain-with-add-constraint": [("ban-alter-domain-with-add-constraint", 14, 29)],
+    "ban-drop-not-null": [("ban-drop-not-null", 14, 43)],
+    "ban-drop-constraint": [("ban-drop-constraint", 14, 28)],
+    "transaction-nesting": [("transaction-nesting", 15, 22)],
+    "ban-uncommitted-transaction": [("ban-uncommitted-transaction", 15, 15)],
 }
 
 
