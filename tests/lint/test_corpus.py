@@ -82,6 +82,14 @@ EXPECTED: dict[str, list[tuple[str, int, int]]] = {
     "ban-drop-constraint": [("ban-drop-constraint", 14, 28)],
     "transaction-nesting": [("transaction-nesting", 15, 22)],
     "ban-uncommitted-transaction": [("ban-uncommitted-transaction", 15, 15)],
+    "ban-drop-function": [("ban-drop-function", 14, 14)],
+    "ban-drop-sequence": [("ban-drop-sequence", 14, 14)],
+    "ban-duplicate-column-assignments": [
+        ("ban-duplicate-column-assignments", 14, 27),
+        ("ban-duplicate-column-assignments", 14, 34),
+    ],
+    "require-enum-value-ordering": [("require-enum-value-ordering", 14, 28)],
+    "require-concurrent-partition-detach": [("require-concurrent-partition-detach", 14, 28)],
 }
 
 
