@@ -65,18 +65,19 @@ def run(texts: Sequence[Site], pg_version: str | None) -> list[Raw]:
     command = [binary(), "--reporter", "json", "--exclude", ",".join(SATISFIED)]
     if pg_version:
         command.append(f"--pg-version={pg_version}")
-    with tempfile.TemporaryDirectory(prefix="dcx-lint-", dir=_fast_dir()) as tmp:
-        names = {}
-        for index, site in enumerate(texts):
-            path = Path(tmp) / f"{index:06d}.sql"
-            path.write_text(for_squawk(site.text))
-            names[str(path)] = site
-        try:
+    try:
+        with tempfile.TemporaryDirectory(prefix="dcx-lint-", dir=_fast_dir()) as tmp:
+            names = {}
+            for index, site in enumerate(texts):
+                path = Path(tmp) / f"{index:06d}.sql"
+                path.write_text(for_squawk(site.text))
+                names[str(path)] = site
             done = subprocess.run(
                 [*command, *names], capture_output=True, text=True, timeout=TIMEOUT, check=False
             )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise SquawkMissing(f"squawk could not run ({exc}): the SQL was not linted") from None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        # Not installed, not runnable, no room for its files: the lint is incomplete, said so.
+        raise SquawkMissing(f"squawk could not run ({exc}): the SQL was not linted") from None
     return _parse(done, names)
 
 
