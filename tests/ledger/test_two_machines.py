@@ -50,6 +50,13 @@ def test_a_run_from_a_is_seen_and_undone_from_b_which_has_no_record_of_it(
     assert status["live"] == [] and status["drift"] == []
     assert not (b.state / "runs").exists()  # status writes nothing anywhere
 
+    # B's dry run says what it would undo, and writes nothing anywhere.
+    ledger_before = ledger_steps(database_url)
+    preview = b.cli("rollback", "--dry-run", "-o", "json", "--database-url", database_url)
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    assert last(preview)["message"] == f"dry run: would undo run {run_id}: index-t, create-t"
+    assert not b.state.exists() and ledger_steps(database_url) == ledger_before
+
     undo = b.cli("rollback", "--yes", "-o", "json", "--database-url", database_url)
 
     assert undo.returncode == 0, undo.stdout + undo.stderr

@@ -75,6 +75,10 @@ class LedgerJournal(Journal):
         found += [(r.path, r.data) for r in self.known.values()]
         yield from sorted(found, key=_when, reverse=True)
 
+    def record_for(self, path: Path, data: dict[str, Any]) -> RunRecord:
+        known = self.known.get(str(data.get("run_id")))
+        return known if known is not None and known.data is data else RunRecord(path, data)
+
     def load(self, run_id: str) -> RunRecord:
         if run_id in self.known:
             return self.known[run_id]

@@ -77,7 +77,7 @@ def history(journal: Journal) -> list[RunRecord | JournalError]:
     """Every record, newest first (a damaged one as its error: never skipped)."""
     out: list[RunRecord | JournalError] = []
     for path, data in journal.records():
-        out.append(data if isinstance(data, JournalError) else RunRecord(path, data))
+        out.append(data if isinstance(data, JournalError) else journal.record_for(path, data))
     return out
 
 

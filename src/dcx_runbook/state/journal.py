@@ -296,6 +296,10 @@ class Journal:
             raise
         return record
 
+    def record_for(self, path: Path, data: dict[str, Any]) -> RunRecord:
+        """The record of `data`, read from `path` (a view of the journal may hold its own)."""
+        return RunRecord(path, data)
+
     def hold_runbook(self, name: str, run_id: str) -> Held:
         """Runbook `name` for this process, on this machine (state/holds.py)."""
         return hold_runbook(self.runs_dir, name, run_id)
