@@ -219,10 +219,13 @@ def runs(
         return rows
     from dcx_runbook.engine.adopt import ledger_runs
 
-    known = {row["run_id"] for row in rows}
-    for data in ledger_runs(url, ledger_schema, limit=limit, runbook=runbook, say=say):
-        if data["run_id"] not in known:
-            rows.append(records.row(data, "ledger"))
+    # The target's ledger speaks for the runs it holds: another machine may have rolled back a
+    # run this journal still calls in effect (`rollback` and `status` reconcile the two).
+    theirs = {
+        data["run_id"]: records.row(data, "ledger")
+        for data in ledger_runs(url, ledger_schema, limit=limit, runbook=runbook, say=say)
+    }
+    rows = [row for row in rows if row["run_id"] not in theirs] + list(theirs.values())
     rows.sort(key=lambda row: str(row.get("started") or row["run_id"]), reverse=True)
     return rows if limit is None else rows[:limit]
 

@@ -66,6 +66,15 @@ def test_runs_with_a_target_lists_the_ledgers_runs_from_every_machine(
     ]
     assert str(listed[0]["operator"]).endswith("@machine-a")
 
+    # B rolls it back: A's journal alone still calls it in effect; with the target given, A's
+    # `runs` says what the target's ledger says.
+    undo = b.cli("rollback", "--yes", "-o", "json", "--database-url", database_url)
+    assert undo.returncode == 0, undo.stdout + undo.stderr
+    local = rows(a.cli("runs", "-o", "json").stdout)
+    assert [(r["source"], r["in_effect"]) for r in local] == [("journal", "yes: 1 of 1 steps")]
+    seen = rows(a.cli("runs", "-o", "json", "--database-url", database_url).stdout)
+    assert [(r["run_id"], r["source"], r["in_effect"]) for r in seen] == [(run_id, "ledger", "no")]
+
 
 def test_the_ledger_schema_is_settable_in_the_runbook_and_on_the_command_line(
     tmp_path: Path, database_url: str, db: psycopg.Connection, machines: tuple[Machine, ...]

@@ -300,7 +300,8 @@ def _undo_run(
     left = {item.step_id: item for item in leave}
     entries = [entry for entry in run.applied() if entry["id"] not in left]
     history_ = record.data.setdefault("rollbacks", [])
-    history_.append(new_rollback(options.reason, sorted(left)))
+    reason = rt.masker(options.reason) if options.reason else None
+    history_.append(new_rollback(reason, sorted(left)))
     rt.rollback_entry = history_[-1]
     attach_mirror(rt, options)
     if rt.mirror is not None:

@@ -59,12 +59,11 @@ def take_run_lock(rt: Runtime, runbook_name: str, journal: Journal | None) -> No
 
 
 def _holder_record(holder: Mapping[str, Any], journal: Journal | None) -> RunRecord | None:
-    app = str(holder.get("application") or "")
-    parts = app.split("/")
-    if journal is None or len(parts) < 3:
+    run_id = holder.get("run_id")
+    if journal is None or not run_id:
         return None
     try:
-        return journal.load(parts[2])
+        return journal.load(str(run_id))
     except RunbookError:
         return None
 
@@ -132,7 +131,7 @@ def _describe_holder(holder: Mapping[str, Any], record: RunRecord | None) -> str
     if not holder:
         return "it ended just now; try again"
     app = str(holder.get("application") or "")
-    run_id = app.split("/")[2] if app.count("/") >= 2 else "unknown"
+    run_id = holder.get("run_id") or "unknown"
     role = "a rollback of run" if app.endswith("/rollback") else "run"
     who = f"{holder.get('user')} from {holder.get('client')}"
     pid = ""

@@ -187,14 +187,20 @@ def lock_holder(conn: psycopg.Connection[Any], runbook: str) -> dict[str, Any] |
         """,
         (LOCK_NAMESPACE, lock_key(runbook)),
     ).fetchone()
-    if row is None:
-        return None
+    return session(row) if row is not None else None
+
+
+def session(row: Any) -> dict[str, Any]:
+    """A session as pg_stat_activity shows it (pid, application_name, usename, client,
+    backend_start), and the run its application name says it works for."""
+    app = row[1] or ""
     return {
         "pid": row[0],
         "application": row[1],
         "user": row[2],
         "client": row[3] or "local socket",
         "since": row[4].isoformat(timespec="seconds") if row[4] else None,
+        "run_id": app.split("/")[2] if app.count("/") >= 2 else None,
     }
 
 

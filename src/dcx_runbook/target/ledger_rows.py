@@ -13,6 +13,7 @@ from psycopg import sql
 from psycopg.pq import Escaping
 
 from dcx_runbook.statuses import STILL_APPLIED
+from dcx_runbook.target.db import session
 
 TABLES = ("runs", "steps", "rollbacks")
 _JSON = json.JSONEncoder(separators=(",", ":"), default=str)  # one encoder: json's C one
@@ -219,18 +220,7 @@ def live_sessions(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
            AND a.pid <> pg_backend_pid()
         """
     ).fetchall()
-    return [
-        {
-            "pid": r[0],
-            "application": r[1],
-            "user": r[2],
-            "client": r[3] or "local socket",
-            "since": r[4].isoformat(timespec="seconds") if r[4] else None,
-            "state": r[5],
-            "run_id": r[1].split("/")[2] if r[1].count("/") >= 2 else None,
-        }
-        for r in rows
-    ]
+    return [{**session(r), "state": r[5]} for r in rows]
 
 
 def run_lock_holders(conn: psycopg.Connection[Any], namespace: int) -> list[dict[str, Any]]:
@@ -246,15 +236,4 @@ def run_lock_holders(conn: psycopg.Connection[Any], namespace: int) -> list[dict
         """,
         (namespace,),
     ).fetchall()
-    return [
-        {
-            "pid": r[0],
-            "application": r[1],
-            "user": r[2],
-            "client": r[3] or "local socket",
-            "since": r[4].isoformat(timespec="seconds") if r[4] else None,
-            "run_id": r[1].split("/")[2] if r[1] and r[1].count("/") >= 2 else None,
-            "rollback": bool(r[1] and r[1].endswith("/rollback")),
-        }
-        for r in rows
-    ]
+    return [{**session(r), "rollback": bool(r[1] and r[1].endswith("/rollback"))} for r in rows]
