@@ -74,6 +74,25 @@ class RunStatus(StrEnum):
     NOTHING_TO_UNDO = "nothing_to_undo"
     REHEARSED = "rehearsed"
     REHEARSAL_FAILED = "rehearsal_failed"
+    # The runbook's `applies_when` does not hold on the target: nothing was touched there.
+    NOT_APPLICABLE = "not_applicable"
+
+
+class TargetState(StrEnum):
+    """A target's state in a fleet run (docs/fleet.md): how its run ended, or where it stands."""
+
+    PENDING = "pending"  # not started yet
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    NOT_APPLICABLE = "not_applicable"
+    FAILED = "failed"  # its run failed and unwound itself
+    REFUSED = "refused"  # refused before any change (wrong database, lock held, preflight)
+    INTERRUPTED = "interrupted"  # stopped (Ctrl-C) and unwound, or its process died mid-run
+    UNDO_INCOMPLETE = "undo_incomplete"
+    NOT_REACHED = "not_reached"  # never started: the failure budget was spent, or Ctrl-C
+    DRY_RUN = "dry_run"
+    ROLLED_BACK = "rolled_back"
+    NOTHING_TO_UNDO = "nothing_to_undo"
 
 
 class CheckStatus(StrEnum):

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from dcx_runbook import api
+from dcx_runbook.engine.resolving import resolve_for
 from dcx_runbook.engine.rollback import journaled_runbook, rollback_run
 from dcx_runbook.engine.session import Options
 from dcx_runbook.errors import ExitCode
@@ -180,7 +181,7 @@ def test_rollback_rereads_the_record_under_its_lock(
     stale = journal.load(outcome.run_id)  # read now, used after another rollback ran
     first = rollback_in_process(outcome.run_id, database_url, state)
     assert first.status == "rolled_back" and balance(db) == 100
-    resolved = api.resolve_for(journaled_runbook(stale), [], None, database_url)
+    resolved = resolve_for(journaled_runbook(stale), [], None, database_url)
     late = rollback_run(stale, journal, lambda *_: resolved, Options(yes=True), Collecting())
     assert late.exit_code == ExitCode.OK
     assert late.status == "nothing_to_undo", late.message

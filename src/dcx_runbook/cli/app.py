@@ -12,23 +12,33 @@ import typer
 
 from dcx_runbook import __version__
 from dcx_runbook.cli.options import (
+    Canary,
+    Concurrency,
     DatabaseUrl,
     EnvFile,
+    FleetOrder,
     Force,
     LedgerSchema,
+    MaxFailures,
     NoLedger,
+    OrderOpt,
     Output,
     OutputOpt,
+    PerServer,
     Reason,
     RunbooksDir,
     SandboxUrl,
+    Select,
     Skip,
     SkipOtherHosts,
+    TargetName,
+    TargetsFile,
+    UnwindAll,
     Var,
     Yes,
 )
 from dcx_runbook.cli.options import reporter as _reporter
-from dcx_runbook.errors import ExitCode, RunbookError
+from dcx_runbook.errors import ExitCode, InvalidInput, RunbookError
 
 if TYPE_CHECKING:
     from dcx_runbook.api import Outcome
@@ -81,11 +91,54 @@ def run(
     ledger_schema: LedgerSchema = None,
     output: OutputOpt = Output.human,
     runbooks_dir: RunbooksDir = None,
+    targets: TargetsFile = None,
+    target: TargetName = None,
+    select: Select = None,
+    canary: Canary = 1,
+    concurrency: Concurrency = 1,
+    max_failures: MaxFailures = 0,
+    unwind_all_on_failure: UnwindAll = False,
+    order: OrderOpt = FleetOrder.file,
+    per_server: PerServer = None,
 ) -> None:
-    """Run a runbook: every step checked, done, verified; everything undone if anything fails."""
+    """Run a runbook: every step checked, done, verified; everything undone if anything fails.
+    With a targets file: on each of its targets, in waves (docs/fleet.md)."""
     from dcx_runbook import api
     from dcx_runbook.api import Options
 
+    options = Options(
+        dry_run=dry_run,
+        yes=yes,
+        skip=tuple(skip or []),
+        reason=reason,
+        ledger=not no_ledger,
+        ledger_schema=ledger_schema,
+    )
+    settings = {
+        "canary": (canary, 1),
+        "concurrency": (concurrency, 1),
+        "max_failures": (max_failures, 0),
+        "unwind_all": (unwind_all_on_failure, False),
+        "order": (order.value, "file"),
+        "per_server": (per_server, None),
+    }
+    if fleet.fleet_mode(targets, target, select):
+        if database_url is not None:
+            raise InvalidInput("--database-url names one target: a fleet's are in the targets file")
+        code = fleet.run_fleet(
+            runbook,
+            {k: v for k, (v, _) in settings.items()},
+            output=output,
+            targets_file=targets,
+            target_names=target or [],
+            selectors=select or [],
+            var=var or [],
+            env_file=env_file,
+            options=options,
+            runbooks_dirs=runbooks_dir or [],
+        )
+        raise typer.Exit(code=code)
+    fleet.refuse_fleet_options(**{f"--{k.replace('_', '-')}": v for k, v in settings.items()})
     reporter = _reporter(output)
     try:
         outcome = api.run(
@@ -94,14 +147,7 @@ def run(
             var=var or [],
             env_file=env_file,
             database_url=database_url,
-            options=Options(
-                dry_run=dry_run,
-                yes=yes,
-                skip=tuple(skip or []),
-                reason=reason,
-                ledger=not no_ledger,
-                ledger_schema=ledger_schema,
-            ),
+            options=options,
             runbooks_dirs=runbooks_dir or [],
         )
     finally:
@@ -129,12 +175,28 @@ def rollback(
     no_ledger: NoLedger = False,
     ledger_schema: LedgerSchema = None,
     output: OutputOpt = Output.human,
+    targets: TargetsFile = None,
 ) -> None:
     """Undo the last fix (or one run), newest step first, from this machine's journal and the
-    target's ledger; resumable after a crash or a failed undo."""
+    target's ledger; resumable after a crash or a failed undo. A fleet run (fleet-...): every
+    target's runs, targets concurrently."""
     from dcx_runbook import api
     from dcx_runbook.api import Options
 
+    options = Options(
+        dry_run=dry_run,
+        yes=yes,
+        force=force,
+        reason=reason,
+        ledger=not no_ledger,
+        ledger_schema=ledger_schema,
+        skip_other_hosts=skip_other_hosts,
+    )
+    if run_id is not None and run_id.startswith("fleet-"):
+        kwargs = {"var": var or [], "env_file": env_file, "targets_file": targets}
+        raise typer.Exit(code=fleet.again("rollback", run_id, output, options=options, **kwargs))
+    if targets is not None:
+        raise InvalidInput("--targets: only with a fleet run (rollback fleet-...)")
     reporter = _reporter(output)
     try:
         outcome = api.rollback(
@@ -143,15 +205,7 @@ def rollback(
             var=var or [],
             env_file=env_file,
             database_url=database_url,
-            options=Options(
-                dry_run=dry_run,
-                yes=yes,
-                force=force,
-                reason=reason,
-                ledger=not no_ledger,
-                ledger_schema=ledger_schema,
-                skip_other_hosts=skip_other_hosts,
-            ),
+            options=options,
         )
     finally:
         reporter.close()
@@ -241,7 +295,7 @@ def demo(
     raise typer.Exit(code=int(code))
 
 
-from dcx_runbook.cli import views  # noqa: E402, F401  (registers the commands that read)
+from dcx_runbook.cli import fleet, views  # noqa: E402, F401  (registers the other commands)
 
 
 def main() -> None:

@@ -80,7 +80,63 @@ OutputOpt = Annotated[
 ]
 
 
-def reporter(output: Output) -> Any:
+def reporter(output: Output, *, fleet: bool = False) -> Any:
     from dcx_runbook.reporters import make_reporter
 
-    return make_reporter(output.value)
+    return make_reporter(output.value, fleet=fleet)
+
+
+# ---------------------------------------------------------------------------- fleets (docs/fleet.md)
+TargetsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--targets",
+        help="Targets file (default: NAME.targets.yaml or targets.yaml next to the runbook, with "
+        "--target or --select): run on each of its targets.",
+    ),
+]
+TargetName = Annotated[
+    list[str] | None,
+    typer.Option("--target", help="Only this target of the targets file (repeatable)."),
+]
+Select = Annotated[
+    list[str] | None,
+    typer.Option("--select", help="Only the targets with this label=value (repeatable: all)."),
+]
+Canary = Annotated[
+    int,
+    typer.Option(
+        "--canary", min=0, help="Targets that must succeed first, one at a time, before the rest."
+    ),
+]
+Concurrency = Annotated[
+    int, typer.Option("--concurrency", min=1, help="Targets at work at once after the canary.")
+]
+MaxFailures = Annotated[
+    int,
+    typer.Option(
+        "--max-failures", min=0, help="Failed targets tolerated; one more and no new target starts."
+    ),
+]
+UnwindAll = Annotated[
+    bool,
+    typer.Option(
+        "--unwind-all-on-failure",
+        help="When any target fails, also undo the targets that succeeded.",
+    ),
+]
+PerServer = Annotated[
+    int | None,
+    typer.Option("--per-server", min=1, help="At most N targets at work at once on one server."),
+]
+
+
+class FleetOrder(StrEnum):
+    file = "file"
+    name = "name"
+
+
+OrderOpt = Annotated[
+    FleetOrder,
+    typer.Option("--order", help="The targets' order: as the file lists them, or by name."),
+]

@@ -4,7 +4,7 @@ change nothing anywhere."""
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,8 +16,12 @@ from dcx_runbook.cli.options import (
     LogFormat,
     Output,
     RunbooksDir,
+    Select,
+    TargetName,
+    TargetsFile,
     Var,
 )
+from dcx_runbook.errors import InvalidInput
 
 
 @app.command()
@@ -51,6 +55,9 @@ def runs(
 
         for row in rows:
             print(json.dumps(row))
+        for fleet in api.fleets(None if all_ else limit):
+            if runbook is None or (fleet.get("runbook") or {}).get("name") == runbook:
+                print(json.dumps(fleet, default=str))
         return
     from dcx_runbook.cli.console import print_table
 
@@ -65,6 +72,29 @@ def runs(
         "duration",
     ]
     print_table(columns, [[str(r.get(c, "")) for c in columns] for r in rows], empty="no runs yet")
+    _print_fleets(api.fleets(None if all_ else limit), runbook)
+
+
+def _print_fleets(fleets: list[dict[str, Any]], runbook: str | None) -> None:
+    """Fleet runs (docs/fleet.md), one row per target: its state and its child runs."""
+    from dcx_runbook.cli.console import print_table
+
+    rows = []
+    for fleet in fleets:
+        name = (fleet.get("runbook") or {}).get("name", "?")
+        if runbook is not None and name != runbook:
+            continue
+        if "error" in fleet:
+            rows.append([fleet["fleet_run"], "?", "?", "?", fleet["error"], ""])
+            continue
+        for t in fleet["targets"]:
+            runs = ", ".join(t.get("runs") or [])
+            state = str(t.get("state"))
+            rows.append([fleet["fleet_run"], name, t["name"], state, t.get("message") or "", runs])
+    if rows:
+        print()
+        columns = ["fleet_run", "runbook", "target", "state", "message", "runs"]
+        print_table(columns, rows, empty="")
 
 
 @app.command()
@@ -76,10 +106,28 @@ def status(
     output: Annotated[
         Output, typer.Option("--output", "-o", help="human or json (one JSON document).")
     ] = Output.human,
+    targets: TargetsFile = None,
+    target: TargetName = None,
+    select: Select = None,
 ) -> None:
     """What is applied on a target now: runs still in effect and their steps, any live run, and
-    drift (applied steps whose checks no longer hold). Read-only."""
+    drift (applied steps whose checks no longer hold). Read-only. With --targets (or --target,
+    --select): every target of a targets file, one row each."""
     from dcx_runbook import api
+
+    if targets is not None or target or select:
+        if database_url is not None:
+            raise InvalidInput("--database-url names one target: a fleet's are in the targets file")
+        rows = api.targets_status(
+            targets_file=targets,
+            target_names=target or [],
+            selectors=select or [],
+            var=var or [],
+            env_file=env_file,
+            ledger_schema=ledger_schema,
+        )
+        _print_targets(rows, output)
+        return
 
     found = api.status(
         var=var or [], env_file=env_file, database_url=database_url, ledger_schema=ledger_schema
@@ -92,6 +140,34 @@ def status(
     from dcx_runbook.cli.console import print_status
 
     print_status(found.as_dict())
+
+
+def _print_targets(rows: list[dict[str, Any]], output: Output) -> None:
+    if output == Output.json:
+        import json
+
+        print(json.dumps(rows, default=str))
+        return
+    from dcx_runbook.cli.console import print_table
+
+    columns = ["target", "database", "in effect", "live", "drift", "notes"]
+    print_table(columns, [_target_row(r) for r in rows], empty="no targets")
+
+
+def _target_row(row: dict[str, Any]) -> list[str]:
+    if "error" in row:
+        return [row["target"], row["expected_database"], "?", "?", "?", row["error"]]
+    in_effect = ", ".join(f"{r['run_id']} ({r['runbook']})" for r in row["in_effect"])
+    live = ", ".join(f"{x['what']} {x['run_id']}" for x in row["live"])
+    drift = ", ".join(f"{d['run_id']} {d['step']}" for d in row["drift"])
+    return [
+        row["target"],
+        str(row["identity"].get("database")),
+        in_effect or "nothing",
+        live or "none",
+        drift or "none",
+        "; ".join(row.get("notes") or []),
+    ]
 
 
 @app.command("ledger-sql")

@@ -18,12 +18,18 @@ class Options:
     # The database name the guard expects instead of the runbook's (rehearsals and the demo run
     # against a scratch database).
     expect_database: str | None = None
+    # The server the targets file pins for this target (system_identifier), besides the runbook's.
+    expect_system: str | None = None
     # The target's ledger (docs/ledger.md): off only when asked (--no-ledger), and said so.
     ledger: bool = True
     ledger_schema: str | None = None
     reason: str | None = None  # --reason: free text, in the journal and the ledger
     # rollback: steps that touched another machine are left (said, recorded) instead of refused
     skip_other_hosts: bool = False
+    # A fleet's child run (docs/fleet.md): its id, handed out by the fleet before it starts, and
+    # (fleet run id, target name), recorded with the target in the journal and the ledger.
+    run_id: str | None = None
+    fleet: tuple[str, str] | None = None
 
 
 @dataclass

@@ -11,6 +11,7 @@ import psycopg
 
 from dcx_runbook.clock import now
 from dcx_runbook.engine.acting import act
+from dcx_runbook.engine.applicable import not_applicable
 from dcx_runbook.engine.checks import run_checks
 from dcx_runbook.engine.ledger import transaction_only
 from dcx_runbook.engine.linting import findings_for, journaled
@@ -59,7 +60,7 @@ def run(
     # The loaded runbook, its models and the imported modules live for the whole run: moving them
     # out of the collector's reach keeps its passes short however many steps there are.
     gc.freeze()
-    run_id = new_run_id()
+    run_id = options.run_id or new_run_id()
     rt = runtime_for(
         runbook,
         resolved,
@@ -67,6 +68,7 @@ def run(
         run_id,
         dry_run=options.dry_run,
         expected_database=options.expect_database,
+        expected_system=options.expect_system,
     )
     held = None
     try:
@@ -92,7 +94,13 @@ def _run(
         # sees every run end with run_finished.
         return finish(rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, str(exc)))
     target = target_view(rt, info)
+    if options.fleet is not None and target:  # a fleet's child run: which target, which fleet
+        target = {**target, "name": options.fleet[1], "fleet_run": options.fleet[0]}
     _started(rt, options, run_id, target, resolved.notes)
+    why = not_applicable(rt, options)  # read-only, before the ledger is looked at or created
+    if why is not None:
+        said = f"not applicable: {why}; nothing was touched"
+        return finish(rt, Outcome(ExitCode.OK, RunStatus.NOT_APPLICABLE, None, said))
     schema = ledger_schema(rt, options)  # a role that can't keep the ledger: refused here
     linted = findings_for(rt, loaded)
     if options.dry_run:

@@ -44,6 +44,7 @@ class Runtime:
     url: str | None = None
     app_name: str = "dcx-runbook"
     expected_database: str | None = None  # the guard: any other database is refused
+    expected_system: str | None = None  # and any other server, when a targets file pins one
     conn: psycopg.Connection[Any] | None = None
     record: RunRecord | None = None
     dry_run: bool = False

@@ -96,15 +96,19 @@ def connect_target(rt: Runtime) -> db.TargetInfo:
             f"override target.database with --var expected_database=NAME, or the variable "
             "its runbook uses)"
         )
-    pinned = _pinned_system(rt)
-    if pinned and info.system_identifier != pinned:
-        seen = info.system_identifier or "unknown (pg_control_system() not permitted)"
-        raise Refused(
-            f"connected to the server with system identifier {seen} "
-            f"({identity.describe(info.identity())}), "
-            f"but this runbook may only touch the one with system identifier {pinned} "
-            "(target.system_identifier): refusing before any change"
-        )
+    pins = (
+        ("this runbook", "target.system_identifier", _pinned_system(rt)),
+        ("this target", "the targets file's system_identifier", rt.expected_system),
+    )
+    for who, where, pinned in pins:
+        if pinned and info.system_identifier != pinned:
+            seen = info.system_identifier or "unknown (pg_control_system() not permitted)"
+            raise Refused(
+                f"connected to the server with system identifier {seen} "
+                f"({identity.describe(info.identity())}), "
+                f"but {who} may only touch the one with system identifier {pinned} "
+                f"({where}): refusing before any change"
+            )
     return info
 
 
@@ -155,6 +159,7 @@ def runtime_for(
     dry_run: bool = False,
     role: str = "",
     expected_database: str | None = None,
+    expected_system: str | None = None,
     guard: bool = True,
     captured: Mapping[str, Any] | None = None,
 ) -> Runtime:
@@ -179,6 +184,7 @@ def runtime_for(
         url=url,
         app_name=db.application_name(runbook.name, run_id, role),
         expected_database=expected,
+        expected_system=expected_system,
         dry_run=dry_run,
     )
 

@@ -149,6 +149,12 @@ class Runbook(Model):
     description: Printable = ""
     vars: dict[Annotated[str, Field(pattern=IDENT)], Var] = Field(default_factory=dict)
     target: Target | None = None
+    applies_when: list[Check] = Field(
+        default_factory=list,
+        description="Read-only checks of whether this runbook concerns the target at all: where "
+        "one does not hold (and the target's ledger records no run of it still in effect), the "
+        "target is reported not applicable, with that check's message, and left untouched.",
+    )
     preflight: list[Check] = Field(
         default_factory=list, description="Checks that must hold before any step acts."
     )

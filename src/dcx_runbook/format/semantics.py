@@ -18,7 +18,7 @@ from dcx_runbook.template import REF, malformed, refs
 Loc = tuple[Any, ...]
 __all__ = ["NO_TRANSACTION_BLOCK", "Loc", "check_patterns", "check_semantics", "walk"]
 _NOT_RENDERED = {"title", "description", "name", "id", "kind", "irreversible"}
-_CHECK_LISTS = ("preflight", "done_when", "precheck", "verify")
+_CHECK_LISTS = ("applies_when", "preflight", "done_when", "precheck", "verify")
 # Kinds whose files a rollback restores from their pre-images; kinds that need the database.
 _FILE_KINDS = with_trait("restored_from_preimage")
 _DATABASE_KINDS = with_trait("uses_connection")
@@ -89,7 +89,7 @@ def _captures_hiding_vars(
 def _references(items: list[tuple[Loc, Any]], known: set[str]) -> list[tuple[Loc, str]]:
     """Every rendered text's references are well formed and name a declared variable or a
     capture (or `value`, in a message), checked at load rather than when the step renders."""
-    sections = ("target", "preflight", "steps", "vars")
+    sections = ("target", "applies_when", "preflight", "steps", "vars")
     problems: list[tuple[Loc, str]] = []
     for loc, value in items:
         if loc[0] in sections and isinstance(value, str) and str(loc[-1]) not in _NOT_RENDERED:
@@ -139,7 +139,11 @@ def check_patterns(items: list[tuple[Loc, Any]]) -> list[tuple[Loc, str]]:
     """Every regular expression compiles (edits, file checks, `stdout_matches`, `matches`)."""
     problems: list[tuple[Loc, str]] = []
     for loc, value in items:
-        if not (isinstance(value, str) and loc[0] in ("preflight", "steps") and _is_pattern(loc)):
+        if not (
+            isinstance(value, str)
+            and loc[0] in ("applies_when", "preflight", "steps")
+            and _is_pattern(loc)
+        ):
             continue
         try:
             re.compile(value)
@@ -252,8 +256,10 @@ def _files_restored(i: int, kinds: list[str], restores: bool) -> list[tuple[Loc,
 def _target_for_sql(steps: list[Any], data: dict[str, Any]) -> list[tuple[Loc, str]]:
     """A runbook with an sql check or operation has a `target` to connect to: said at the
     first one, preflight before steps."""
-    first_sql = _first_kind(data.get("preflight"), _DATABASE_KINDS, ("preflight",)) or (
-        _first_kind(steps, _DATABASE_KINDS, ("steps",))
+    first_sql = (
+        _first_kind(data.get("applies_when"), _DATABASE_KINDS, ("applies_when",))
+        or _first_kind(data.get("preflight"), _DATABASE_KINDS, ("preflight",))
+        or _first_kind(steps, _DATABASE_KINDS, ("steps",))
     )
     if first_sql is None or isinstance(data.get("target"), dict):
         return []

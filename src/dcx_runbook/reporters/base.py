@@ -20,6 +20,11 @@ EventType = Literal[
     "log",
     "finding",
     "run_finished",  # status: a RunStatus; detail: run_id, exit_code, still_applied
+    # A fleet run (docs/fleet.md): its start, each target's end, its end. Every event of a
+    # fleet's target carries that target's name (Event.target).
+    "fleet_started",  # detail: fleet_run, runbook, targets, dry_run, canary, concurrency, ...
+    "target_finished",  # status: a TargetState; detail: run_id, exit_code, database
+    "fleet_finished",  # status: a RunStatus; detail: fleet_run, exit_code, targets (by state)
 ]
 
 
@@ -32,9 +37,10 @@ class Event:
     message: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     time: str = field(default_factory=now)
+    target: str | None = None  # in a fleet run: the target's name (its runs' events and its end)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "event": self.type,
             "step": self.step,
             "phase": self.phase,
@@ -43,6 +49,23 @@ class Event:
             "detail": self.detail,
             "time": self.time,
         }
+        if self.target is not None:
+            out["target"] = self.target
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], target: str | None = None) -> Event:
+        """An event read back from its JSON form (a fleet's child run sends its events so)."""
+        return cls(
+            data["event"],
+            data.get("step"),
+            data.get("phase"),
+            data.get("status"),
+            data.get("message"),
+            data.get("detail") or {},
+            data.get("time") or now(),
+            target,
+        )
 
 
 class Reporter(Protocol):

@@ -319,6 +319,10 @@ class Journal:
         finally:
             os.close(fd)
 
+    def exists(self, run_id: str) -> bool:
+        """Whether this state directory has a record of `run_id`."""
+        return (self.runs_dir / f"{run_id}.json").is_file()
+
     def load(self, run_id: str) -> RunRecord:
         # A run id that names no run is a typo (exit 2), not a journal in trouble (exit 3).
         if not run_id or "/" in run_id or run_id.startswith("."):

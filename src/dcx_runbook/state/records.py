@@ -53,10 +53,13 @@ def row(data: dict[str, Any], source: str) -> dict[str, Any]:
     op = data.get("operator") or {}
     steps = data["steps"]
     applied = sum(1 for s in steps if s["status"] in STILL_APPLIED)
+    where = f"{target.get('database', '-')}@{target.get('host', '-')}"
+    named = target.get("name")  # a fleet's child run: its target's name in the targets file
     return {
         "run_id": data["run_id"],
         "runbook": data["runbook"]["name"],
-        "target": f"{target.get('database', '-')}@{target.get('host', '-')}",
+        "target": f"{named} ({where})" if named else where,
+        "fleet_run": target.get("fleet_run"),
         "status": _status(data),
         "in_effect": f"yes: {applied} of {len(steps)} steps" if applied else "no",
         "steps": len(steps),

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dcx_runbook.engine.options import Options, Outcome
-from dcx_runbook.errors import ExitCode, Problem, RunbookError, ValidationFailed
+from dcx_runbook.errors import ExitCode, InvalidInput, Problem, RunbookError, ValidationFailed
 from dcx_runbook.format.loader import Loaded, load
 from dcx_runbook.statuses import RunStatus
 
 __all__ = [
     "Options",
     "Outcome",
+    "fleet_again",
+    "fleet_options",
+    "fleets",
+    "run_fleet",
+    "targets_status",
     "ledger_sql",
     "log",
     "rollback",
@@ -34,28 +39,6 @@ if TYPE_CHECKING:  # the engine imports psycopg: only the commands that run need
     from dcx_runbook.state.journal import Journal
 
 
-def resolve_for(
-    loaded_runbook: Any,
-    var: Sequence[str],
-    env_file: Path | None,
-    database_url: str | None,
-    recorded: Mapping[str, str] | None = None,
-    last_resort: Mapping[str, str] | None = None,
-) -> Any:
-    from dcx_runbook.format.variables import parse_assignments, read_env_file, resolve
-
-    file_values = read_env_file(env_file) if env_file else None
-    return resolve(
-        loaded_runbook,
-        parse_assignments(var),
-        os.environ,
-        file_values,
-        database_url,
-        recorded=recorded,
-        last_resort=last_resort,
-    )
-
-
 def run(
     name: str,
     *,
@@ -68,6 +51,7 @@ def run(
     journal: Journal | None = None,
 ) -> Outcome:
     from dcx_runbook.engine import run as engine
+    from dcx_runbook.engine.resolving import resolve_for
     from dcx_runbook.state.journal import Journal
 
     loaded = load(name, runbooks_dirs)
@@ -96,32 +80,14 @@ def rollback(
     if run_id and url is None:
         url = _journaled_url(journal, run_id)
     if url is not None and options.ledger:
-        journal = _with_ledger(journal, url, options, reporter, write=not options.dry_run)
+        from dcx_runbook.engine.resolving import with_ledger_said
+
+        journal = with_ledger_said(journal, url, options, reporter, write=not options.dry_run)
     resolve = _resolver(var, env_file, database_url)
     if run_id:
         return undo.rollback_run(journal.load(run_id), journal, resolve, options, reporter)
     given = database_url is not None or env_file is not None
     return undo.rollback_latest(journal, resolve, options, reporter, url_given=given)
-
-
-def _resolver(var: Sequence[str], env_file: Path | None, database_url: str | None) -> Any:
-    """How a journaled run's variables are resolved again: its public values first (what it
-    really used), then what is given now."""
-    from dcx_runbook.secrets import MASK
-
-    def resolve(record: Any, runbook: Any) -> Any:
-        journaled = record.data.get("vars", {})
-        recorded = {k: v for k, v in journaled.items() if v is not None and k in runbook.vars}
-        # With no URL given, the run's own target, when its journaled URL is whole (no password
-        # in it: trust, .pgpass or $PGPASSWORD supplied one). A masked one can't connect.
-        url = (record.data.get("target") or {}).get("url")
-        whole = runbook.url_var and url and MASK not in url
-        fallback: dict[str, str] = {runbook.url_var: str(url)} if whole else {}
-        return resolve_for(
-            runbook, var, env_file, database_url, recorded=recorded, last_resort=fallback
-        )
-
-    return resolve
 
 
 def status(
@@ -135,7 +101,6 @@ def status(
     """What is applied on the target now (its ledger and this machine's journal), live runs,
     and drift; nothing is written anywhere."""
     from dcx_runbook.engine.status import status as status_
-    from dcx_runbook.errors import InvalidInput
 
     url = target_url(env_file, database_url)
     if url is None:
@@ -178,19 +143,16 @@ def _journaled_url(journal: Journal, run_id: str) -> str | None:
     return str(url) if url and MASK not in url else None
 
 
-def _with_ledger(
-    journal: Journal, url: str, options: Options, reporter: Reporter, *, write: bool
-) -> Journal:
-    from dcx_runbook.engine.reconcile import with_ledger
-    from dcx_runbook.reporters.base import Event
-    from dcx_runbook.secrets import Masker
+def _resolver(var: Sequence[str], env_file: Path | None, database_url: str | None) -> Any:
+    from dcx_runbook.engine.resolving import resolver
 
-    masker = Masker([url])
+    return resolver(var, env_file, database_url)
 
-    def say(message: str) -> None:
-        reporter.emit(Event("log", message=masker(f"ledger: {message}")))
 
-    return with_ledger(journal, url, options.ledger_schema, write=write, say=say)
+def _resolve_for(runbook: Any, var: Sequence[str], env_file: Path | None, url: str | None) -> Any:
+    from dcx_runbook.engine.resolving import resolve_for
+
+    return resolve_for(runbook, var, env_file, url)
 
 
 def _journal() -> Journal:
@@ -309,7 +271,6 @@ def rehearse(
 ) -> ExitCode:
     from dcx_runbook.engine.rehearse import dump_schema, server_major
     from dcx_runbook.engine.rehearse import rehearse as rehearse_
-    from dcx_runbook.errors import InvalidInput
 
     if (from_url is None) == (schema_file is None):
         raise InvalidInput("give exactly one of --from-url or --schema-file")
@@ -318,7 +279,7 @@ def rehearse(
     data = _read(data_file) if data_file else None
     result = rehearse_(
         loaded,
-        lambda extra, url: resolve_for(loaded.runbook, [*var, *extra], env_file, url),
+        lambda extra, url: _resolve_for(loaded.runbook, [*var, *extra], env_file, url),
         schema,
         data_sql=data,
         reporter=reporter,
@@ -360,10 +321,18 @@ def _rehearsal_finished(result: Rehearsal, reporter: Reporter) -> ExitCode:
 
 
 def _read(path: Path | None) -> str:
-    from dcx_runbook.errors import InvalidInput
 
     assert path is not None
     try:
         return path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"can't read {path}: {exc}") from None
+
+
+from dcx_runbook.api.fleets import (  # noqa: E402
+    fleet_again,
+    fleet_options,
+    fleets,
+    run_fleet,
+    targets_status,
+)

@@ -1,0 +1,138 @@
+"""The fleet commands' library (docs/fleet.md): a runbook across the targets of a targets
+file, `resume` and `rollback` of a fleet run, `status --targets`, the fleet runs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dcx_runbook.engine.options import Options, Outcome
+from dcx_runbook.errors import InvalidInput
+from dcx_runbook.format.loader import load
+
+if TYPE_CHECKING:
+    from dcx_runbook.fleet.run import FleetOptions
+    from dcx_runbook.reporters.base import Reporter
+
+
+def run_fleet(
+    name: str,
+    *,
+    reporter: Reporter,
+    targets_file: Path | None,
+    target_names: Sequence[str] = (),
+    selectors: Sequence[str] = (),
+    var: Sequence[str] = (),
+    env_file: Path | None = None,
+    options: Options | None = None,
+    fleet: FleetOptions | None = None,
+    runbooks_dirs: Sequence[Path] = (),
+) -> Outcome:
+    """One runbook across the targets of a targets file, in waves (docs/fleet.md)."""
+    from dcx_runbook.fleet.plan import plan
+    from dcx_runbook.fleet.run import FleetOptions, run_fleet
+    from dcx_runbook.format.targets import select
+
+    loaded = load(name, runbooks_dirs)
+    if loaded.runbook.target is None:
+        raise InvalidInput(
+            f"{loaded.runbook.name} has no database target: a fleet has nothing to run it on"
+        )
+    targets = _targets(targets_file, loaded.path)
+    fleet = fleet or FleetOptions()
+    planned = plan(
+        loaded.runbook, select(targets, target_names, selectors), var, env_file, fleet.order
+    )
+    return run_fleet(
+        loaded, str(targets.path.resolve()), planned, options or Options(), fleet, reporter
+    )
+
+
+def fleet_options(
+    *,
+    canary: int = 1,
+    concurrency: int = 1,
+    max_failures: int = 0,
+    per_server: int | None = None,
+    order: str = "file",
+    unwind_all: bool = False,
+) -> FleetOptions:
+    """How a fleet runs: its waves, its failure budget, its order."""
+    from dcx_runbook.fleet.plan import Order
+    from dcx_runbook.fleet.run import FleetOptions
+    from dcx_runbook.fleet.waves import Limits
+
+    limits = Limits(canary, concurrency, max_failures, per_server)
+    return FleetOptions(limits, Order(order), unwind_all)
+
+
+def fleet_again(
+    command: str,
+    fleet_run: str,
+    *,
+    reporter: Reporter,
+    options: Options | None = None,
+    var: Sequence[str] = (),
+    env_file: Path | None = None,
+    targets_file: Path | None = None,
+) -> Outcome:
+    """`resume FLEET_RUN` or `rollback FLEET_RUN`."""
+    from dcx_runbook.fleet.commands import resume_fleet, rollback_fleet
+
+    act = resume_fleet if command == "resume" else rollback_fleet
+    return act(
+        fleet_run,
+        options or Options(),
+        reporter,
+        var=var,
+        env_file=env_file,
+        targets_path=targets_file,
+    )
+
+
+def targets_status(
+    *,
+    targets_file: Path | None,
+    target_names: Sequence[str] = (),
+    selectors: Sequence[str] = (),
+    var: Sequence[str] = (),
+    env_file: Path | None = None,
+    ledger_schema: str | None = None,
+) -> list[dict[str, Any]]:
+    """`status --targets`: every chosen target's truth, read-only."""
+    from dcx_runbook.fleet.plan import Planned, server_of
+    from dcx_runbook.fleet.status import targets_status as status_
+    from dcx_runbook.format.targets import select, url_of
+    from dcx_runbook.format.variables import read_env_file
+
+    targets = _targets(targets_file, None)
+    file_values = read_env_file(env_file) if env_file else {}
+    environ = {**os.environ, **{k: v for k, v in file_values.items() if v is not None}}
+    planned = []
+    for spec in select(targets, target_names, selectors):
+        url = url_of(spec, environ)
+        planned.append(Planned(spec, url, server_of(url, spec.system_identifier), None))
+    from dcx_runbook.state.journal import Journal
+
+    return status_(planned, ledger_schema, Journal(), var, env_file)
+
+
+def fleets(limit: int | None = None) -> list[dict[str, Any]]:
+    """This machine's fleet runs, newest first, each with its targets' states."""
+    from dcx_runbook.state.fleets import Fleets
+
+    return Fleets().records(limit)
+
+
+def _targets(given: Path | None, runbook_path: Path | None) -> Any:
+    from dcx_runbook.format.targets import default_path, load_targets
+
+    path = given or (default_path(runbook_path) if runbook_path else None)
+    if path is None:
+        raise InvalidInput(
+            "no targets file: give --targets FILE"
+            + (" (or put NAME.targets.yaml next to the runbook)" if runbook_path else "")
+        )
+    return load_targets(path)

@@ -1,0 +1,1 @@
+"""Fleets: one runbook across many targets, in waves (docs/fleet.md)."""

@@ -1,0 +1,172 @@
+"""A fleet run afterwards (docs/fleet.md): `rollback FLEET_RUN` undoes every target's runs
+(targets concurrently, each target's runs newest first); `resume FLEET_RUN` runs again the
+targets that failed, were not reached or were interrupted, and nothing else. Both read each
+target's truth from its child runs' records, not only from the fleet's: after a crash of the
+driver, that is where it is."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from dcx_runbook.engine.options import Options, Outcome
+from dcx_runbook.engine.resolving import resolver, with_ledger_said
+from dcx_runbook.engine.rollback import rollback_run
+from dcx_runbook.errors import ExitCode, RunbookError
+from dcx_runbook.fleet.plan import Planned, server_of
+from dcx_runbook.fleet.progress import Recorder, conclude
+from dcx_runbook.fleet.run import drive
+from dcx_runbook.fleet.waves import Limits, Waves
+from dcx_runbook.fleet.worker import Work
+from dcx_runbook.format.targets import Targets, url_of
+from dcx_runbook.format.variables import read_env_file
+from dcx_runbook.reporters.base import Event, Reporter
+from dcx_runbook.state.fleets import FleetRecord
+from dcx_runbook.state.journal import Journal
+from dcx_runbook.statuses import STILL_APPLIED, RunStatus, TargetState
+
+# A run's record status, as its target's state in the fleet.
+_FROM_RUN = {
+    RunStatus.SUCCEEDED: TargetState.SUCCEEDED,
+    RunStatus.FAILED: TargetState.FAILED,
+    RunStatus.REFUSED: TargetState.REFUSED,
+    RunStatus.INTERRUPTED: TargetState.INTERRUPTED,
+    RunStatus.UNDO_INCOMPLETE: TargetState.UNDO_INCOMPLETE,
+}
+# Run again by `resume`; every other state is left as it is.
+AGAIN = frozenset(
+    {
+        TargetState.PENDING,
+        TargetState.NOT_REACHED,
+        TargetState.FAILED,
+        TargetState.REFUSED,
+        TargetState.INTERRUPTED,
+    }
+)
+
+
+def truth(entry: Mapping[str, Any], journal: Journal) -> tuple[TargetState, str | None]:
+    """A target's state as its last child run's record has it (the fleet's record may be behind:
+    its driver may have died), and that run's id when it died in the middle (its process gone,
+    its record still "running"): it must be undone before the target runs again."""
+    runs = entry.get("runs") or []
+    state = TargetState(entry.get("state") or TargetState.PENDING)
+    if not runs:
+        return state, None
+    try:
+        record = journal.load(runs[-1])
+    except RunbookError:  # never began (no record): nothing of it took effect
+        return (TargetState.NOT_REACHED if state == TargetState.RUNNING else state), None
+    status = record.data.get("status")
+    if status == RunStatus.RUNNING:
+        if record.try_lock():  # its process is gone (a live one holds its lock)
+            record.unlock()
+            return TargetState.INTERRUPTED, record.run_id
+        return TargetState.RUNNING, None
+    rolled_back = (record.data.get("rollbacks") or [{}])[-1].get("status") == RunStatus.ROLLED_BACK
+    if rolled_back and state in (TargetState.ROLLED_BACK, TargetState.SUCCEEDED):
+        return TargetState.ROLLED_BACK, None
+    return _FROM_RUN.get(RunStatus(str(status)), state), None
+
+
+def applied_runs(entry: Mapping[str, Any], journal: Journal) -> list[str]:
+    """The target's child runs with something still applied, newest first."""
+    found = []
+    for run_id in reversed(entry.get("runs") or []):
+        try:
+            data = journal.load(run_id).data
+        except RunbookError:
+            continue
+        if data.get("status") == RunStatus.RUNNING or any(
+            s.get("status") in STILL_APPLIED for s in data.get("steps", [])
+        ):
+            found.append(run_id)
+    return found
+
+
+def undo_work(run_ids: Sequence[str], url: str, options: Options, var: Sequence[str]) -> Work:
+    """Undo `run_ids` on one target, newest first, stopping at the first that does not end
+    undone; how it went is said once for all (the target's state)."""
+    child_options = replace(options, yes=True)
+
+    def work(reporter: Reporter) -> Outcome:
+        journal = Journal()
+        if options.ledger:
+            journal = with_ledger_said(journal, url, options, reporter, write=not options.dry_run)
+        resolve = resolver(var, None, url)
+        outcome = Outcome(ExitCode.OK, RunStatus.NOTHING_TO_UNDO, None, "nothing to undo")
+        undone: list[str] = []
+        for run_id in run_ids:
+            got = rollback_run(journal.load(run_id), journal, resolve, child_options, reporter)
+            if got.exit_code != ExitCode.OK:
+                return got
+            if got.status == RunStatus.ROLLED_BACK:
+                undone.append(run_id)
+                outcome = Outcome(
+                    ExitCode.OK, RunStatus.ROLLED_BACK, run_id, f"undone: {', '.join(undone)}"
+                )
+        return outcome
+
+    return work
+
+
+def unwind_succeeded(
+    record: FleetRecord | None,
+    planned: Sequence[Planned],
+    options: Options,
+    recorder: Recorder,
+    limits: Limits,
+) -> None:
+    """--unwind-all-on-failure: the targets that succeeded in this fleet run are undone too."""
+    if record is None:
+        return
+    journal = Journal()
+    done = [p for p in planned if recorder.states.get(p.name) == TargetState.SUCCEEDED]
+    if not done:
+        return
+    recorder.say(
+        "--unwind-all-on-failure: a target failed; undoing the targets that succeeded: "
+        + ", ".join(p.name for p in done)
+    )
+    work = {p.name: applied_runs(record.target(p.name), journal) for p in done}
+    waves = Waves(done, replace(limits, canary=0), canary=False)
+    drive(waves, recorder, lambda t, _: undo_work(work[t.name], t.url, options, ()), new_ids=False)
+
+
+def located(
+    record: FleetRecord, targets: Targets, env_file: Path | None
+) -> tuple[list[Planned], dict[str, str]]:
+    """The fleet's targets as its targets file has them now (their URLs); those it no longer
+    has, with why."""
+    file_values = read_env_file(env_file) if env_file else {}
+    environ = {**os.environ, **{k: v for k, v in file_values.items() if v is not None}}
+    specs = {t.name: t for t in targets.file.targets}
+    found, missing = [], {}
+    for entry in record.data["targets"]:
+        spec = specs.get(entry["name"])
+        if spec is None:
+            missing[entry["name"]] = f"no longer in {targets.path}: nothing was done there"
+            continue
+        try:
+            url = url_of(spec, environ)
+        except RunbookError as exc:
+            missing[entry["name"]] = f"{exc}: nothing was done there"
+            continue
+        found.append(Planned(spec, url, server_of(url, spec.system_identifier), None))
+    return found, missing
+
+
+def refused_targets(recorder: Recorder, missing: Mapping[str, str]) -> None:
+    for name, why in missing.items():
+        recorder.states[name] = TargetState.REFUSED
+        recorder.emit(Event("target_finished", status=TargetState.REFUSED, message=why), name)
+
+
+def finish_again(recorder: Recorder, interrupted: bool, done: RunStatus) -> Outcome:
+    status, code, said = conclude(recorder.states, interrupted, done)
+    outcome = Outcome(code, status, recorder.fleet_run, f"targets: {said}")
+    recorder.finish(status, outcome)
+    return outcome

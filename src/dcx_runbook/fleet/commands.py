@@ -1,0 +1,208 @@
+"""`rollback FLEET_RUN` and `resume FLEET_RUN`: each locks the fleet run (refused while its
+driver, or a child run it started, is still at work), reads every target's truth, confirms once,
+then drives the targets' work in waves like the run did."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from dcx_runbook.engine.options import Options, Outcome
+from dcx_runbook.errors import ExitCode, Refused
+from dcx_runbook.fleet.again import (
+    AGAIN,
+    applied_runs,
+    finish_again,
+    located,
+    refused_targets,
+    truth,
+    undo_work,
+)
+from dcx_runbook.fleet.plan import Planned, plan
+from dcx_runbook.fleet.progress import Recorder
+from dcx_runbook.fleet.run import drive, run_work
+from dcx_runbook.fleet.waves import Limits, Waves
+from dcx_runbook.fleet.worker import Work
+from dcx_runbook.format.loader import Loaded, load
+from dcx_runbook.format.targets import load_targets
+from dcx_runbook.reporters.base import Event, Reporter
+from dcx_runbook.state.fleets import FleetRecord, Fleets
+from dcx_runbook.state.journal import Journal
+from dcx_runbook.statuses import RunStatus, TargetState
+
+
+def rollback_fleet(
+    fleet_run: str,
+    options: Options,
+    reporter: Reporter,
+    *,
+    var: Sequence[str] = (),
+    env_file: Path | None = None,
+    targets_path: Path | None = None,
+    fleets: Fleets | None = None,
+) -> Outcome:
+    record = (fleets or Fleets()).load(fleet_run)
+    record.lock()
+    try:
+        targets = load_targets(targets_path or Path(record.data["targets_file"]))
+        journal = Journal()
+        planned, missing = located(record, targets, env_file)
+        work = {p.name: applied_runs(record.target(p.name), journal) for p in planned}
+        chosen = [p for p in planned if work[p.name]]
+        recorder = Recorder(None if options.dry_run else record, reporter, fleet_run)
+        names = ", ".join(p.name for p in chosen) or "none"
+        question = f"Undo fleet run {fleet_run} on {len(chosen)} target(s) ({names})?"
+        if not _confirmed(options, reporter, question, recorder):
+            return _not_confirmed(recorder)
+        _said_started(recorder, record, [p.name for p in chosen], options.dry_run)
+        refused_targets(recorder, missing)
+        for p in planned:
+            if not work[p.name]:
+                _left(recorder, p.name, TargetState.NOTHING_TO_UNDO, "nothing of it is applied")
+        waves = Waves(chosen, _limits(record, canary=0), canary=False)
+        driver = drive(
+            waves,
+            recorder,
+            lambda t, _: undo_work(work[t.name], t.url, options, var),
+            new_ids=False,
+        )
+        if not chosen:  # nothing to undo: the fleet's record keeps how it ended
+            recorder.record = None
+        done = RunStatus.ROLLED_BACK if chosen else RunStatus.NOTHING_TO_UNDO
+        done = RunStatus.DRY_RUN if options.dry_run else done
+        return finish_again(recorder, driver.interrupted, done)
+    finally:
+        record.unlock()
+
+
+def resume_fleet(
+    fleet_run: str,
+    options: Options,
+    reporter: Reporter,
+    *,
+    var: Sequence[str] = (),
+    env_file: Path | None = None,
+    targets_path: Path | None = None,
+    fleets: Fleets | None = None,
+) -> Outcome:
+    record = (fleets or Fleets()).load(fleet_run)
+    record.lock()
+    try:
+        loaded = _same_runbook(record)
+        targets = load_targets(targets_path or Path(record.data["targets_file"]))
+        journal = Journal()
+        recorder = Recorder(record, reporter, fleet_run)
+        found, missing = located(record, targets, env_file)
+        todo, crashed = [], {}
+        for p in found:
+            state, dead_run = truth(record.target(p.name), journal)
+            recorder.states[p.name] = state
+            if state in AGAIN:
+                todo.append(p.spec)
+                if dead_run:
+                    crashed[p.name] = dead_run
+        planned = plan(loaded.runbook, todo, var, env_file)
+        names = ", ".join(p.name for p in planned) or "none"
+        question = f"Resume fleet run {fleet_run}: run {len(planned)} target(s) ({names})?"
+        if not _confirmed(options, reporter, question, recorder):
+            return _not_confirmed(recorder)
+        _said_started(recorder, record, [p.name for p in planned], options.dry_run)
+        refused_targets(recorder, missing)
+        for name, state in list(recorder.states.items()):
+            if state not in AGAIN:
+                _left(recorder, name, state, "left as it is")
+        succeeded = any(s == TargetState.SUCCEEDED for s in recorder.states.values())
+        limits = _limits(record, canary=0 if succeeded else None)
+        waves = Waves(planned, limits, canary=not options.dry_run)
+        driver = drive(
+            waves,
+            recorder,
+            lambda t, run_id: _again(loaded, t, options, fleet_run, run_id, crashed.get(t.name)),
+            new_ids=not options.dry_run,
+        )
+        recorder.not_reached(waves.not_reached(), waves.stopped or "not started")
+        done = RunStatus.DRY_RUN if options.dry_run else RunStatus.SUCCEEDED
+        return finish_again(recorder, driver.interrupted, done)
+    finally:
+        record.unlock()
+
+
+def _again(
+    loaded: Loaded,
+    target: Planned,
+    options: Options,
+    fleet_run: str,
+    run_id: str | None,
+    dead_run: str | None,
+) -> Work:
+    """The target's run again; first, the undo of its run that died in the middle."""
+    run = run_work(loaded, target, options, fleet_run, run_id)
+    if dead_run is None:
+        return run
+    undo = undo_work([dead_run], target.url, options, ())
+
+    def work(reporter: Reporter) -> Outcome:
+        reporter.emit(Event("log", message=f"run {dead_run} died in the middle: undoing it first"))
+        undone = undo(reporter)
+        if undone.exit_code != ExitCode.OK:
+            return undone
+        return run(reporter)
+
+    return work
+
+
+def _left(recorder: Recorder, name: str, state: TargetState, why: str) -> None:
+    recorder.states[name] = state
+    recorder.emit(Event("target_finished", status=state, message=why), name)
+
+
+def _same_runbook(record: FleetRecord) -> Loaded:
+    """The runbook the fleet ran, unchanged: resuming with another would mix two fixes."""
+    ref = record.data["runbook"]
+    loaded = load(ref["path"])
+    if loaded.sha256 != ref["sha256"]:
+        raise Refused(
+            f"{ref['path']} changed since fleet run {record.fleet_run} started: resume runs the "
+            "same runbook on the rest; start a new fleet run instead. Nothing was changed"
+        )
+    return loaded
+
+
+def _limits(record: FleetRecord, canary: int | None) -> Limits:
+    kept = record.data.get("options") or {}
+    limits = Limits(
+        canary=int(kept.get("canary", 1)),
+        concurrency=int(kept.get("concurrency", 1)),
+        max_failures=int(kept.get("max_failures", 0)),
+        per_server=kept.get("per_server"),
+    )
+    return limits if canary is None else replace(limits, canary=canary)
+
+
+def _confirmed(options: Options, reporter: Reporter, question: str, recorder: Recorder) -> bool:
+    return options.dry_run or options.yes or reporter.confirm(question)
+
+
+def _not_confirmed(recorder: Recorder) -> Outcome:
+    message = "not confirmed (no terminal? pass --yes); nothing was changed"
+    outcome = Outcome(ExitCode.REFUSED, RunStatus.REFUSED, recorder.fleet_run, message)
+    recorder.record = None  # the fleet's record stays as it was
+    recorder.finish(RunStatus.REFUSED, outcome)
+    return outcome
+
+
+def _said_started(recorder: Recorder, record: FleetRecord, names: list[str], dry_run: bool) -> None:
+    runbook = record.data["runbook"]["name"]
+    recorder.emit(
+        Event(
+            "fleet_started",
+            message=f"{runbook}: fleet run {record.fleet_run}, {len(names)} target(s) to do",
+            detail={
+                "fleet_run": record.fleet_run,
+                "runbook": runbook,
+                "dry_run": dry_run,
+                "targets": [t["name"] for t in record.data["targets"]],
+            },
+        )
+    )

@@ -1,0 +1,161 @@
+"""One runbook across many targets (docs/fleet.md): confirmed once, recorded as one fleet run
+with one child run per target, driven in waves; each target's run is a whole run of its own,
+which unwinds itself when it fails. With --unwind-all-on-failure, a failure anywhere also undoes
+the targets that succeeded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from dcx_runbook.engine.options import Options, Outcome
+from dcx_runbook.engine.run import run as engine_run
+from dcx_runbook.errors import ExitCode
+from dcx_runbook.fleet.driver import Driver
+from dcx_runbook.fleet.plan import Order, Planned
+from dcx_runbook.fleet.progress import Recorder, conclude
+from dcx_runbook.fleet.waves import FAILURES, Limits, Waves
+from dcx_runbook.fleet.worker import Child, Work, spawn
+from dcx_runbook.format.loader import Loaded
+from dcx_runbook.reporters.base import Event, Reporter
+from dcx_runbook.state.fleets import Fleets, new_fleet, new_fleet_id
+from dcx_runbook.state.journal import Journal, new_run_id
+from dcx_runbook.statuses import RunStatus, TargetState
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    limits: Limits = Limits()
+    order: Order = Order.file
+    unwind_all: bool = False
+
+
+def run_fleet(
+    loaded: Loaded,
+    targets_file: str,
+    planned: Sequence[Planned],
+    options: Options,
+    fleet: FleetOptions,
+    reporter: Reporter,
+    fleets: Fleets | None = None,
+) -> Outcome:
+    runbook = loaded.runbook
+    dry = options.dry_run
+    fleet_run = None if dry else new_fleet_id()
+    if not dry and not (options.yes or reporter.confirm(_question(loaded, planned, fleet))):
+        message = "not confirmed (no terminal? pass --yes); nothing was changed"
+        outcome = Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, message)
+        Recorder(None, reporter, None).finish(RunStatus.REFUSED, outcome)
+        return outcome
+    record = None
+    if fleet_run is not None:
+        ref = {"name": runbook.name, "path": str(loaded.path), "sha256": loaded.sha256}
+        settings = {**fleet.limits.__dict__, "order": fleet.order, "unwind_all": fleet.unwind_all}
+        described = [p.describe() for p in planned]
+        data = new_fleet(fleet_run, ref, targets_file, settings, described)
+        data["reason"] = options.reason
+        record = (fleets or Fleets()).create(data)
+    recorder = Recorder(record, reporter, fleet_run)
+    recorder.emit(_started_event(loaded, planned, fleet, fleet_run, dry))
+    try:
+        waves = Waves(planned, fleet.limits, canary=not dry)
+        driver = drive(
+            waves,
+            recorder,
+            lambda target, run_id: run_work(loaded, target, options, fleet_run, run_id),
+            new_ids=not dry,
+        )
+        recorder.not_reached(waves.not_reached(), waves.stopped or "not started")
+        if fleet.unwind_all and not dry and _any_failed(recorder):
+            from dcx_runbook.fleet.again import unwind_succeeded
+
+            unwind_succeeded(record, planned, options, recorder, fleet.limits)
+        done = RunStatus.DRY_RUN if dry else RunStatus.SUCCEEDED
+        status, code, said = conclude(recorder.states, driver.interrupted, done)
+        outcome = Outcome(code, status, fleet_run, _closing(said, driver.interrupted, recorder))
+        recorder.finish(status, outcome)
+        return outcome
+    finally:
+        if record is not None:
+            record.unlock()
+
+
+def drive(
+    waves: Waves,
+    recorder: Recorder,
+    work_for: Callable[[Planned, str | None], Work],
+    *,
+    new_ids: bool,
+) -> Driver:
+    """Start each target's work as the waves allow, until all that started have ended."""
+
+    def start(target: Planned, inherited: list[int]) -> Child:
+        run_id = new_run_id() if new_ids else None
+        recorder.started(target, run_id)
+        return spawn(target, run_id, work_for(target, run_id), inherited)
+
+    driver = Driver(waves, start, recorder)
+    driver.run()
+    return driver
+
+
+def run_work(
+    loaded: Loaded, target: Planned, options: Options, fleet_run: str | None, run_id: str | None
+) -> Work:
+    child_options = replace(
+        options,
+        yes=True,  # the fleet was confirmed as a whole
+        run_id=run_id,
+        fleet=(fleet_run, target.name) if fleet_run else None,
+        expect_database=target.spec.database,
+        expect_system=target.spec.system_identifier,
+    )
+    resolved = target.resolved
+    assert resolved is not None  # planned to run: its values were resolved
+    return lambda reporter: engine_run(loaded, resolved, child_options, reporter, Journal())
+
+
+def _any_failed(recorder: Recorder) -> bool:
+    return any(state in FAILURES for state in recorder.states.values())
+
+
+def _closing(said: str, interrupted: bool, recorder: Recorder) -> str:
+    if not interrupted:
+        return f"targets: {said}"
+    intact = sorted(n for n, s in recorder.states.items() if s == TargetState.SUCCEEDED)
+    kept = f"; finished and left applied: {', '.join(intact)}" if intact else ""
+    return f"stopped by Ctrl-C: targets: {said}{kept}"
+
+
+def _question(loaded: Loaded, planned: Sequence[Planned], fleet: FleetOptions) -> str:
+    names = ", ".join(p.name for p in planned[:10]) + (" …" if len(planned) > 10 else "")
+    limits = fleet.limits
+    waves = (
+        f"canary {limits.canary}, then {limits.concurrency} at a time"
+        + (f", at most {limits.per_server} per server" if limits.per_server else "")
+        + f"; stop after {limits.max_failures + 1} failure(s)"
+    )
+    return f"Run {loaded.runbook.name} on {len(planned)} target(s) ({names}): {waves}?"
+
+
+def _started_event(
+    loaded: Loaded,
+    planned: Sequence[Planned],
+    fleet: FleetOptions,
+    fleet_run: str | None,
+    dry: bool,
+) -> Event:
+    runbook = loaded.runbook
+    return Event(
+        "fleet_started",
+        message=f"{runbook.name}: {runbook.title} on {len(planned)} target(s)",
+        detail={
+            "fleet_run": fleet_run,
+            "runbook": runbook.name,
+            "dry_run": dry,
+            "targets": [p.name for p in planned],
+            **fleet.limits.__dict__,
+            "order": fleet.order,
+            "unwind_all_on_failure": fleet.unwind_all,
+        },
+    )
