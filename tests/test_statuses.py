@@ -16,6 +16,7 @@ from dcx_runbook.statuses import (
     OperationStatus,
     RunStatus,
     StepOutcome,
+    TargetState,
     UndoOutcome,
 )
 
@@ -42,6 +43,7 @@ def schema_statuses(event: str) -> set[str]:
         ("operation", OperationStatus),
         ("step_finished", StepOutcome),
         ("step_undone", UndoOutcome),
+        ("target_finished", TargetState),
     ],
 )
 def test_the_event_schema_has_the_enums_words(event: str, enum: type[StrEnum]) -> None:

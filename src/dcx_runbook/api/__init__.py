@@ -18,6 +18,7 @@ __all__ = [
     "fleet_again",
     "fleet_options",
     "fleets",
+    "is_fleet_run",
     "run_fleet",
     "targets_status",
     "ledger_sql",
@@ -333,6 +334,7 @@ from dcx_runbook.api.fleets import (  # noqa: E402
     fleet_again,
     fleet_options,
     fleets,
+    is_fleet_run,
     run_fleet,
     targets_status,
 )

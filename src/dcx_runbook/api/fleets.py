@@ -50,13 +50,20 @@ def run_fleet(
     )
 
 
+def is_fleet_run(run_id: str | None) -> bool:
+    """Whether a run id names a fleet run (fleet-...)."""
+    from dcx_runbook.state.fleets import is_fleet_id
+
+    return is_fleet_id(run_id)
+
+
 def fleet_options(
     *,
     canary: int = 1,
     concurrency: int = 1,
     max_failures: int = 0,
     per_server: int | None = None,
-    order: str = "file",
+    order: str = "listed",
     unwind_all: bool = False,
 ) -> FleetOptions:
     """How a fleet runs: its waves, its failure budget, its order."""

@@ -98,7 +98,7 @@ def run(
     concurrency: Concurrency = 1,
     max_failures: MaxFailures = 0,
     unwind_all_on_failure: UnwindAll = False,
-    order: OrderOpt = FleetOrder.file,
+    order: OrderOpt = FleetOrder.listed,
     per_server: PerServer = None,
 ) -> None:
     """Run a runbook: every step checked, done, verified; everything undone if anything fails.
@@ -114,31 +114,24 @@ def run(
         ledger=not no_ledger,
         ledger_schema=ledger_schema,
     )
-    settings = {
-        "canary": (canary, 1),
-        "concurrency": (concurrency, 1),
-        "max_failures": (max_failures, 0),
-        "unwind_all": (unwind_all_on_failure, False),
-        "order": (order.value, "file"),
-        "per_server": (per_server, None),
-    }
-    if fleet.fleet_mode(targets, target, select):
-        if database_url is not None:
-            raise InvalidInput("--database-url names one target: a fleet's are in the targets file")
-        code = fleet.run_fleet(
-            runbook,
-            {k: v for k, (v, _) in settings.items()},
-            output=output,
-            targets_file=targets,
-            target_names=target or [],
-            selectors=select or [],
-            var=var or [],
-            env_file=env_file,
-            options=options,
-            runbooks_dirs=runbooks_dir or [],
-        )
+    asked = fleet.Asked(
+        targets,
+        target or [],
+        select or [],
+        {
+            "canary": canary,
+            "concurrency": concurrency,
+            "max_failures": max_failures,
+            "unwind_all": unwind_all_on_failure,
+            "order": order.value,
+            "per_server": per_server,
+        },
+    )
+    if asked.fleet:
+        fleet.refuse_database_url(database_url)
+        code = fleet.run_fleet(runbook, asked, options, output, var or [], env_file, runbooks_dir)
         raise typer.Exit(code=code)
-    fleet.refuse_fleet_options(**{f"--{k.replace('_', '-')}": v for k, v in settings.items()})
+    asked.refuse_settings()
     reporter = _reporter(output)
     try:
         outcome = api.run(
@@ -192,11 +185,19 @@ def rollback(
         ledger_schema=ledger_schema,
         skip_other_hosts=skip_other_hosts,
     )
-    if run_id is not None and run_id.startswith("fleet-"):
-        kwargs = {"var": var or [], "env_file": env_file, "targets_file": targets}
-        raise typer.Exit(code=fleet.again("rollback", run_id, output, options=options, **kwargs))
+    if run_id is not None and api.is_fleet_run(run_id):
+        code = fleet.again(
+            "rollback",
+            run_id,
+            output,
+            options=options,
+            var=var or [],
+            env_file=env_file,
+            targets_file=targets,
+        )
+        raise typer.Exit(code=code)
     if targets is not None:
-        raise InvalidInput("--targets: only with a fleet run (rollback fleet-...)")
+        raise InvalidInput("--targets: only to roll back a fleet run (fleet-...)")
     reporter = _reporter(output)
     try:
         outcome = api.rollback(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,28 +21,69 @@ from dcx_runbook.cli.options import (
 from dcx_runbook.cli.options import reporter as _reporter
 from dcx_runbook.errors import InvalidInput
 
-
-def fleet_mode(targets: Path | None, target: list[str] | None, select: list[str] | None) -> bool:
-    return targets is not None or bool(target) or bool(select)
-
-
-def refuse_fleet_options(**given: Any) -> None:
-    """Fleet options without a fleet: said, not ignored."""
-    named = [name for name, (value, default) in given.items() if value != default]
-    if named:
-        raise InvalidInput(
-            f"{', '.join(named)}: only for a fleet run (give --targets FILE, --target NAME or "
-            "--select label=value)"
-        )
+_DEFAULTS = {
+    "canary": 1,
+    "concurrency": 1,
+    "max_failures": 0,
+    "unwind_all": False,
+    "order": "listed",
+    "per_server": None,
+}
 
 
-def run_fleet(runbook: str, settings: dict[str, Any], *, output: Output, **kwargs: Any) -> int:
+@dataclass(frozen=True)
+class Asked:
+    """The fleet side of a `run`: which targets, and how (docs/fleet.md)."""
+
+    targets: Path | None
+    names: list[str]
+    selectors: list[str]
+    settings: dict[str, Any]
+
+    @property
+    def fleet(self) -> bool:
+        return self.targets is not None or bool(self.names) or bool(self.selectors)
+
+    def refuse_settings(self) -> None:
+        """Fleet options without a fleet: said, not ignored."""
+        named = [f"--{k.replace('_', '-')}" for k, v in self.settings.items() if v != _DEFAULTS[k]]
+        if named:
+            raise InvalidInput(
+                f"{', '.join(named)}: only for a fleet run (give --targets FILE, --target NAME "
+                "or --select label=value)"
+            )
+
+
+def refuse_database_url(database_url: str | None) -> None:
+    if database_url is not None:
+        raise InvalidInput("--database-url names one target: a fleet's are in the targets file")
+
+
+def run_fleet(
+    runbook: str,
+    asked: Asked,
+    options: Any,
+    output: Output,
+    var: list[str],
+    env_file: Path | None,
+    runbooks_dir: list[Path] | None,
+) -> int:
     from dcx_runbook import api
 
-    fleet = api.fleet_options(**settings)
     reporter = _reporter(output, fleet=True)
     try:
-        outcome = api.run_fleet(runbook, reporter=reporter, fleet=fleet, **kwargs)
+        outcome = api.run_fleet(
+            runbook,
+            reporter=reporter,
+            targets_file=asked.targets,
+            target_names=asked.names,
+            selectors=asked.selectors,
+            var=var,
+            env_file=env_file,
+            options=options,
+            fleet=api.fleet_options(**asked.settings),
+            runbooks_dirs=runbooks_dir or [],
+        )
     finally:
         reporter.close()
     return int(outcome.exit_code)

@@ -132,11 +132,11 @@ PerServer = Annotated[
 
 
 class FleetOrder(StrEnum):
-    file = "file"
+    listed = "listed"
     name = "name"
 
 
 OrderOpt = Annotated[
     FleetOrder,
-    typer.Option("--order", help="The targets' order: as the file lists them, or by name."),
+    typer.Option("--order", help="The targets' order: as the targets file lists them, or by name."),
 ]

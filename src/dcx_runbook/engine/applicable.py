@@ -16,7 +16,8 @@ from dcx_runbook.target.ledger_rows import read_runs
 
 
 def not_applicable(rt: Runtime, options: Options) -> str | None:
-    """None when the runbook concerns the target; else why not: the failing check's message.
+    """None when the runbook concerns the target; else why not, in words: the failing check's
+    message.
 
     A target where the checks don't hold but whose ledger records a run of this runbook still in
     effect is concerned all the same: the fix is there (its steps will say "already done"), and
@@ -33,7 +34,7 @@ def not_applicable(rt: Runtime, options: Options) -> str | None:
         why = exc.message.splitlines()[-1].strip()
     applied = _in_effect(rt, options)
     if applied is None:
-        return why
+        return f"not applicable: {why}; nothing was touched"
     rt.emit(
         "log",
         message=f"applies_when does not hold ({why}), but the ledger records run {applied} of "

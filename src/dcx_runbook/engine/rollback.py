@@ -164,7 +164,7 @@ def _undo(
     the run lock, say what will be undone, ask, undo."""
     name = scope[0].runbook.name
     view = info.identity() if info is not None else None
-    held = _hold(scope, journal, name)
+    held = _hold(scope, journal, name, view)
     local = None
     try:
         if options.dry_run:
@@ -199,7 +199,9 @@ def _undo(
         _release(held)
 
 
-def _hold(scope: Sequence[Pending], journal: Journal, name: str) -> list[RunRecord]:
+def _hold(
+    scope: Sequence[Pending], journal: Journal, name: str, view: Mapping[str, Any] | None
+) -> list[RunRecord]:
     """Each run's record lock, and no other run of the runbook at work: a run still going is
     never undone under it, nor waited for."""
     held: list[RunRecord] = []
@@ -210,7 +212,7 @@ def _hold(scope: Sequence[Pending], journal: Journal, name: str) -> list[RunReco
             if not run.record.try_lock():
                 raise Refused(run.record.held_by())
             held.append(run.record)
-        busy = live(others, name)
+        busy = live(others, name, view)
         if busy is not None:
             raise Refused(busy.held_by())
         for run in scope:

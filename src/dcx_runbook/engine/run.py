@@ -97,10 +97,8 @@ def _run(
     if options.fleet is not None and target:  # a fleet's child run: which target, which fleet
         target = {**target, "name": options.fleet[1], "fleet_run": options.fleet[0]}
     _started(rt, options, run_id, target, resolved.notes)
-    why = not_applicable(rt, options)  # read-only, before the ledger is looked at or created
-    if why is not None:
-        said = f"not applicable: {why}; nothing was touched"
-        return finish(rt, Outcome(ExitCode.OK, RunStatus.NOT_APPLICABLE, None, said))
+    if (why := not_applicable(rt, options)) is not None:  # read-only, before the ledger
+        return finish(rt, Outcome(ExitCode.OK, RunStatus.NOT_APPLICABLE, None, why))
     schema = ledger_schema(rt, options)  # a role that can't keep the ledger: refused here
     linted = findings_for(rt, loaded)
     if options.dry_run:

@@ -189,13 +189,21 @@ def _alive_members(pgid: int) -> bool:
     return False
 
 
-def live(records: Sequence[RunRecord | JournalError], name: str | None = None) -> RunRecord | None:
+def live(
+    records: Sequence[RunRecord | JournalError],
+    name: str | None = None,
+    connected: Mapping[str, Any] | None = None,
+) -> RunRecord | None:
     """A run (or rollback) of runbook `name` (any, when None) still at work in another process
-    of this machine: its record's lock is held."""
+    of this machine: its record's lock is held. With `connected`, only one on that database (a
+    fleet's other targets run the same runbook at the same time, each on its own database)."""
     for record in records:
         if isinstance(record, JournalError):
             continue
         if name is not None and record.data["runbook"]["name"] != name:
+            continue
+        target = record.data.get("target") or {}
+        if connected is not None and target and identity.mismatch(target, connected):
             continue
         if not record.try_lock():
             return record

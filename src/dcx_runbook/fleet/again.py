@@ -51,7 +51,7 @@ AGAIN = frozenset(
 def truth(entry: Mapping[str, Any], journal: Journal) -> tuple[TargetState, str | None]:
     """A target's state as its last child run's record has it (the fleet's record may be behind:
     its driver may have died), and that run's id when it died in the middle (its process gone,
-    its record still "running"): it must be undone before the target runs again."""
+    its record still said running): it must be undone before the target runs again."""
     runs = entry.get("runs") or []
     state = TargetState(entry.get("state") or TargetState.PENDING)
     if not runs:

@@ -20,7 +20,7 @@ from dcx_runbook.secrets import mask_url
 
 
 class Order(StrEnum):
-    file = "file"  # as the targets file lists them
+    listed = "listed"  # as the targets file lists them
     name = "name"  # by name
 
 
@@ -64,7 +64,7 @@ def plan(
     chosen: Sequence[TargetSpec],
     var: Sequence[str],
     env_file: Path | None,
-    order: Order = Order.file,
+    order: Order = Order.listed,
 ) -> list[Planned]:
     """Every chosen target with its URL and variables (the target's `vars`, then --var)."""
     file_values = read_env_file(env_file) if env_file else None

@@ -26,7 +26,7 @@ from dcx_runbook.statuses import RunStatus, TargetState
 @dataclass(frozen=True)
 class FleetOptions:
     limits: Limits = Limits()
-    order: Order = Order.file
+    order: Order = Order.listed
     unwind_all: bool = False
 
 

@@ -52,7 +52,15 @@ def new_fleet(
         "exit_code": None,
         "message": "",
         "targets": [
-            {**t, "state": TargetState.PENDING, "runs": [], "message": "", "exit_code": None}
+            {
+                **t,
+                "state": TargetState.PENDING,
+                "runs": [],
+                "message": "",
+                "exit_code": None,
+                "started_at": None,
+                "finished_at": None,
+            }
             for t in targets
         ],
     }
