@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """dcx-runbook benchmarks: startup, engine overhead against psql, writer stall under a blocked DDL,
-and the wallet fix end to end. Prints a table and writes benchmarks/results/latest.json.
+the wallet fix end to end, and fleets. Prints a table and writes benchmarks/results/latest.json.
 
     python benchmarks/run.py            # the full run (make bench)
     python benchmarks/run.py --smoke    # every benchmark at its smallest size (CI keeps them working)
@@ -31,6 +31,7 @@ import psycopg
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fleet  # noqa: E402  (benchmarks/fleet.py)
 import ledger  # noqa: E402  (benchmarks/ledger.py)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -353,7 +354,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-SECTIONS = ("startup", "engine", "lint", "ledger", "runs", "lock_stall", "wallet_fix")
+SECTIONS = ("startup", "engine", "lint", "ledger", "runs", "fleet", "lock_stall", "wallet_fix")
 
 
 def compile_bytecode() -> str:
@@ -403,6 +404,8 @@ def main() -> int:
             )
     if "runs" in only:
         results["runs"] = bench_runs(30 if smoke else 3000, 1 if smoke else 5)
+    if "fleet" in only:
+        results["fleet"] = fleet.bench_fleet(PY, ADMIN, 3 if smoke else 50, 1 if smoke else 3)
     if "lock_stall" in only:
         results["lock_stall"] = bench_lock_stall(2.0 if smoke else 10.0)
     if "wallet_fix" in only:
@@ -476,6 +479,7 @@ def table(r: dict[str, Any]) -> str:
         ("lint", _lint_lines),
         ("ledger", _ledger_lines),
         ("runs", _runs_lines),
+        ("fleet", fleet.fleet_lines),
         ("lock_stall", _lock_stall_lines),
         ("wallet_fix", _wallet_lines),
     ):

@@ -24,15 +24,21 @@ STEPS: list[dict[str, Any]] = [
     {
         "id": "create-t1",
         "title": "create t1",
-        "done_when": [{"kind": "sql", "query": "SELECT to_regclass('t1') IS NOT NULL", "expect": True}],
+        "done_when": [
+            {"kind": "sql", "query": "SELECT to_regclass('t1') IS NOT NULL", "expect": True}
+        ],
         "action": [{"kind": "sql", "sql": "CREATE TABLE t1 (id int)"}],
-        "verify": [{"kind": "sql", "query": "SELECT to_regclass('t1') IS NOT NULL", "expect": True}],
+        "verify": [
+            {"kind": "sql", "query": "SELECT to_regclass('t1') IS NOT NULL", "expect": True}
+        ],
         "rollback": {"action": [{"kind": "sql", "sql": "DROP TABLE t1"}]},
     },
     {
         "id": "create-t2",
         "title": "create t2 (fails where fail=yes)",
-        "action": [{"kind": "sql", "sql": "CREATE TABLE t2 (id int); SELECT pg_sleep(${literal:pause})"}],
+        "action": [
+            {"kind": "sql", "sql": "CREATE TABLE t2 (id int); SELECT pg_sleep(${literal:pause})"}
+        ],
         "verify": [{"kind": "sql", "query": "SELECT ${fail}::text", "expect": "no"}],
         "rollback": {"action": [{"kind": "sql", "sql": "DROP TABLE t2"}]},
     },
@@ -40,7 +46,9 @@ STEPS: list[dict[str, Any]] = [
         "id": "index-t1",
         "title": "index t1",
         "action": [{"kind": "sql", "sql": "CREATE INDEX t1_id ON t1 (id)"}],
-        "verify": [{"kind": "sql", "query": "SELECT to_regclass('t1_id') IS NOT NULL", "expect": True}],
+        "verify": [
+            {"kind": "sql", "query": "SELECT to_regclass('t1_id') IS NOT NULL", "expect": True}
+        ],
         "rollback": {"action": [{"kind": "sql", "sql": "DROP INDEX t1_id"}]},
     },
 ]
@@ -118,9 +126,7 @@ def fleet_end(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def make_fleet(
-    tmp_path: Path, pg_server: sandbox.Server
-) -> Iterator[Any]:
+def make_fleet(tmp_path: Path, pg_server: sandbox.Server) -> Iterator[Any]:
     stack = ExitStack()
 
     def make(count: int, prefix: str = "dcx_fleet") -> Fleet:

@@ -79,6 +79,8 @@ def print_status(found: Mapping[str, Any]) -> None:
         state = live["what"]
         if live["backend_pid"] is None:  # said running, with no session left on the server
             state += " (no session left on the server)"
+        elif live.get("process_gone"):
+            state += " (its process is gone; the server has not ended its session yet)"
         console.print(
             escape(
                 f"  {state}: run {live['run_id']} of {live['runbook']} by {live['operator']} "

@@ -26,9 +26,12 @@ from dcx_runbook.format.model import Step
 from dcx_runbook.kinds import CHECKS
 from dcx_runbook.kinds.base import Deferred
 from dcx_runbook.reporters.base import Collecting
+from dcx_runbook.state.entries import gone
 from dcx_runbook.state.journal import Journal
 from dcx_runbook.statuses import RunStatus, StepStatus
 from dcx_runbook.target import db, identity, ledger, ledger_rows
+
+RESOLVED = frozenset({RunStatus.ROLLED_BACK, RunStatus.NOTHING_TO_UNDO})
 
 
 @dataclass
@@ -99,15 +102,29 @@ def _status(
             "version": found.version,
             "readable": found.can_read,
         },
-        live=_live(holders, records, conn),
+        live=_live(holders, records, conn, view),
         in_effect=states,
         drift=drift,
         notes=notes,
     )
 
 
+def _interrupted(data: Mapping[str, Any], view: Mapping[str, Any]) -> bool:
+    """Said running on this target, and no rollback has resolved it since (its process died:
+    a rollback undid what it left, or found nothing to undo)."""
+    if data.get("status") != RunStatus.RUNNING:
+        return False
+    if identity.mismatch(data.get("target") or {}, view) is not None:
+        return False  # another database's run, in this machine's journal
+    rollbacks = data.get("rollbacks") or []
+    return not rollbacks or rollbacks[-1].get("status") not in RESOLVED
+
+
 def _live(
-    holders: list[dict[str, Any]], records: list[Any], conn: psycopg.Connection[Any]
+    holders: list[dict[str, Any]],
+    records: list[Any],
+    conn: psycopg.Connection[Any],
+    view: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
     """Who holds a run lock now, as the journal or the ledger knows them; and runs said to be
     running with no session left on the server."""
@@ -129,11 +146,14 @@ def _live(
                 "pid": entry.get("pid"),
                 "backend_pid": holder["pid"],
                 "since": entry.get("started_at") or holder["since"],
+                # Killed on this host, its session not ended yet (the server notices a dead
+                # client when it next talks to it: after the statement at work, at the latest).
+                "process_gone": gone(entry) if entry else None,
             }
         )
     sessions = {s["run_id"] for s in ledger_rows.live_sessions(conn)}
     for run_id, data in by_id.items():
-        if data.get("status") == RunStatus.RUNNING and run_id not in sessions:
+        if _interrupted(data, view) and run_id not in sessions:
             op = data.get("operator") or {}
             out.append(
                 {
@@ -145,6 +165,7 @@ def _live(
                     "pid": data.get("pid"),
                     "backend_pid": None,
                     "since": data.get("started_at"),
+                    "process_gone": gone(data),
                 }
             )
     return out

@@ -215,4 +215,15 @@ def gone(entry: Mapping[str, Any]) -> bool:
         return True
     except OSError:  # another user's process: it exists
         return False
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has ended but not been waited for yet (its parent died too, and whoever
+    inherits it has not reaped it): gone, for all it can still do."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] == b"Z"
