@@ -23,6 +23,7 @@ NODE_TOOLS_DIR = $(or $(DCX_NODE_TOOLS_DIR),$(DCX_TEST_NODE_CACHE))
 demo: install
 	-@$(MAKE) --no-print-directory node-tools DCX_TEST_NODE_CACHE="$(NODE_TOOLS_DIR)"
 	DCX_NODE_TOOLS_DIR="$(NODE_TOOLS_DIR)" $(BIN)/dcx-runbook demo
+	DCX_NODE_TOOLS_DIR="$(NODE_TOOLS_DIR)" $(BIN)/dcx-runbook demo --fleet
 
 db:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || { \

@@ -39,6 +39,7 @@ def test_every_benchmark_runs_at_its_smallest_size(
         "lint",
         "ledger",
         "runs",
+        "fleet",
         "lock_stall",
         "wallet_fix",
     }

@@ -64,6 +64,23 @@ def test_wallet_fix_without_node_tools_skips_their_steps_and_shows_every_state(
     assert demo_databases(pg_server) == before  # its scratch database is gone
 
 
+def test_fleet_demo_fixes_one_of_the_plans_three_databases_and_rolls_the_fleet_back(
+    pg_server: sandbox.Server, no_node_tools: None
+) -> None:
+    before = demo_databases(pg_server)
+    result = cli("demo", "--fleet", "--no-node", env={"DCX_SANDBOX_URL": pg_server.admin_url})
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = " ".join(result.stderr.split())
+    assert f"before: datacentrix: {WALLET_INDEX}: present (one transaction per wallet)" in out
+    assert f"after the run: datacentrix: {WALLET_INDEX}: gone (many transactions per wallet)" in out
+    assert "aas: not_applicable: not applicable: no unique index on walletId" in out
+    assert "enetworks: not_applicable: not applicable: no unique index on walletId" in out
+    assert "fleet succeeded (exit 0)" in out and "fleet rolled_back (exit 0)" in out
+    assert f"after the rollback: datacentrix: {WALLET_INDEX}: present" in out
+    assert "after the rollback: enetworks: no wallet here" in out
+    assert demo_databases(pg_server) == before  # every scratch database is gone
+
+
 @pytest.mark.node
 def test_wallet_fix_with_prepared_node_tools_runs_prisma_and_tsc_in_its_own_checkout(
     pg_server: sandbox.Server, node_tools: NodeTools | None

@@ -275,13 +275,21 @@ def demo(
     ] = True,
     output: OutputOpt = Output.human,
     runbooks_dir: RunbooksDir = None,
+    fleet_: Annotated[
+        bool,
+        typer.Option(
+            "--fleet",
+            help="Over the runbook's targets example (NAME.targets.example.yaml), one scratch "
+            "database per target, as one fleet run.",
+        ),
+    ] = False,
 ) -> None:
     """A runbook end to end on a sandbox with its demo fixtures: set up, run, verify, roll back,
     clean up."""
     from dcx_runbook.demo.run import demo as run_demo
     from dcx_runbook.interrupts import terminate_as_interrupt
 
-    reporter = _reporter(output)
+    reporter = _reporter(output, fleet=fleet_)
     with terminate_as_interrupt():
         try:
             code = run_demo(
@@ -290,6 +298,7 @@ def demo(
                 runbooks_dirs=runbooks_dir or [],
                 sandbox_url=sandbox_url,
                 node=node,
+                fleet=fleet_,
             )
         finally:
             reporter.close()

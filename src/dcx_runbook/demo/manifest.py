@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from dcx_runbook.format.model import Runbook
 
 MANIFEST = "demo.yaml"
-KEYS = ("load", "checkout", "state_query", "node_steps")
+KEYS = ("load", "checkout", "state_query", "node_steps", "fleet")
 MAX_MANIFEST_BYTES = 1024 * 1024  # a few lines by hand; anything near this is the wrong file
 
 
@@ -38,6 +38,8 @@ class Manifest:
     checkout: Checkout | None = None
     state_query: str | None = None  # one read-only row, shown before, after the run and the undo
     node_steps: tuple[str, ...] = ()  # skipped unless prepared node tools are given
+    # `demo --fleet`: the SQL files of each target of the runbook's targets example, by name.
+    fleet: dict[str, tuple[Path, ...]] | None = None
 
 
 def fixtures_dir(runbook_file: Path) -> Path:
@@ -105,16 +107,27 @@ class _Checker:
             checkout=checkout,
             state_query=self.state_query(data.get("state_query")),
             node_steps=node_steps,
+            fleet=self.fleet(data["fleet"]) if "fleet" in data else None,
         )
 
     def sql(self, value: Any) -> tuple[Path, ...]:
+        return self.sql_at(["load"], value)
+
+    def sql_at(self, loc: list[Any], value: Any) -> tuple[Path, ...]:
         if not isinstance(value, list):
-            self.fail(["load"], f"expected a list of SQL files; found {describe_found(value)}")
+            self.fail(loc, f"expected a list of SQL files; found {describe_found(value)}")
             return ()
         files = (
-            self.inside(["load", i], item, "SQL file", Path.is_file) for i, item in enumerate(value)
+            self.inside([*loc, i], item, "SQL file", Path.is_file) for i, item in enumerate(value)
         )
         return tuple(f for f in files if f is not None)
+
+    def fleet(self, value: Any) -> dict[str, tuple[Path, ...]] | None:
+        if not isinstance(value, dict) or not value:
+            found = describe_found(value)
+            self.fail(["fleet"], f"expected a mapping of target names to SQL files; found {found}")
+            return None
+        return {str(name): self.sql_at(["fleet", name], files) for name, files in value.items()}
 
     def checkout(self, value: Any) -> Checkout | None:
         if not isinstance(value, dict) or set(value) != {"copy", "var"}:

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,11 @@ from typing import Any
 from dcx_runbook import api
 from dcx_runbook.demo import manifest as demo_manifest
 from dcx_runbook.demo import tools as demo_tools
+from dcx_runbook.demo.fixtures import database_state, load_fixtures
+from dcx_runbook.demo.fleet import demo_fleet, fleet_plan
 from dcx_runbook.demo.manifest import Manifest
-from dcx_runbook.engine.rehearse import load_sql
 from dcx_runbook.engine.run import Options, Outcome
-from dcx_runbook.errors import ExitCode, InvalidInput
+from dcx_runbook.errors import ExitCode
 from dcx_runbook.format.loader import Loaded
 from dcx_runbook.reporters.base import Event, Reporter
 from dcx_runbook.state.journal import Journal
@@ -38,6 +40,7 @@ def demo(
     runbooks_dirs: Sequence[Path] = (),
     sandbox_url: str | None = None,
     node: bool = True,
+    fleet: bool = False,
 ) -> ExitCode:
     """Everything that can be wrong with the input (runbook, manifest, prepared tools) is found
     before the sandbox starts; the sandbox and the scratch files go whatever happens."""
@@ -47,19 +50,28 @@ def demo(
 
     (loaded,) = api.validate([runbook], runbooks_dirs)
     manifest = demo_manifest.read(loaded)
+    targets = fleet_plan(loaded, manifest) if fleet else None
     tools, reason = _node_tools(manifest, node)
     with (
         tempfile.TemporaryDirectory(prefix="dcx-demo-") as tmp,
         sandbox.server(sandbox_url) as srv,
-        sandbox.scratch_database(srv, "dcx_demo") as url,
+        ExitStack() as stack,
     ):
         root = Path(tmp)
         say(f"demo of {loaded.runbook.name} with the fixtures in {manifest.path.parent}")
-        say(f"sandbox PostgreSQL ({srv.provider}); scratch database {url.rsplit('/', 1)[1]}")
+        # A fleet's databases are the fleet demo's own: one per target.
+        url = None if targets else stack.enter_context(sandbox.scratch_database(srv, "dcx_demo"))
+        where = (
+            f"scratch database {url.rsplit('/', 1)[1]}" if url else "a scratch database per target"
+        )
+        say(f"sandbox PostgreSQL ({srv.provider}); {where}")
         variables = _set_up(manifest, url, root, tools)
         if reason:
             say(f"skipping {', '.join(manifest.node_steps)} (they need node tools): {reason}")
         skip = manifest.node_steps if tools is None else ()
+        if url is None:
+            assert targets is not None
+            return demo_fleet(reporter, loaded, manifest, targets, srv, root, (variables, skip))
         scene = _Scene(loaded, manifest, url, root, reporter, say)
         return _round_trip(scene, variables, skip)
 
@@ -77,14 +89,12 @@ def _node_tools(manifest: Manifest, wanted: bool) -> tuple[demo_tools.Prepared |
 
 
 def _set_up(
-    manifest: Manifest, url: str, root: Path, tools: demo_tools.Prepared | None
+    manifest: Manifest, url: str | None, root: Path, tools: demo_tools.Prepared | None
 ) -> list[str]:
-    """Load the SQL fixtures and copy the checkout; return the --var assignments for the run."""
-    for sql in manifest.sql:
-        try:
-            load_sql(url, sql.read_text())
-        except (InvalidInput, OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"{sql}: {exc}") from None
+    """Load the SQL fixtures (into `url`: a fleet's are loaded per target) and copy the
+    checkout; return the --var assignments for the run."""
+    if url is not None:
+        load_fixtures(url, manifest.sql)
     if manifest.checkout is None:
         return []
     copy = root / "checkout" / manifest.checkout.source.name
@@ -136,24 +146,3 @@ def _shower(manifest: Manifest, url: str, say: Say) -> Say:
             say(f"{when}: {database_state(url, manifest)}")
 
     return show
-
-
-def database_state(url: str, manifest: Manifest) -> str:
-    """The state query's row as `column: value; ...`, read in a read-only transaction: showing
-    the state must not change it."""
-    import psycopg
-
-    assert manifest.state_query is not None
-    try:
-        with psycopg.connect(url) as conn:
-            conn.read_only = True
-            cur = conn.execute(manifest.state_query.encode())
-            row = cur.fetchone() if cur.description else None
-            names = [column.name for column in cur.description or []]
-            conn.rollback()
-    except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InvalidInput(f"{manifest.path}: state_query fails: {first}") from None
-    if row is None:
-        return "(no row)"
-    return "; ".join(f"{name}: {value}" for name, value in zip(names, row, strict=True))

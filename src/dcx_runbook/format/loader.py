@@ -86,11 +86,18 @@ def discover(extra: Sequence[Path] = ()) -> list[Found]:
         for path in entries:
             if (
                 path.suffix in SUFFIXES
+                and not is_targets_file(path)
                 and path.stem not in found
                 and _exists(path, origin, Path.is_file)
             ):
                 found[path.stem] = Found(path.stem, path, origin)
     return sorted(found.values(), key=lambda f: f.name)
+
+
+def is_targets_file(path: Path) -> bool:
+    """A targets file next to the runbooks (docs/fleet.md): `targets.yaml`, `NAME.targets.yaml`,
+    `NAME.targets.example.yaml`. Not a runbook."""
+    return path.stem == "targets" or ".targets" in path.stem
 
 
 def _exists(path: Path, origin: str, test: Callable[[Path], bool]) -> bool:

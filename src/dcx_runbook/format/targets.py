@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -16,6 +16,7 @@ from dcx_runbook.errors import InvalidInput, Problem, ValidationFailed
 from dcx_runbook.format.loader import read_runbook
 from dcx_runbook.format.model import IDENT, Model, ScalarDefault
 from dcx_runbook.format.problems import describe_found, in_order, problem_at
+from dcx_runbook.format.schema_messages import Part
 from dcx_runbook.format.yaml_source import read_yaml
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -99,7 +100,7 @@ def load_targets(path: Path) -> Targets:
         parsed = TargetsFile.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
-            problems.append(problem_at(filename, node, _loc(err["loc"]), _message(err)))
+            problems.append(problem_at(filename, node, _loc(err), _message(err)))
     seen: set[str] = set()
     for index, item in enumerate(data.get("targets") or []):
         name = item.get("name") if isinstance(item, dict) else None
@@ -112,18 +113,24 @@ def load_targets(path: Path) -> Targets:
     return Targets(path, parsed)
 
 
-def _loc(loc: Sequence[object]) -> tuple[object, ...]:
-    # A model validator's error sits on the model itself; pydantic adds no part for it.
-    return tuple(loc)
+def _loc(err: Mapping[str, Any]) -> tuple[object, ...]:
+    """Where pydantic's error is: an unknown key at the key itself (a model validator's error sits
+    on the model: pydantic adds no part for it)."""
+    loc = tuple(err["loc"])
+    if err["type"] == "extra_forbidden" and loc:
+        return (*loc[:-1], Part("key-of", loc[-1]))
+    return loc
 
 
-def _message(err: Mapping[str, object]) -> str:
+def _message(err: Mapping[str, Any]) -> str:
     kind, loc = err["type"], err["loc"]
     last = loc[-1] if isinstance(loc, tuple) and loc else ""
     if kind == "extra_forbidden":
         return f"unknown key {last!r}"
     if kind == "missing":
         return f"missing key {last!r}"
+    if kind == "string_pattern_mismatch" and last == "name":
+        return "expected a name of letters, digits, '_', '.' and '-' (at most 63), such as db-01"
     message = str(err["msg"])
     return message.removeprefix("Value error, ")
 
