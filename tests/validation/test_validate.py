@@ -18,14 +18,16 @@ from pathlib import Path
 import pytest
 
 from dcx_runbook.errors import ExitCode, ValidationFailed
-from dcx_runbook.format.loader import parse
+from dcx_runbook.format.loader import is_targets_file, parse
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
 ROOT = HERE.parents[1]
 CASES = sorted(CORPUS.glob("*.yaml"))
 BUNDLED = sorted(
-    [*(ROOT / "runbooks").glob("*.yaml"), *(ROOT / "tests" / "runbooks").glob("*.yaml")]
+    path
+    for path in [*(ROOT / "runbooks").glob("*.yaml"), *(ROOT / "tests" / "runbooks").glob("*.yaml")]
+    if not is_targets_file(path)  # a fleet's targets (docs/fleet.md), not a runbook
 )
 
 # error: FILE:LINE:COL: PATH: message   (PATH is absent for problems about the whole file)

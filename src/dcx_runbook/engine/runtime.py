@@ -168,7 +168,9 @@ class Runtime:
             assert self.conn is not None
             url, app = self.url or "", self.app_name + "/monitor"
             self.blocker_watch = db.BlockerWatch(
-                lambda: db.connect(url, app), self.conn.info.backend_pid
+                lambda: db.connect(url, app),
+                self.conn.info.backend_pid,
+                connect_timeout=db.CONNECT_TIMEOUT,
             )
         return self.blocker_watch
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -17,6 +16,10 @@ import psycopg
 from dcx_runbook.errors import InvalidInput, Refused
 from dcx_runbook.secrets import mask_url
 
+# Re-exported: the engine's `db.BlockerWatch` (target/blockers.py).
+from dcx_runbook.target.blockers import Blocker as Blocker
+from dcx_runbook.target.blockers import BlockerWatch as BlockerWatch
+
 LOCK_NAMESPACE = 0x6463  # "dc": the first key of dcx-runbook's advisory locks
 CONNECT_TIMEOUT = 10
 
@@ -27,23 +30,6 @@ class Policy:
     statement_timeout: float = 60.0
     attempts: int = 5
     retry_budget: float = 30.0
-
-
-@dataclass(frozen=True)
-class Blocker:
-    pid: int
-    user: str | None
-    application: str | None
-    state: str | None
-    xact_age: float | None
-    query: str
-
-    def __str__(self) -> str:
-        age = f"{self.xact_age:.1f}s" if self.xact_age is not None else "?"
-        return (
-            f"pid {self.pid} user {self.user} app {self.application or '-'} {self.state} "
-            f"in transaction for {age}: {self.query}"
-        )
 
 
 def application_name(runbook: str, run_id: str, role: str = "") -> str:
@@ -296,84 +282,6 @@ def commit_status(conn: psycopg.Connection[Any], xid: str) -> str | None:
     except psycopg.Error:
         return None
     return str(row[0]) if row and row[0] is not None else None
-
-
-BLOCKERS_SQL = """
-SELECT a.pid, a.usename, a.application_name, a.state,
-       extract(epoch FROM now() - a.xact_start)::float8, left(a.query, 200)
-  FROM unnest(pg_blocking_pids(%s)) AS b(pid) JOIN pg_stat_activity a ON a.pid = b.pid
-"""
-
-
-class BlockerWatch:
-    """Who blocks the run's backend, seen from a second connection while a statement waits:
-    after a lock timeout nobody blocks any more, so the report must be taken during the wait.
-
-    One daemon thread per run, armed around each SQL attempt. Arming costs an Event.set(); the
-    thread opens its connection and polls pg_blocking_pids() only once an attempt has lasted
-    longer than `grace` (most statements never wait for a lock)."""
-
-    def __init__(
-        self,
-        open_monitor: Callable[[], psycopg.Connection[Any]],
-        pid: int,
-        grace: float = 0.1,
-        interval: float = 0.2,
-    ):
-        self._open = open_monitor
-        self._pid = pid
-        self._grace, self._interval = grace, interval
-        self._armed = threading.Event()
-        self._generation = 0
-        self._thread: threading.Thread | None = None
-        self._conn: psycopg.Connection[Any] | None = None
-        self._stopped = False
-        self.blockers: list[Blocker] = []
-
-    @contextmanager
-    def watching(self) -> Iterator[BlockerWatch]:
-        self.blockers = []
-        self._generation += 1
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="dcx-blocker-watch", daemon=True)
-            self._thread.start()
-        self._armed.set()
-        try:
-            yield self
-        finally:
-            self._armed.clear()
-
-    def _run(self) -> None:
-        while True:
-            self._armed.wait()
-            if self._stopped:
-                break
-            generation = self._generation
-            time.sleep(self._grace)
-            while self._armed.is_set() and generation == self._generation and not self._stopped:
-                try:
-                    if self._conn is None:
-                        self._conn = self._open()
-                    rows = self._conn.execute(BLOCKERS_SQL, (self._pid,)).fetchall()
-                except Exception:  # noqa: BLE001 - a report is a nicety, never a reason to fail
-                    self._conn = None
-                    time.sleep(self._interval)
-                    continue
-                if rows and generation == self._generation:
-                    self.blockers = [Blocker(*row) for row in rows]
-                time.sleep(self._interval)
-
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def close(self) -> None:
-        """Stop the thread and close its connection (after a reconnect, the old backend it
-        watched is gone: a thread left polling for it would only hold a connection open)."""
-        self._stopped = True
-        self._armed.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self._grace + self._interval + CONNECT_TIMEOUT)
 
 
 def backoff_delays(policy: Policy, rng: random.Random | None = None) -> Iterator[float]:
