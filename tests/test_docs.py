@@ -9,9 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dcx_runbook.cli.app import app
-from dcx_runbook.format.loader import parse
+from dcx_runbook.format.loader import is_targets_file, parse
 from dcx_runbook.format.model import json_schema
 from tests.conftest import cli
 from tests.support.nodetools import NodeTools, link_node_modules
@@ -63,7 +64,8 @@ def test_format_doc_example_validates() -> None:
     assert [s.id for s in loaded.runbook.steps] == ["add-column", "app-flag", "smoke"]
 
 
-BUNDLED = sorted((ROOT / "runbooks").glob("*.yaml"))
+# Runbooks only: a targets file beside them (docs/fleet.md) is not one.
+BUNDLED = sorted(p for p in (ROOT / "runbooks").glob("*.yaml") if not is_targets_file(p))
 
 
 @pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.stem)
@@ -85,7 +87,9 @@ def test_bundled_runbooks_dry_run_on_their_fixture(
     assert fixtures.is_dir(), (
         f"every bundled runbook ships a fixture to dry-run against: {fixtures}"
     )
-    apply_fixture_schema(database_url, *(p.name for p in sorted(fixtures.glob("*.sql"))))
+    # The database the demo loads (its other SQL files are the fleet demo's other targets).
+    load = yaml.safe_load((fixtures / "demo.yaml").read_text())["load"]
+    apply_fixture_schema(database_url, *load)
     frontend = tmp_path / "frontend"
     shutil.copytree(fixtures / "frontend", frontend)
     # Preflight requires the frontend's Prisma CLI and tsc for the steps that run them.

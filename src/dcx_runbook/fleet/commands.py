@@ -92,7 +92,7 @@ def resume_fleet(
         loaded = _same_runbook(record)
         targets = load_targets(targets_path or Path(record.data["targets_file"]))
         journal = Journal()
-        recorder = Recorder(record, reporter, fleet_run)
+        recorder = Recorder(None if options.dry_run else record, reporter, fleet_run)
         found, missing = located(record, targets, env_file)
         todo, crashed = [], {}
         for p in found:

@@ -30,6 +30,8 @@ class Progress(Protocol):
 
     def ended(self, child: Child, state: TargetState, message: str, code: int) -> None: ...
 
+    def not_started(self, target: Planned, message: str) -> None: ...
+
     def say(self, message: str) -> None: ...
 
     def tick(self) -> None: ...
@@ -60,7 +62,12 @@ class Driver:
 
     def _launch(self) -> None:
         while (target := self.waves.next()) is not None:
-            child = self.start(target, list(self.children))
+            try:
+                child = self.start(target, list(self.children))
+            except OSError as exc:  # no process could be made (EAGAIN, ENOMEM): nothing began
+                self.waves.finished(target, TargetState.REFUSED)
+                self.progress.not_started(target, f"could not start its process: {exc}")
+                continue
             self.children[child.fd] = child
             self.selector.register(child.fd, selectors.EVENT_READ, child)
 

@@ -88,6 +88,13 @@ class Recorder:
             child.target.name,
         )
 
+    def not_started(self, target: Planned, message: str) -> None:
+        """Its process could not be made: refused, nothing of it began."""
+        self.states[target.name] = TargetState.REFUSED
+        self._update(target.name, state=TargetState.REFUSED, message=message, finished_at=now())
+        event = Event("target_finished", status=TargetState.REFUSED, message=message)
+        self.emit(event, target.name)
+
     def say(self, message: str) -> None:
         self.reporter.emit(Event("log", message=message))
 

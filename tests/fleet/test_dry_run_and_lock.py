@@ -1,0 +1,65 @@
+"""A fleet's dry run writes nothing anywhere; a fleet run whose driver died while its children
+still work can't be resumed or rolled back under them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tests.fleet.conftest import finished, fleet_end
+from tests.fleet.test_crashes import fleet_record, start, wait_until
+
+
+def test_a_fleet_dry_run_writes_nothing_anywhere(make_fleet: Any, _isolate: Path) -> None:
+    fleet = make_fleet(3)
+    before = fleet.dumps()
+    done = fleet.run("--dry-run", "--concurrency", "3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {s for s, _ in finished(done).values()} == {"dry_run"}
+    assert fleet_end(done)["status"] == "dry_run" and fleet_end(done)["detail"]["fleet_run"] is None
+    assert fleet.dumps() == before
+    for url in fleet.urls.values():
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute("SELECT to_regnamespace('dcx_runbook')").fetchone()
+        assert row == (None,)  # no ledger either
+    assert not _isolate.exists()
+
+
+def test_resume_and_rollback_wait_for_children_still_at_work(
+    make_fleet: Any, _isolate: Path
+) -> None:
+    fleet = make_fleet(3)
+    fleet.write_targets({n: {"vars": {"pause": "2"}} for n in fleet.urls})
+    driver = start(fleet, "--canary", "0", "--concurrency", "3")
+    wait_until(
+        lambda: list(t["state"] for t in fleet_record(_isolate)["targets"]).count("running") == 3,
+        "three targets at work",
+    )
+    time.sleep(0.3)
+    os.kill(driver.pid, signal.SIGKILL)  # the driver alone: its children go on
+    driver.wait()
+    fleet_run = fleet_record(_isolate)["fleet_run"]
+    for command in ("resume", "rollback"):
+        refused = fleet.cli(command, fleet_run, "--yes")
+        assert refused.returncode == 4, refused.stdout + refused.stderr
+        assert f"fleet run {fleet_run} is still at work" in refused.stderr
+    # The children finish their targets and record them; then resume finds nothing to do.
+    wait_until(lambda: _done(fleet), "the children to finish", timeout=30)
+    resumed = fleet.cli("resume", fleet_run, "--yes", "-o", "json")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert not [
+        e for e in map(json.loads, resumed.stdout.splitlines()) if e["event"] == "run_started"
+    ]
+    assert all(fleet.tables(n) == {"t1", "t2"} for n in fleet.urls)
+
+
+def _done(fleet: Any) -> bool:
+    seen = fleet.cli("status", "--targets", str(fleet.targets), "-o", "json")
+    rows = json.loads(seen.stdout)
+    return all(not r["live"] and len(r["in_effect"]) == 1 for r in rows)
