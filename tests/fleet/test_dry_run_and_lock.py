@@ -38,7 +38,7 @@ def test_resume_and_rollback_wait_for_children_still_at_work(
     fleet.write_targets({n: {"vars": {"pause": "2"}} for n in fleet.urls})
     driver = start(fleet, "--canary", "0", "--concurrency", "3")
     wait_until(
-        lambda: list(t["state"] for t in fleet_record(_isolate)["targets"]).count("running") == 3,
+        lambda: [t["state"] for t in fleet_record(_isolate)["targets"]].count("running") == 3,
         "three targets at work",
     )
     time.sleep(0.3)
