@@ -119,6 +119,11 @@ def test_unwind_all_on_failure_undoes_the_targets_that_succeeded(
     # db02 (and db04, should db02 end before db03 fails) succeeded, then was undone.
     assert {states[n][0] for n in ("db02", "db04")} <= {"rolled_back", "not_reached"}
     assert fleet.dumps() == before
+    # Undone, the fleet run is over: resuming it would fix some targets and not the others.
+    resumed = fleet.cli("resume", fleet_end(done)["detail"]["fleet_run"], "--yes")
+    assert resumed.returncode == 4, resumed.stdout + resumed.stderr
+    assert "start a new fleet run instead" in resumed.stderr
+    assert fleet.dumps() == before
 
 
 def test_per_server_cap_and_concurrency_hold(make_fleet: Any, _isolate: Path) -> None:

@@ -90,6 +90,7 @@ def resume_fleet(
     record.lock()
     try:
         loaded = _same_runbook(record)
+        _not_undone(record)
         targets = load_targets(targets_path or Path(record.data["targets_file"]))
         journal = Journal()
         recorder = Recorder(None if options.dry_run else record, reporter, fleet_run)
@@ -155,6 +156,17 @@ def _again(
 def _left(recorder: Recorder, name: str, state: TargetState, why: str) -> None:
     recorder.states[name] = state
     recorder.emit(Event("target_finished", status=state, message=why), name)
+
+
+def _not_undone(record: FleetRecord) -> None:
+    """A fleet run that was undone (by `rollback FLEET_RUN` or --unwind-all-on-failure) is over:
+    resuming it would apply the fix to some of its targets and leave the others undone."""
+    undone = [t["name"] for t in record.data["targets"] if t["state"] == TargetState.ROLLED_BACK]
+    if undone:
+        raise Refused(
+            f"fleet run {record.fleet_run} was rolled back on {', '.join(undone)}: it is over; "
+            "start a new fleet run instead. Nothing was changed"
+        )
 
 
 def _same_runbook(record: FleetRecord) -> Loaded:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from dcx_runbook.engine.options import Options, Outcome
 from dcx_runbook.engine.run import run as engine_run
-from dcx_runbook.errors import ExitCode
+from dcx_runbook.errors import ExitCode, JournalError
 from dcx_runbook.fleet.driver import Driver
 from dcx_runbook.fleet.plan import Order, Planned
 from dcx_runbook.fleet.progress import Recorder, conclude
@@ -18,6 +18,7 @@ from dcx_runbook.fleet.waves import FAILURES, Limits, Waves
 from dcx_runbook.fleet.worker import Child, Work, spawn
 from dcx_runbook.format.loader import Loaded
 from dcx_runbook.reporters.base import Event, Reporter
+from dcx_runbook.secrets import Masker
 from dcx_runbook.state.fleets import Fleets, new_fleet, new_fleet_id
 from dcx_runbook.state.journal import Journal, new_run_id
 from dcx_runbook.statuses import RunStatus, TargetState
@@ -51,10 +52,16 @@ def run_fleet(
     if fleet_run is not None:
         ref = {"name": runbook.name, "path": str(loaded.path), "sha256": loaded.sha256}
         settings = {**fleet.limits.__dict__, "order": fleet.order, "unwind_all": fleet.unwind_all}
-        described = [p.describe() for p in planned]
-        data = new_fleet(fleet_run, ref, targets_file, settings, described)
-        data["reason"] = options.reason
-        record = (fleets or Fleets()).create(data)
+        data = new_fleet(fleet_run, ref, targets_file, settings, [p.describe() for p in planned])
+        data["reason"] = _masker(planned)(options.reason) if options.reason else None
+        try:
+            record = (fleets or Fleets()).create(data)
+        except JournalError as exc:  # nothing has started anywhere: a refusal
+            outcome = Outcome(
+                ExitCode.REFUSED, RunStatus.REFUSED, None, f"{exc}: nothing was changed"
+            )
+            Recorder(None, reporter, None).finish(RunStatus.REFUSED, outcome)
+            return outcome
     recorder = Recorder(record, reporter, fleet_run)
     recorder.emit(_started_event(loaded, planned, fleet, fleet_run, dry))
     try:
@@ -113,6 +120,16 @@ def run_work(
     resolved = target.resolved
     assert resolved is not None  # planned to run: its values were resolved
     return lambda reporter: engine_run(loaded, resolved, child_options, reporter, Journal())
+
+
+def _masker(planned: Sequence[Planned]) -> Masker:
+    """Every target's URL and secret values: what the fleet's own record must never hold."""
+    masker = Masker([p.url for p in planned])
+    for p in planned:
+        if p.resolved is not None:
+            for name in p.resolved.secret:
+                masker.add(p.resolved.values.get(name))
+    return masker
 
 
 def _any_failed(recorder: Recorder) -> bool:
