@@ -238,7 +238,8 @@ def fleet_lines(fl: dict[str, Any]) -> list[str]:
         lines.append(
             f"  --concurrency {c:<2} wall {row['wall_seconds']:6.2f}s  "
             f"per target {row['per_target_seconds'] * 1000:6.1f} ms  "
-            f"driver peak RSS {row['maxrss_kib'] / 1024:5.1f} MiB  "
+            f"peak RSS driver {row['maxrss_kib'] / 1024:.1f} MiB, "
+            f"largest child {row['children_maxrss_kib'] / 1024:.1f} MiB  "
             f"CPU driver {row['cpu_seconds']:.2f}s children {row['children_cpu_seconds']:.2f}s"
             + (f" machine {busy:.2f}s" if busy is not None else "")
         )

@@ -117,20 +117,26 @@ def targets_status(
     targets = _targets(targets_file, None)
     file_values = read_env_file(env_file) if env_file else {}
     environ = {**os.environ, **{k: v for k, v in file_values.items() if v is not None}}
-    planned = []
+    planned, unknown = [], {}
     for spec in select(targets, target_names, selectors):
-        url = url_of(spec, environ)
+        try:
+            url = url_of(spec, environ)
+        except InvalidInput as exc:  # read-only: a row saying why, not the end of the view
+            unknown[spec.name] = {"target": spec.name, "expected_database": spec.database,
+                                  "error": str(exc)}  # fmt: skip
+            continue
         planned.append(Planned(spec, url, server_of(url, spec.system_identifier), None))
     from dcx_runbook.state.journal import Journal
 
-    return status_(planned, ledger_schema, Journal(), var, env_file)
+    rows = {r["target"]: r for r in status_(planned, ledger_schema, Journal(), var, env_file)}
+    return [rows.get(t.name) or unknown[t.name] for t in select(targets, target_names, selectors)]
 
 
-def fleets(limit: int | None = None) -> list[dict[str, Any]]:
-    """This machine's fleet runs, newest first, each with its targets' states."""
+def fleets(limit: int | None = None, runbook: str | None = None) -> list[dict[str, Any]]:
+    """This machine's fleet runs (of `runbook`), newest first, each with its targets' states."""
     from dcx_runbook.state.fleets import Fleets
 
-    return Fleets().records(limit)
+    return Fleets().records(limit, runbook)
 
 
 def _targets(given: Path | None, runbook_path: Path | None) -> Any:

@@ -17,6 +17,7 @@ from dcx_runbook.cli.options import (
     DatabaseUrl,
     EnvFile,
     FleetOrder,
+    FleetTargetsFile,
     Force,
     LedgerSchema,
     MaxFailures,
@@ -168,7 +169,7 @@ def rollback(
     no_ledger: NoLedger = False,
     ledger_schema: LedgerSchema = None,
     output: OutputOpt = Output.human,
-    targets: TargetsFile = None,
+    targets: FleetTargetsFile = None,
 ) -> None:
     """Undo the last fix (or one run), newest step first, from this machine's journal and the
     target's ledger; resumable after a crash or a failed undo. A fleet run (fleet-...): every

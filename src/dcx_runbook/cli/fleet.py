@@ -12,9 +12,9 @@ import typer
 from dcx_runbook.cli.app import app
 from dcx_runbook.cli.options import (
     EnvFile,
+    FleetTargetsFile,
     Output,
     OutputOpt,
-    TargetsFile,
     Var,
     Yes,
 )
@@ -109,7 +109,7 @@ def resume(
     yes: Yes = False,
     var: Var = None,
     env_file: EnvFile = None,
-    targets: TargetsFile = None,
+    targets: FleetTargetsFile = None,
     output: OutputOpt = Output.human,
 ) -> None:
     """Run again the targets of a fleet run that failed, were not reached or were interrupted

@@ -95,6 +95,13 @@ TargetsFile = Annotated[
         "--target or --select): run on each of its targets.",
     ),
 ]
+FleetTargetsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--targets",
+        help="The fleet's targets file, for its targets' URLs (default: the one its run used).",
+    ),
+]
 TargetName = Annotated[
     list[str] | None,
     typer.Option("--target", help="Only this target of the targets file (repeatable)."),

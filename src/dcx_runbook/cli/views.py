@@ -55,9 +55,8 @@ def runs(
 
         for row in rows:
             print(json.dumps(row))
-        for fleet in api.fleets(None if all_ else limit):
-            if runbook is None or (fleet.get("runbook") or {}).get("name") == runbook:
-                print(json.dumps(fleet, default=str))
+        for fleet in api.fleets(None if all_ else limit, runbook):
+            print(json.dumps(fleet, default=str))
         return
     from dcx_runbook.cli.console import print_table
 
@@ -72,18 +71,16 @@ def runs(
         "duration",
     ]
     print_table(columns, [[str(r.get(c, "")) for c in columns] for r in rows], empty="no runs yet")
-    _print_fleets(api.fleets(None if all_ else limit), runbook)
+    _print_fleets(api.fleets(None if all_ else limit, runbook))
 
 
-def _print_fleets(fleets: list[dict[str, Any]], runbook: str | None) -> None:
+def _print_fleets(fleets: list[dict[str, Any]]) -> None:
     """Fleet runs (docs/fleet.md), one row per target: its state and its child runs."""
     from dcx_runbook.cli.console import print_table
 
     rows = []
     for fleet in fleets:
         name = (fleet.get("runbook") or {}).get("name", "?")
-        if runbook is not None and name != runbook:
-            continue
         if "error" in fleet:
             rows.append([fleet["fleet_run"], "?", "?", "?", fleet["error"], ""])
             continue

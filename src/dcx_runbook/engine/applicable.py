@@ -23,16 +23,19 @@ def not_applicable(rt: Runtime, options: Options) -> str | None:
     effect is concerned all the same: the fix is there (its steps will say "already done"), and
     calling it "not applicable" would hide it."""
     checks = rt.runbook.applies_when
-    if not checks or rt.conn is None:
+    if not checks:
         return None
     try:
+        if rt.conn is None:  # a runbook with no database: its checks read files, run commands
+            run_checks(rt, None, "applies_when", checks)
+            return None
         with rt.conn.transaction(force_rollback=True):
             rt.conn.execute("SET TRANSACTION READ ONLY")
             run_checks(rt, None, "applies_when", checks)
         return None
     except StepFailed as exc:
         why = exc.message.splitlines()[-1].strip()
-    applied = _in_effect(rt, options)
+    applied = _in_effect(rt, options) if rt.conn is not None else None
     if applied is None:
         return f"not applicable: {why}; nothing was touched"
     rt.emit(

@@ -87,16 +87,23 @@ def applied_runs(entry: Mapping[str, Any], journal: Journal) -> list[str]:
     return found
 
 
-def undo_work(run_ids: Sequence[str], url: str, options: Options, var: Sequence[str]) -> Work:
+def undo_work(
+    run_ids: Sequence[str],
+    url: str,
+    options: Options,
+    var: Sequence[str],
+    env_file: Path | None = None,
+) -> Work:
     """Undo `run_ids` on one target, newest first, stopping at the first that does not end
-    undone; how it went is said once for all (the target's state)."""
+    undone; how it went is said once for all (the target's state). Each run's values are its
+    journaled ones first, then `var` (the target's own, then --var) and `env_file`."""
     child_options = replace(options, yes=True)
 
     def work(reporter: Reporter) -> Outcome:
         journal = Journal()
         if options.ledger:
             journal = with_ledger_said(journal, url, options, reporter, write=not options.dry_run)
-        resolve = resolver(var, None, url)
+        resolve = resolver(var, env_file, url)
         outcome = Outcome(ExitCode.OK, RunStatus.NOTHING_TO_UNDO, None, "nothing to undo")
         undone: list[str] = []
         for run_id in run_ids:
@@ -132,8 +139,26 @@ def unwind_succeeded(
         + ", ".join(p.name for p in done)
     )
     work = {p.name: applied_runs(record.target(p.name), journal) for p in done}
-    waves = Waves(done, replace(limits, canary=0), canary=False)
-    drive(waves, recorder, lambda t, _: undo_work(work[t.name], t.url, options, ()), new_ids=False)
+    waves = Waves(done, undo_limits(limits, len(done)), canary=False)
+
+    def undo(target: Planned, _: str | None) -> Work:
+        if target.resolved is None:  # not run this time: its values from the targets file
+            given = given_vars(target, ())
+        else:
+            given = [f"{k}={v}" for k, v in target.resolved.values.items() if v is not None]
+        return undo_work(work[target.name], target.url, options, given)
+
+    drive(waves, recorder, undo, new_ids=False)
+
+
+def undo_limits(limits: Limits, targets: int) -> Limits:
+    """An undo goes on after a target's undo fails: each one left is one more still applied."""
+    return replace(limits, canary=0, max_failures=targets)
+
+
+def given_vars(target: Planned, var: Sequence[str]) -> list[str]:
+    """The target's variables from the targets file, then --var (which wins)."""
+    return [*(f"{k}={v}" for k, v in target.spec.vars.items() if v is not None), *var]
 
 
 def located(

@@ -14,15 +14,18 @@ from dcx_runbook.fleet.again import (
     AGAIN,
     applied_runs,
     finish_again,
+    given_vars,
     located,
     refused_targets,
     truth,
+    undo_limits,
     undo_work,
+    unwind_succeeded,
 )
 from dcx_runbook.fleet.plan import Planned, plan
 from dcx_runbook.fleet.progress import Recorder
 from dcx_runbook.fleet.run import drive, run_work
-from dcx_runbook.fleet.waves import Limits, Waves
+from dcx_runbook.fleet.waves import FAILURES, Limits, Waves
 from dcx_runbook.fleet.worker import Work
 from dcx_runbook.format.loader import Loaded, load
 from dcx_runbook.format.targets import load_targets
@@ -60,11 +63,11 @@ def rollback_fleet(
         for p in planned:
             if not work[p.name]:
                 _left(recorder, p.name, TargetState.NOTHING_TO_UNDO, "nothing of it is applied")
-        waves = Waves(chosen, _limits(record, canary=0), canary=False)
+        waves = Waves(chosen, undo_limits(_limits(record, 0), len(chosen)), canary=False)
         driver = drive(
             waves,
             recorder,
-            lambda t, _: undo_work(work[t.name], t.url, options, var),
+            lambda t, _: undo_work(work[t.name], t.url, options, given_vars(t, var), env_file),
             new_ids=False,
         )
         if not chosen:  # nothing to undo: the fleet's record keeps how it ended
@@ -91,6 +94,7 @@ def resume_fleet(
     try:
         loaded = _same_runbook(record)
         _not_undone(record)
+        options = _as_recorded(record, options)
         targets = load_targets(targets_path or Path(record.data["targets_file"]))
         journal = Journal()
         recorder = Recorder(None if options.dry_run else record, reporter, fleet_run)
@@ -123,6 +127,10 @@ def resume_fleet(
             new_ids=not options.dry_run,
         )
         recorder.not_reached(waves.not_reached(), waves.stopped or "not started")
+        if _unwind_all(record, options, driver.interrupted, recorder):
+            fresh = {p.name: p for p in planned}  # with the values resolved for this run
+            every = [fresh.get(p.name, p) for p in found]
+            unwind_succeeded(record, every, options, recorder, limits)
         done = RunStatus.DRY_RUN if options.dry_run else RunStatus.SUCCEEDED
         return finish_again(recorder, driver.interrupted, done)
     finally:
@@ -156,6 +164,28 @@ def _again(
 def _left(recorder: Recorder, name: str, state: TargetState, why: str) -> None:
     recorder.states[name] = state
     recorder.emit(Event("target_finished", status=state, message=why), name)
+
+
+def _unwind_all(
+    record: FleetRecord, options: Options, interrupted: bool, recorder: Recorder
+) -> bool:
+    """The fleet run was asked --unwind-all-on-failure, and a target failed (not Ctrl-C)."""
+    asked = bool((record.data.get("options") or {}).get("unwind_all"))
+    failed = any(state in FAILURES for state in recorder.states.values())
+    return asked and failed and not options.dry_run and not interrupted
+
+
+def _as_recorded(record: FleetRecord, options: Options) -> Options:
+    """What each target's run was asked (--skip, --reason, the ledger's): `resume` asks the
+    same; only --dry-run and --yes are its own."""
+    kept = record.data.get("options") or {}
+    return replace(
+        options,
+        skip=tuple(kept.get("skip") or ()),
+        reason=record.data.get("reason"),
+        ledger=bool(kept.get("ledger", True)),
+        ledger_schema=kept.get("ledger_schema"),
+    )
 
 
 def _not_undone(record: FleetRecord) -> None:

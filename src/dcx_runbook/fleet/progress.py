@@ -80,9 +80,11 @@ class Recorder:
         self._update(
             child.target.name, state=state, message=message, exit_code=code, finished_at=now()
         )
-        if child.run_id and not self.journal.exists(child.run_id):
-            self._forget(child.target.name, child.run_id)  # it never began: nothing to undo
-        detail = {"run_id": child.run_id, "exit_code": code, "database": child.target.spec.database}
+        run_id = child.run_id
+        if run_id and not self.journal.exists(run_id):
+            self._forget(child.target.name, run_id)  # it never began: nothing to undo
+            run_id = None
+        detail = {"run_id": run_id, "exit_code": code, "database": child.target.spec.database}
         self.emit(
             Event("target_finished", status=state, message=message, detail=detail),
             child.target.name,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from dcx_runbook.engine.options import Options, Outcome
 from dcx_runbook.engine.run import run as engine_run
@@ -40,28 +41,17 @@ def run_fleet(
     reporter: Reporter,
     fleets: Fleets | None = None,
 ) -> Outcome:
-    runbook = loaded.runbook
     dry = options.dry_run
     fleet_run = None if dry else new_fleet_id()
     if not dry and not (options.yes or reporter.confirm(_question(loaded, planned, fleet))):
-        message = "not confirmed (no terminal? pass --yes); nothing was changed"
-        outcome = Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, message)
-        Recorder(None, reporter, None).finish(RunStatus.REFUSED, outcome)
-        return outcome
+        return _refused(reporter, "not confirmed (no terminal? pass --yes); nothing was changed")
     record = None
     if fleet_run is not None:
-        ref = {"name": runbook.name, "path": str(loaded.path), "sha256": loaded.sha256}
-        settings = {**fleet.limits.__dict__, "order": fleet.order, "unwind_all": fleet.unwind_all}
-        data = new_fleet(fleet_run, ref, targets_file, settings, [p.describe() for p in planned])
-        data["reason"] = _masker(planned)(options.reason) if options.reason else None
+        data = _new_record(loaded, targets_file, planned, options, fleet, fleet_run)
         try:
             record = (fleets or Fleets()).create(data)
         except JournalError as exc:  # nothing has started anywhere: a refusal
-            outcome = Outcome(
-                ExitCode.REFUSED, RunStatus.REFUSED, None, f"{exc}: nothing was changed"
-            )
-            Recorder(None, reporter, None).finish(RunStatus.REFUSED, outcome)
-            return outcome
+            return _refused(reporter, f"{exc}: nothing was changed")
     recorder = Recorder(record, reporter, fleet_run)
     recorder.emit(_started_event(loaded, planned, fleet, fleet_run, dry))
     try:
@@ -73,7 +63,8 @@ def run_fleet(
             new_ids=not dry,
         )
         recorder.not_reached(waves.not_reached(), waves.stopped or "not started")
-        if fleet.unwind_all and not dry and _any_failed(recorder):
+        # Ctrl-C leaves the finished targets as they are, whatever else was asked.
+        if fleet.unwind_all and not dry and not driver.interrupted and _any_failed(recorder):
             from dcx_runbook.fleet.again import unwind_succeeded
 
             unwind_succeeded(record, planned, options, recorder, fleet.limits)
@@ -85,6 +76,36 @@ def run_fleet(
     finally:
         if record is not None:
             record.unlock()
+
+
+def _refused(reporter: Reporter, message: str) -> Outcome:
+    outcome = Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, message)
+    Recorder(None, reporter, None).finish(RunStatus.REFUSED, outcome)
+    return outcome
+
+
+def _new_record(
+    loaded: Loaded,
+    targets_file: str,
+    planned: Sequence[Planned],
+    options: Options,
+    fleet: FleetOptions,
+    fleet_run: str,
+) -> dict[str, Any]:
+    runbook = loaded.runbook
+    ref = {"name": runbook.name, "path": str(loaded.path.resolve()), "sha256": loaded.sha256}
+    settings = {
+        **fleet.limits.__dict__,
+        "order": fleet.order,
+        "unwind_all": fleet.unwind_all,
+        # What each target's run was asked: `resume` asks the same.
+        "skip": list(options.skip),
+        "ledger": options.ledger,
+        "ledger_schema": options.ledger_schema,
+    }
+    data = new_fleet(fleet_run, ref, targets_file, settings, [p.describe() for p in planned])
+    data["reason"] = _masker(planned)(options.reason) if options.reason else None
+    return data
 
 
 def drive(

@@ -97,8 +97,12 @@ class Child:
         once for all), else its last run_finished, else its exit."""
         said = self.outcome or self.ended
         if said is not None and said.get("status") in _BY_STATUS:
-            # Said how its run ended (even should it have died right after): that stands.
-            return _BY_STATUS[RunStatus(said["status"])], str(said.get("message") or "")
+            # Said how its run ended (even should it have died right after): that stands. A dry
+            # run that found a check failing would fail: said so, not "dry run".
+            state = _BY_STATUS[RunStatus(said["status"])]
+            if state == TargetState.DRY_RUN and code != 0:
+                state = TargetState.FAILED
+            return state, str(said.get("message") or "")
         if code < 0:
             return TargetState.INTERRUPTED, (
                 f"its process died (signal {-code}) in the middle of its run: see "

@@ -15,7 +15,7 @@ from dcx_runbook.clock import now
 from dcx_runbook.errors import JournalError, Refused, RunbookError
 from dcx_runbook.filesystem import write_atomic
 from dcx_runbook.state.durable import reason
-from dcx_runbook.state.entries import operator
+from dcx_runbook.state.entries import gone, operator
 from dcx_runbook.state.journal import new_run_id, state_dir
 from dcx_runbook.statuses import RunStatus, TargetState
 
@@ -98,13 +98,22 @@ class FleetRecord:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            op = self.data.get("operator") or {}
-            raise Refused(
-                f"fleet run {self.fleet_run} is still at work (by {op.get('user')}@"
-                f"{op.get('host')}, pid {self.data.get('pid')}): let it end, or stop it with "
-                "Ctrl-C; nothing was changed"
-            ) from None
+            raise Refused(self._held_by()) from None
         self._lock_fd = fd
+
+    def _held_by(self) -> str:
+        op = self.data.get("operator") or {}
+        who = f"by {op.get('user')}@{op.get('host')}, pid {self.data.get('pid')}"
+        if gone(self.data):  # its driver died; the child runs it started hold the lock
+            return (
+                f"fleet run {self.fleet_run} is still at work: its driver ({who}) is gone, but "
+                "child runs it started are still working on their targets (see `dcx-runbook "
+                "status --targets`): let them end; nothing was changed"
+            )
+        return (
+            f"fleet run {self.fleet_run} is still at work ({who}): let it end, or stop it with "
+            "Ctrl-C; nothing was changed"
+        )
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -142,17 +151,22 @@ class Fleets:
             raise RunbookError(f"no fleet run {fleet_run!r} in {self.dir}: see `dcx-runbook runs`")
         return FleetRecord(path, _read(path))
 
-    def records(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Every fleet run's record, newest first (an unreadable one as {"error": ...})."""
+    def records(self, limit: int | None = None, runbook: str | None = None) -> list[dict[str, Any]]:
+        """The newest `limit` fleet runs (of `runbook`), newest first; an unreadable record is
+        {"fleet_run": ..., "error": ...}, never skipped."""
         if not self.dir.is_dir():
             return []
-        names = sorted((p for p in self.dir.glob(f"{PREFIX}*.json")), reverse=True)
-        out = []
-        for path in names[:limit] if limit is not None else names:
+        out: list[dict[str, Any]] = []
+        for path in sorted(self.dir.glob(f"{PREFIX}*.json"), reverse=True):
+            if limit is not None and len(out) >= limit:
+                break
             try:
-                out.append(_read(path))
+                data = _read(path)
             except JournalError as exc:
                 out.append({"fleet_run": path.stem, "error": str(exc)})
+                continue
+            if runbook is None or (data.get("runbook") or {}).get("name") == runbook:
+                out.append(data)
         return out
 
 
