@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.engine.conftest import validate_events
 from tests.fleet.conftest import events, finished, fleet_end
 
 ALL = {"t1", "t2"}
@@ -34,7 +35,10 @@ def test_budget_zero_stops_new_targets_then_resume_finishes_and_rollback_restore
     states = finished(done)
     assert states["db07"][0] == "failed"
     assert "create-t2" in states["db07"][1]
-    # Every JSON event of a target carries its name; the fleet's own events don't.
+    # Every event validates against docs/events.schema.json; every one of a target carries its
+    # name, and the stream ends with the fleet's end.
+    validate_events(events(done))
+    assert events(done)[-1]["event"] == "fleet_finished"
     for event in events(done):
         if event["event"] in ("run_started", "step_finished", "run_finished"):
             assert event["target"] in fleet.urls
@@ -65,6 +69,7 @@ def test_budget_zero_stops_new_targets_then_resume_finishes_and_rollback_restore
     succeeded_before = {n for n, t in by_name.items() if t["state"] == "succeeded"}
     resumed = fleet.cli("resume", fleet_run, "--yes", "-o", "json")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    validate_events(events(resumed))
     started = {e["target"] for e in events(resumed) if e["event"] == "run_started"}
     assert started == set(fleet.urls) - succeeded_before
     assert all(fleet.tables(n) == ALL for n in fleet.urls)
@@ -83,6 +88,7 @@ def test_budget_zero_stops_new_targets_then_resume_finishes_and_rollback_restore
     # first: the failed one has nothing left to undo).
     undone = fleet.cli("rollback", fleet_run, "--yes", "-o", "json")
     assert undone.returncode == 0, undone.stdout + undone.stderr
+    validate_events(events(undone))
     assert fleet_end(undone)["status"] == "rolled_back"
     assert {s for s, _ in finished(undone).values()} == {"rolled_back"}
     assert fleet.dumps() == before

@@ -14,6 +14,7 @@ import yaml
 
 from dcx_runbook.target import sandbox
 from tests.conftest import cli, schema_dump
+from tests.engine.conftest import validate_events
 from tests.wallet.conftest import NODE_STEPS, Wallet, apply_fixture_schema
 
 PASSWORD = "Sup3rS3cretPw"
@@ -77,7 +78,9 @@ def test_the_plans_three_databases_one_fixed_two_not_applicable(
                    "--yes", "-o", "json", *skip, env=env)  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
         assert PASSWORD not in done.stdout + done.stderr
-        return [json.loads(line) for line in done.stdout.splitlines()]
+        stream = [json.loads(line) for line in done.stdout.splitlines()]
+        validate_events(stream)  # applies_when's checks and the fleet's events included
+        return stream
 
     events = fleet_run()
     ends = {
