@@ -149,3 +149,30 @@ def test_ctrl_c_mid_fleet_unwinds_the_targets_at_work_and_keeps_the_finished_one
             assert state in ("interrupted", "not_reached"), (name, state)
             assert fleet.dumps()[name] == before[name], name
     assert children(driver.pid) == []
+
+
+@pytest.mark.slow
+def test_a_child_killed_mid_run_is_undo_incomplete_and_resume_undoes_it_then_runs_it(
+    make_fleet: Any, _isolate: Path
+) -> None:
+    """kill -9 of one target's process (not the driver): the fleet can't say it was undone (exit
+    3); resume at once waits for the server to end its session, undoes it, runs it again."""
+    fleet = make_fleet(2)
+    fleet.write_targets({"db02": {"vars": {"pause": "2"}}})
+    driver = start(fleet, "--concurrency", "2")
+    wait_until(lambda: states(_isolate).get("db02") == "running", "db02 to start")
+    time.sleep(0.8)  # into step 2 (create-t2 waits 2 s before committing)
+    (child,) = children(driver.pid)
+    os.kill(child, signal.SIGKILL)
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 3, out + err
+    done = [json.loads(line) for line in out.splitlines()]
+    (end,) = [e for e in done if e["event"] == "target_finished" and e["target"] == "db02"]
+    assert end["status"] == "undo_incomplete" and "killed (signal 9)" in end["message"]
+    assert end["detail"]["exit_code"] is None
+    assert fleet.tables("db02") == {"t1"}  # step 1 committed, step 2 died with its session
+
+    resumed = fleet.cli("resume", fleet_record(_isolate)["fleet_run"], "--yes", "-o", "json")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert [e["target"] for e in events(resumed) if e["event"] == "run_started"].count("db02") == 2
+    assert all(fleet.tables(n) == ALL for n in fleet.urls)

@@ -63,3 +63,31 @@ def _done(fleet: Any) -> bool:
     seen = fleet.cli("status", "--targets", str(fleet.targets), "-o", "json")
     rows = json.loads(seen.stdout)
     return all(not r["live"] and len(r["in_effect"]) == 1 for r in rows)
+
+
+def test_rollback_dry_run_says_what_it_would_undo_on_each_target(
+    make_fleet: Any, _isolate: Path
+) -> None:
+    fleet = make_fleet(2)
+    done = fleet.run("--concurrency", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    fleet_run = fleet_end(done)["detail"]["fleet_run"]
+    preview = fleet.cli("rollback", fleet_run, "--dry-run", "-o", "json")
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    ends = finished(preview)
+    assert {s for s, _ in ends.values()} == {"dry_run"}
+    assert all(m.startswith("dry run: would undo run") for _, m in ends.values())
+    assert all(fleet.tables(n) == {"t1", "t2"} for n in fleet.urls)
+
+
+def test_a_refused_target_after_others_changed_is_not_exit_4(
+    make_fleet: Any, _isolate: Path
+) -> None:
+    """Exit 4 means nothing was changed: once a target succeeded, a refused one is a failure."""
+    fleet = make_fleet(1)
+    fleet.urls["gone"] = "postgresql://postgres@127.0.0.1:1/gone"
+    fleet.write_targets()
+    done = fleet.run()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert finished(done)["gone"][0] == "refused"
+    assert fleet_end(done)["status"] == "failed"

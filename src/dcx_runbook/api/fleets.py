@@ -87,6 +87,9 @@ def fleet_again(
 ) -> Outcome:
     """`resume FLEET_RUN` or `rollback FLEET_RUN`."""
     from dcx_runbook.fleet.commands import resume_fleet, rollback_fleet
+    from dcx_runbook.format.variables import parse_assignments
+
+    parse_assignments(var)  # a malformed --var is exit 2 before anything starts
 
     act = resume_fleet if command == "resume" else rollback_fleet
     return act(
@@ -121,11 +124,12 @@ def targets_status(
     for spec in select(targets, target_names, selectors):
         try:
             url = url_of(spec, environ)
+            server = server_of(url, spec.system_identifier, spec.name)
         except InvalidInput as exc:  # read-only: a row saying why, not the end of the view
             unknown[spec.name] = {"target": spec.name, "expected_database": spec.database,
                                   "error": str(exc)}  # fmt: skip
             continue
-        planned.append(Planned(spec, url, server_of(url, spec.system_identifier), None))
+        planned.append(Planned(spec, url, server, None))
     from dcx_runbook.state.journal import Journal
 
     rows = {r["target"]: r for r in status_(planned, ledger_schema, Journal(), var, env_file)}

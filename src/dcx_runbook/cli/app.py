@@ -187,6 +187,7 @@ def rollback(
         skip_other_hosts=skip_other_hosts,
     )
     if run_id is not None and api.is_fleet_run(run_id):
+        fleet.refuse_database_url(database_url)
         code = fleet.again(
             "rollback",
             run_id,

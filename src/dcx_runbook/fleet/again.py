@@ -7,6 +7,7 @@ driver, that is where it is."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from dcx_runbook.engine.options import Options, Outcome
 from dcx_runbook.engine.resolving import resolver, with_ledger_said
 from dcx_runbook.engine.rollback import rollback_run
 from dcx_runbook.errors import ExitCode, RunbookError
+from dcx_runbook.fleet.driver import Signals
 from dcx_runbook.fleet.plan import Planned, server_of
 from dcx_runbook.fleet.progress import Recorder, conclude
 from dcx_runbook.fleet.run import drive
@@ -25,7 +27,7 @@ from dcx_runbook.format.targets import Targets, url_of
 from dcx_runbook.format.variables import read_env_file
 from dcx_runbook.reporters.base import Event, Reporter
 from dcx_runbook.state.fleets import FleetRecord
-from dcx_runbook.state.journal import Journal
+from dcx_runbook.state.journal import Journal, RunRecord
 from dcx_runbook.statuses import STILL_APPLIED, RunStatus, TargetState
 
 # A run's record status, as its target's state in the fleet.
@@ -48,28 +50,40 @@ AGAIN = frozenset(
 )
 
 
-def truth(entry: Mapping[str, Any], journal: Journal) -> tuple[TargetState, str | None]:
-    """A target's state as its last child run's record has it (the fleet's record may be behind:
-    its driver may have died), and that run's id when it died in the middle (its process gone,
-    its record still said running): it must be undone before the target runs again."""
-    runs = entry.get("runs") or []
+def truth(entry: Mapping[str, Any], journal: Journal) -> tuple[TargetState, list[str]]:
+    """A target's state as its child runs' records have it (the fleet's record may be behind:
+    its driver may have died), and its runs that died in the middle (their process gone, their
+    record still said running), newest first: they must be undone before the target runs again.
+    The newest run with a record decides; a run with none never began."""
     state = TargetState(entry.get("state") or TargetState.PENDING)
-    if not runs:
-        return state, None
-    try:
-        record = journal.load(runs[-1])
-    except RunbookError:  # never began (no record): nothing of it took effect
-        return (TargetState.NOT_REACHED if state == TargetState.RUNNING else state), None
-    status = record.data.get("status")
+    records = []
+    for run_id in reversed(entry.get("runs") or []):
+        try:
+            records.append(journal.load(run_id))
+        except RunbookError:
+            continue
+    dead = [r.run_id for r in records if r.data.get("status") == RunStatus.RUNNING and _gone(r)]
+    if not records:
+        return (TargetState.NOT_REACHED if state == TargetState.RUNNING else state), dead
+    newest = records[0]
+    status = newest.data.get("status")
     if status == RunStatus.RUNNING:
-        if record.try_lock():  # its process is gone (a live one holds its lock)
-            record.unlock()
-            return TargetState.INTERRUPTED, record.run_id
-        return TargetState.RUNNING, None
-    rolled_back = (record.data.get("rollbacks") or [{}])[-1].get("status") == RunStatus.ROLLED_BACK
-    if rolled_back and state in (TargetState.ROLLED_BACK, TargetState.SUCCEEDED):
-        return TargetState.ROLLED_BACK, None
-    return _FROM_RUN.get(RunStatus(str(status)), state), None
+        return (TargetState.INTERRUPTED if dead else TargetState.RUNNING), dead
+    rollbacks = newest.data.get("rollbacks") or [{}]
+    if rollbacks[-1].get("status") == RunStatus.ROLLED_BACK and state in (
+        TargetState.ROLLED_BACK,
+        TargetState.SUCCEEDED,
+    ):
+        return TargetState.ROLLED_BACK, dead
+    return _FROM_RUN.get(RunStatus(str(status)), state), dead
+
+
+def _gone(record: RunRecord) -> bool:
+    """No process holds the run's record lock: whatever ran it has ended."""
+    if not record.try_lock():
+        return False
+    record.unlock()
+    return True
 
 
 def applied_runs(entry: Mapping[str, Any], journal: Journal) -> list[str]:
@@ -101,6 +115,7 @@ def undo_work(
 
     def work(reporter: Reporter) -> Outcome:
         journal = Journal()
+        _sessions_ended(url, _said_running(run_ids, journal), reporter)
         if options.ledger:
             journal = with_ledger_said(journal, url, options, reporter, write=not options.dry_run)
         resolve = resolver(var, env_file, url)
@@ -108,8 +123,8 @@ def undo_work(
         undone: list[str] = []
         for run_id in run_ids:
             got = rollback_run(journal.load(run_id), journal, resolve, child_options, reporter)
-            if got.exit_code != ExitCode.OK:
-                return got
+            if got.exit_code != ExitCode.OK or got.status == RunStatus.DRY_RUN:
+                return got  # a dry run says what it would undo: that is its outcome
             if got.status == RunStatus.ROLLED_BACK:
                 undone.append(run_id)
                 outcome = Outcome(
@@ -120,12 +135,55 @@ def undo_work(
     return work
 
 
+def _said_running(run_ids: Sequence[str], journal: Journal) -> list[str]:
+    out = []
+    for run_id in run_ids:
+        try:
+            if journal.load(run_id).data.get("status") == RunStatus.RUNNING:
+                out.append(run_id)
+        except RunbookError:
+            continue
+    return out
+
+
+SESSION_GRACE = 30.0  # seconds for the server to notice that a killed run's client is gone
+
+
+def _sessions_ended(url: str, run_ids: Sequence[str], reporter: Reporter) -> None:
+    """Runs whose process died may still have a session on the server (it notices a dead
+    client when its statement ends): until it ends, their open transaction may yet commit or
+    roll back, and the ledger can't tell which. Wait for it (said), then reconcile."""
+    if not run_ids:
+        return
+    from dcx_runbook.target import db
+    from dcx_runbook.target.ledger_rows import live_sessions
+
+    deadline = time.monotonic() + SESSION_GRACE
+    try:
+        conn = db.connect(url, "dcx-runbook/ledger")
+    except RunbookError:
+        return  # the undo says why it can't connect
+    try:
+        said = False
+        while time.monotonic() < deadline:
+            alive = {s["run_id"] for s in live_sessions(conn)} & set(run_ids)
+            if not alive:
+                return
+            if not said:
+                reporter.emit(Event("log", message="waiting for the server to end the session of "
+                                    f"run {', '.join(sorted(alive))} (its process is gone)"))  # fmt: skip
+                said = True
+            time.sleep(0.2)
+    finally:
+        conn.close()
+
+
 def unwind_succeeded(
     record: FleetRecord | None,
     planned: Sequence[Planned],
     options: Options,
     recorder: Recorder,
-    limits: Limits,
+    how: tuple[Limits, Signals],
 ) -> None:
     """--unwind-all-on-failure: the targets that succeeded in this fleet run are undone too."""
     if record is None:
@@ -139,6 +197,7 @@ def unwind_succeeded(
         + ", ".join(p.name for p in done)
     )
     work = {p.name: applied_runs(record.target(p.name), journal) for p in done}
+    limits, signals = how
     waves = Waves(done, undo_limits(limits, len(done)), canary=False)
 
     def undo(target: Planned, _: str | None) -> Work:
@@ -148,7 +207,7 @@ def unwind_succeeded(
             given = [f"{k}={v}" for k, v in target.resolved.values.items() if v is not None]
         return undo_work(work[target.name], target.url, options, given)
 
-    drive(waves, recorder, undo, new_ids=False)
+    drive(waves, recorder, undo, signals, new_ids=False, undo=True)
 
 
 def undo_limits(limits: Limits, targets: int) -> Limits:
@@ -177,10 +236,11 @@ def located(
             continue
         try:
             url = url_of(spec, environ)
+            server = server_of(url, spec.system_identifier, spec.name)
         except RunbookError as exc:
             missing[entry["name"]] = f"{exc}: nothing was done there"
             continue
-        found.append(Planned(spec, url, server_of(url, spec.system_identifier), None))
+        found.append(Planned(spec, url, server, None))
     return found, missing
 
 

@@ -22,13 +22,14 @@ from dcx_runbook.fleet.again import (
     undo_work,
     unwind_succeeded,
 )
+from dcx_runbook.fleet.driver import Signals
 from dcx_runbook.fleet.plan import Planned, plan
 from dcx_runbook.fleet.progress import Recorder
 from dcx_runbook.fleet.run import drive, run_work
 from dcx_runbook.fleet.waves import FAILURES, Limits, Waves
 from dcx_runbook.fleet.worker import Work
 from dcx_runbook.format.loader import Loaded, load
-from dcx_runbook.format.targets import load_targets
+from dcx_runbook.format.targets import TargetSpec, load_targets
 from dcx_runbook.reporters.base import Event, Reporter
 from dcx_runbook.state.fleets import FleetRecord, Fleets
 from dcx_runbook.state.journal import Journal
@@ -58,23 +59,26 @@ def rollback_fleet(
         question = f"Undo fleet run {fleet_run} on {len(chosen)} target(s) ({names})?"
         if not _confirmed(options, reporter, question, recorder):
             return _not_confirmed(recorder)
-        _said_started(recorder, record, [p.name for p in chosen], options.dry_run)
-        refused_targets(recorder, missing)
-        for p in planned:
-            if not work[p.name]:
-                _left(recorder, p.name, TargetState.NOTHING_TO_UNDO, "nothing of it is applied")
-        waves = Waves(chosen, undo_limits(_limits(record, 0), len(chosen)), canary=False)
-        driver = drive(
-            waves,
-            recorder,
-            lambda t, _: undo_work(work[t.name], t.url, options, given_vars(t, var), env_file),
-            new_ids=False,
-        )
-        if not chosen:  # nothing to undo: the fleet's record keeps how it ended
-            recorder.record = None
-        done = RunStatus.ROLLED_BACK if chosen else RunStatus.NOTHING_TO_UNDO
-        done = RunStatus.DRY_RUN if options.dry_run else done
-        return finish_again(recorder, driver.interrupted, done)
+        with Signals().held() as signals:
+            _said_started(recorder, record, [p.name for p in chosen], options.dry_run)
+            refused_targets(recorder, missing)
+            for p in planned:
+                if not work[p.name]:
+                    _left(recorder, p.name, TargetState.NOTHING_TO_UNDO, "nothing of it is applied")
+            waves = Waves(chosen, undo_limits(_limits(record, 0), len(chosen)), canary=False)
+            driver = drive(
+                waves,
+                recorder,
+                lambda t, _: undo_work(work[t.name], t.url, options, given_vars(t, var), env_file),
+                signals,
+                new_ids=False,
+                undo=True,
+            )
+            if not chosen:  # nothing to undo: the fleet's record keeps how it ended
+                recorder.record = None
+            done = RunStatus.ROLLED_BACK if chosen else RunStatus.NOTHING_TO_UNDO
+            done = RunStatus.DRY_RUN if options.dry_run else done
+            return finish_again(recorder, driver.interrupted, done)
     finally:
         record.unlock()
 
@@ -96,45 +100,55 @@ def resume_fleet(
         _not_undone(record)
         options = _as_recorded(record, options)
         targets = load_targets(targets_path or Path(record.data["targets_file"]))
-        journal = Journal()
         recorder = Recorder(None if options.dry_run else record, reporter, fleet_run)
         found, missing = located(record, targets, env_file)
-        todo, crashed = [], {}
-        for p in found:
-            state, dead_run = truth(record.target(p.name), journal)
-            recorder.states[p.name] = state
-            if state in AGAIN:
-                todo.append(p.spec)
-                if dead_run:
-                    crashed[p.name] = dead_run
+        todo, dead = _what_again(record, found, recorder)
         planned = plan(loaded.runbook, todo, var, env_file)
         names = ", ".join(p.name for p in planned) or "none"
         question = f"Resume fleet run {fleet_run}: run {len(planned)} target(s) ({names})?"
         if not _confirmed(options, reporter, question, recorder):
             return _not_confirmed(recorder)
-        _said_started(recorder, record, [p.name for p in planned], options.dry_run)
-        refused_targets(recorder, missing)
-        for name, state in list(recorder.states.items()):
-            if state not in AGAIN:
-                _left(recorder, name, state, "left as it is")
-        succeeded = any(s == TargetState.SUCCEEDED for s in recorder.states.values())
-        limits = _limits(record, canary=0 if succeeded else None)
-        waves = Waves(planned, limits, canary=not options.dry_run)
-        driver = drive(
-            waves,
-            recorder,
-            lambda t, run_id: _again(loaded, t, options, fleet_run, run_id, crashed.get(t.name)),
-            new_ids=not options.dry_run,
-        )
-        recorder.not_reached(waves.not_reached(), waves.stopped or "not started")
-        if _unwind_all(record, options, driver.interrupted, recorder):
-            fresh = {p.name: p for p in planned}  # with the values resolved for this run
-            every = [fresh.get(p.name, p) for p in found]
-            unwind_succeeded(record, every, options, recorder, limits)
-        done = RunStatus.DRY_RUN if options.dry_run else RunStatus.SUCCEEDED
-        return finish_again(recorder, driver.interrupted, done)
+        with Signals().held() as signals:
+            _said_started(recorder, record, [p.name for p in planned], options.dry_run)
+            refused_targets(recorder, missing)
+            for name, state in list(recorder.states.items()):
+                if state not in AGAIN:
+                    _left(recorder, name, state, "left as it is")
+            succeeded = any(s == TargetState.SUCCEEDED for s in recorder.states.values())
+            limits = _limits(record, canary=0 if succeeded else None)
+            waves = Waves(planned, limits, canary=not options.dry_run)
+            driver = drive(
+                waves,
+                recorder,
+                lambda t, run_id: _again(loaded, t, options, fleet_run, run_id, dead[t.name]),
+                signals,
+                new_ids=not options.dry_run,
+            )
+            recorder.not_reached(waves.not_reached(), waves.stopped or "not started")
+            if _unwind_all(record, options, driver.interrupted, recorder):
+                fresh = {p.name: p for p in planned}  # with the values resolved for this run
+                every = [fresh.get(p.name, p) for p in found]
+                unwind_succeeded(record, every, options, recorder, (limits, signals))
+            done = RunStatus.DRY_RUN if options.dry_run else RunStatus.SUCCEEDED
+            return finish_again(recorder, driver.interrupted, done)
     finally:
         record.unlock()
+
+
+def _what_again(
+    record: FleetRecord, found: Sequence[Planned], recorder: Recorder
+) -> tuple[list[TargetSpec], dict[str, list[str]]]:
+    """The targets to run again, and for each, its runs that died in the middle (undone
+    first); every target's state as its runs' records have it."""
+    journal = Journal()
+    todo, dead = [], {}
+    for p in found:
+        state, dead_runs = truth(record.target(p.name), journal)
+        recorder.states[p.name] = state
+        dead[p.name] = dead_runs
+        if state in AGAIN:
+            todo.append(p.spec)
+    return todo, dead
 
 
 def _again(
@@ -143,16 +157,17 @@ def _again(
     options: Options,
     fleet_run: str,
     run_id: str | None,
-    dead_run: str | None,
+    dead_runs: list[str],
 ) -> Work:
-    """The target's run again; first, the undo of its run that died in the middle."""
+    """The target's run again; first, the undo of its runs that died in the middle."""
     run = run_work(loaded, target, options, fleet_run, run_id)
-    if dead_run is None:
+    if not dead_runs:
         return run
-    undo = undo_work([dead_run], target.url, options, ())
+    undo = undo_work(dead_runs, target.url, options, given_vars(target, ()))
 
     def work(reporter: Reporter) -> Outcome:
-        reporter.emit(Event("log", message=f"run {dead_run} died in the middle: undoing it first"))
+        said = ", ".join(dead_runs)
+        reporter.emit(Event("log", message=f"run {said} died in the middle: undoing it first"))
         undone = undo(reporter)
         if undone.exit_code != ExitCode.OK:
             return undone

@@ -32,33 +32,56 @@ class Progress(Protocol):
 
     def not_started(self, target: Planned, message: str) -> None: ...
 
+    def began(self, child: Child) -> bool | None: ...
+
     def say(self, message: str) -> None: ...
 
     def tick(self) -> None: ...
 
 
+class Signals:
+    """Ctrl-C and SIGTERM counted, never raised, from a fleet's start to its end (its record
+    written, its last event sent): the bookkeeping is never cut in the middle. A closed terminal
+    (SIGHUP) is ignored: the fleet goes on, its output dropped."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextmanager
+    def held(self) -> Iterator[Signals]:
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            self.count += 1
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 class Driver:
-    def __init__(self, waves: Waves, start: Start, progress: Progress):
+    def __init__(self, waves: Waves, start: Start, progress: Progress, signals: Signals):
         self.waves, self.start, self.progress = waves, start, progress
+        self.signals, self.seen = signals, signals.count  # a Ctrl-C from before is not for us
         self.children: dict[int, Child] = {}  # by the read end of its pipe
         self.selector = selectors.DefaultSelector()
-        self.signalled = 0
         self.interrupted = False
         self._told_stop = False
 
     def run(self) -> None:
         """Until every target that started has ended and no other will start."""
-        with self._signals_as_flags():
-            while True:
-                if self.signalled and not self.interrupted:
-                    self._interrupt()
-                if not self.interrupted:
-                    self._launch()
-                if self.waves.done and not self.children:
-                    return
-                for key, _ in self.selector.select(timeout=TICK):
-                    self._read(key.data)
-                self.progress.tick()
+        while True:
+            if self.signals.count > self.seen and not self.interrupted:
+                self._interrupt()
+            if not self.interrupted:
+                self._launch()
+            if self.waves.done and not self.children:
+                return
+            for key, _ in self.selector.select(timeout=TICK):
+                self._read(key.data)
+            self.progress.tick()
 
     def _launch(self) -> None:
         while (target := self.waves.next()) is not None:
@@ -89,7 +112,7 @@ class Driver:
         del self.children[child.fd]
         _, status = os.waitpid(child.pid, 0)
         code = os.waitstatus_to_exitcode(status)
-        state, message = child.state(code)
+        state, message = child.state(code, self.progress.began(child))
         self.waves.finished(child.target, state)
         self.progress.ended(child, state, message, code)
         if self.waves.stopped and self.waves.queue and not self._told_stop:
@@ -110,17 +133,3 @@ class Driver:
         )
         for child in self.children.values():
             interrupt(child)
-
-    @contextmanager
-    def _signals_as_flags(self) -> Iterator[None]:
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            self.signalled += 1
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        # A closed terminal is a reader going away: the fleet goes on, its output dropped.
-        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)

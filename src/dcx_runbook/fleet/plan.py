@@ -45,7 +45,7 @@ class Planned:
         }
 
 
-def server_of(url: str, system_identifier: str | None = None) -> str:
+def server_of(url: str, system_identifier: str | None = None, name: str = "?") -> str:
     """The server a URL connects to, for --per-server: the pinned system identifier, else host
     and port as libpq reads them (two spellings of one host count as two servers)."""
     if system_identifier:
@@ -53,7 +53,10 @@ def server_of(url: str, system_identifier: str | None = None) -> str:
     try:
         params = conninfo_to_dict(url)
     except Exception as exc:  # noqa: BLE001 - psycopg raises ProgrammingError; said, never shown
-        raise InvalidInput(f"a target's URL can't be read: {type(exc).__name__}") from None
+        raise InvalidInput(
+            f"target {name}: its URL can't be read as a PostgreSQL URL or conninfo "
+            f"({type(exc).__name__}; not shown, in case it holds a password)"
+        ) from None
     host = str(params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "")
     port = str(params.get("port") or os.environ.get("PGPORT") or "5432")
     return f"{host or 'local socket'}:{port}"
@@ -82,12 +85,13 @@ def plan(
                 f"such variable (it has: {', '.join(runbook.vars) or 'none'})"
             )
         url = url_of(spec, environ)
+        server = server_of(url, spec.system_identifier, spec.name)
         values = {k: v for k, v in spec.vars.items() if v is not None} | given
         try:
             resolved = resolve(runbook, values, os.environ, file_values, url)
         except InvalidInput as exc:
             raise InvalidInput(f"target {spec.name}: {exc}") from None
-        planned.append(Planned(spec, url, server_of(url, spec.system_identifier), resolved))
+        planned.append(Planned(spec, url, server, resolved))
     if order == Order.name:
         planned.sort(key=lambda p: p.name)
     return planned

@@ -77,18 +77,33 @@ class Recorder:
 
     def ended(self, child: Child, state: TargetState, message: str, code: int) -> None:
         self.states[child.target.name] = state
+        code_or_none = code if code >= 0 else None  # killed by a signal: no exit code (said)
         self._update(
-            child.target.name, state=state, message=message, exit_code=code, finished_at=now()
+            child.target.name,
+            state=state,
+            message=message,
+            exit_code=code_or_none,
+            finished_at=now(),
         )
         run_id = child.run_id
         if run_id and not self.journal.exists(run_id):
             self._forget(child.target.name, run_id)  # it never began: nothing to undo
             run_id = None
-        detail = {"run_id": run_id, "exit_code": code, "database": child.target.spec.database}
+        detail = {
+            "run_id": run_id,
+            "exit_code": code_or_none,
+            "database": child.target.spec.database,
+        }
         self.emit(
             Event("target_finished", status=state, message=message, detail=detail),
             child.target.name,
         )
+
+    def began(self, child: Child) -> bool | None:
+        """Whether the child's run made its journal record (None: its work was an undo)."""
+        if child.undo:
+            return None
+        return child.run_id is not None and self.journal.exists(child.run_id)
 
     def not_started(self, target: Planned, message: str) -> None:
         """Its process could not be made: refused, nothing of it began."""
@@ -163,6 +178,9 @@ def conclude(
     """How the fleet ended: its status, its exit code, and a line counting its targets."""
     counts = Counter(states.values())
     said = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no target"
+    if counts[TargetState.REFUSED] and counts[TargetState.SUCCEEDED]:
+        # Exit 4 means "refused before any change": not so when other targets were changed.
+        return RunStatus.FAILED, ExitCode.UNDONE, said
     for state, code, status in _SEVERITY:
         if counts[state] and not (interrupted and code != ExitCode.UNDO_INCOMPLETE):
             return status, code, said

@@ -12,7 +12,7 @@ from typing import Any
 from dcx_runbook.engine.options import Options, Outcome
 from dcx_runbook.engine.run import run as engine_run
 from dcx_runbook.errors import ExitCode, JournalError
-from dcx_runbook.fleet.driver import Driver
+from dcx_runbook.fleet.driver import Driver, Signals
 from dcx_runbook.fleet.plan import Order, Planned
 from dcx_runbook.fleet.progress import Recorder, conclude
 from dcx_runbook.fleet.waves import FAILURES, Limits, Waves
@@ -45,37 +45,51 @@ def run_fleet(
     fleet_run = None if dry else new_fleet_id()
     if not dry and not (options.yes or reporter.confirm(_question(loaded, planned, fleet))):
         return _refused(reporter, "not confirmed (no terminal? pass --yes); nothing was changed")
-    record = None
-    if fleet_run is not None:
-        data = _new_record(loaded, targets_file, planned, options, fleet, fleet_run)
+    with Signals().held() as signals:  # from the record's creation to its last write
+        record = None
+        if fleet_run is not None:
+            data = _new_record(loaded, targets_file, planned, options, fleet, fleet_run)
+            try:
+                record = (fleets or Fleets()).create(data)
+            except JournalError as exc:  # nothing has started anywhere: a refusal
+                return _refused(reporter, f"{exc}: nothing was changed")
         try:
-            record = (fleets or Fleets()).create(data)
-        except JournalError as exc:  # nothing has started anywhere: a refusal
-            return _refused(reporter, f"{exc}: nothing was changed")
-    recorder = Recorder(record, reporter, fleet_run)
-    recorder.emit(_started_event(loaded, planned, fleet, fleet_run, dry))
-    try:
-        waves = Waves(planned, fleet.limits, canary=not dry)
-        driver = drive(
-            waves,
-            recorder,
-            lambda target, run_id: run_work(loaded, target, options, fleet_run, run_id),
-            new_ids=not dry,
-        )
-        recorder.not_reached(waves.not_reached(), waves.stopped or "not started")
-        # Ctrl-C leaves the finished targets as they are, whatever else was asked.
-        if fleet.unwind_all and not dry and not driver.interrupted and _any_failed(recorder):
-            from dcx_runbook.fleet.again import unwind_succeeded
+            recorder = Recorder(record, reporter, fleet_run)
+            return _drive_run(loaded, planned, options, fleet, recorder, signals)
+        finally:
+            if record is not None:
+                record.unlock()
 
-            unwind_succeeded(record, planned, options, recorder, fleet.limits)
-        done = RunStatus.DRY_RUN if dry else RunStatus.SUCCEEDED
-        status, code, said = conclude(recorder.states, driver.interrupted, done)
-        outcome = Outcome(code, status, fleet_run, _closing(said, driver.interrupted, recorder))
-        recorder.finish(status, outcome)
-        return outcome
-    finally:
-        if record is not None:
-            record.unlock()
+
+def _drive_run(
+    loaded: Loaded,
+    planned: Sequence[Planned],
+    options: Options,
+    fleet: FleetOptions,
+    recorder: Recorder,
+    signals: Signals,
+) -> Outcome:
+    dry, fleet_run = options.dry_run, recorder.fleet_run
+    recorder.emit(_started_event(loaded, planned, fleet, fleet_run, dry))
+    waves = Waves(planned, fleet.limits, canary=not dry)
+    driver = drive(
+        waves,
+        recorder,
+        lambda target, run_id: run_work(loaded, target, options, fleet_run, run_id),
+        signals,
+        new_ids=not dry,
+    )
+    recorder.not_reached(waves.not_reached(), waves.stopped or "not started")
+    # Ctrl-C leaves the finished targets as they are, whatever else was asked.
+    if fleet.unwind_all and not dry and not driver.interrupted and _any_failed(recorder):
+        from dcx_runbook.fleet.again import unwind_succeeded
+
+        unwind_succeeded(recorder.record, planned, options, recorder, (fleet.limits, signals))
+    done = RunStatus.DRY_RUN if dry else RunStatus.SUCCEEDED
+    status, code, said = conclude(recorder.states, driver.interrupted, done)
+    outcome = Outcome(code, status, fleet_run, _closing(said, driver.interrupted, recorder))
+    recorder.finish(status, outcome)
+    return outcome
 
 
 def _refused(reporter: Reporter, message: str) -> Outcome:
@@ -112,17 +126,19 @@ def drive(
     waves: Waves,
     recorder: Recorder,
     work_for: Callable[[Planned, str | None], Work],
+    signals: Signals,
     *,
     new_ids: bool,
+    undo: bool = False,
 ) -> Driver:
     """Start each target's work as the waves allow, until all that started have ended."""
 
     def start(target: Planned, inherited: list[int]) -> Child:
         run_id = new_run_id() if new_ids else None
         recorder.started(target, run_id)
-        return spawn(target, run_id, work_for(target, run_id), inherited)
+        return spawn(target, run_id, work_for(target, run_id), inherited, undo=undo)
 
-    driver = Driver(waves, start, recorder)
+    driver = Driver(waves, start, recorder, signals)
     driver.run()
     return driver
 

@@ -9,6 +9,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from dcx_runbook.errors import InvalidInput
 from dcx_runbook.fleet.plan import Planned
 from dcx_runbook.statuses import TargetState
 
@@ -29,6 +30,12 @@ class Limits:
     concurrency: int = 1
     max_failures: int = 0
     per_server: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or (self.per_server is not None and self.per_server < 1):
+            raise InvalidInput("--concurrency and --per-server: at least 1")
+        if self.canary < 0 or self.max_failures < 0:
+            raise InvalidInput("--canary and --max-failures: at least 0")
 
 
 class Waves:

@@ -58,10 +58,10 @@ class Child:
     fd: int
     target: Planned
     run_id: str | None
+    undo: bool = False  # its work undoes runs (else it runs the runbook, or dry-runs it)
     started: float = field(default_factory=time.monotonic)
     step: str | None = None
     last: str = ""
-    ended: dict[str, Any] | None = None  # the last run_finished event
     outcome: dict[str, Any] | None = None  # how its work ended, as the child said (not relayed)
     pending: bytes = b""
 
@@ -88,32 +88,36 @@ class Child:
             self.step = event.get("step")
         if event.get("message") and kind not in ("check", "operation"):
             self.last = str(event["message"]).splitlines()[0]
-        if kind == "run_finished":
-            self.ended = event
         return True
 
-    def state(self, code: int) -> tuple[TargetState, str]:
-        """How the target ended, and in words: as its work said (a rollback of several runs says
-        once for all), else its last run_finished, else its exit."""
-        said = self.outcome or self.ended
+    def state(self, code: int, began: bool | None) -> tuple[TargetState, str]:
+        """How the target ended, and in words: as its work's last line said (a rollback of
+        several runs, an undo then a run, say once for all), else from how its process ended.
+        `began`: whether its run made a journal record (None: not a run, an undo)."""
+        said = self.outcome
         if said is not None and said.get("status") in _BY_STATUS:
-            # Said how its run ended (even should it have died right after): that stands. A dry
-            # run that found a check failing would fail: said so, not "dry run".
+            # A dry run that found a check failing would fail: said so, not "dry run".
             state = _BY_STATUS[RunStatus(said["status"])]
             if state == TargetState.DRY_RUN and code != 0:
                 state = TargetState.FAILED
             return state, str(said.get("message") or "")
-        if code < 0:
-            return TargetState.INTERRUPTED, (
-                f"its process died (signal {-code}) in the middle of its run: see "
-                "`dcx-runbook status --targets`; `dcx-runbook resume` undoes it and runs it again"
+        how = f"its process was killed (signal {-code})" if code < 0 else f"it exited {code}"
+        if began is False:  # a run that never made its record: nothing of it took effect
+            return TargetState.NOT_REACHED, f"{how} before its run began: nothing was changed"
+        if code < 0 or began is None:
+            return TargetState.UNDO_INCOMPLETE, (
+                f"{how} in the middle of its work"
+                + (f" (run {self.run_id})" if self.run_id else "")
+                + ": what it did is in the journal and the target's ledger; see "
+                "`dcx-runbook status --targets`; `dcx-runbook resume` undoes a run that died "
+                "and runs the target again"
             )
-        if code == 0:
-            return TargetState.SUCCEEDED, self.last
-        return _BY_CODE.get(ExitCode(code), TargetState.FAILED), self.last
+        return _BY_CODE.get(ExitCode(code), TargetState.UNDO_INCOMPLETE), self.last
 
 
-def spawn(target: Planned, run_id: str | None, work: Work, inherited: Iterable[int]) -> Child:
+def spawn(
+    target: Planned, run_id: str | None, work: Work, inherited: Iterable[int], *, undo: bool
+) -> Child:
     """Start `work` for `target` in a child process; `inherited`: the driver's descriptors the
     child closes (the other children's pipes)."""
     read_end, write_end = os.pipe()
@@ -133,22 +137,24 @@ def spawn(target: Planned, run_id: str | None, work: Work, inherited: Iterable[i
             for fd in inherited:
                 _close(fd)
             os.setpgid(0, 0)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
-            code = _child(work, write_end, target.url)
+            _stdin_from_devnull()  # in the background, a read of the terminal would stop it
+            code = _child(work, write_end, target.url, signals)
         finally:
             os._exit(code)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
     os.close(write_end)
-    return Child(pid, read_end, target, run_id)
+    return Child(pid, read_end, target, run_id, undo)
 
 
-def _child(work: Work, fd: int, url: str) -> int:
+def _child(work: Work, fd: int, url: str, signals: set[signal.Signals]) -> int:
     reporter = JsonReporter(os.fdopen(fd, "w"))
     masker = Masker([url])
     try:
-        with terminate_as_interrupt():
+        # Ctrl-C from here on (one that came before the fork is delivered now): before its run
+        # began, the target ends not reached; within it, the run unwinds itself.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with terminate_as_interrupt():  # SIGTERM as Ctrl-C, SIGHUP ignored
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
             outcome = work(reporter)
         last = {"event": OUTCOME, "status": outcome.status, "message": masker(outcome.message)}
         if not reporter.lost:
@@ -169,6 +175,12 @@ def _child(work: Work, fd: int, url: str) -> int:
         return int(ExitCode.UNDO_INCOMPLETE)
     finally:
         reporter.close()
+
+
+def _stdin_from_devnull() -> None:
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
 
 
 def _close(fd: int) -> None:

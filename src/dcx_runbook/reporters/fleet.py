@@ -97,8 +97,14 @@ class FleetHumanReporter:
         self._print(Panel("\n".join(lines), expand=False))
         self.rows = {t: {"state": TargetState.PENDING} for t in d.get("targets", [])}
         if self.console.is_terminal:
+            # No stand-ins for sys.stdout and sys.stderr: the forked children inherit them.
             self.live = Live(
-                self._table(), console=self.console, auto_refresh=False, transient=True
+                self._table(),
+                console=self.console,
+                auto_refresh=False,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
             )
             self.live.start()
 
