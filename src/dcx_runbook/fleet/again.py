@@ -13,6 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from dcx_runbook.engine.options import Options, Outcome
 from dcx_runbook.engine.resolving import resolver, with_ledger_said
 from dcx_runbook.engine.rollback import rollback_run
@@ -166,7 +168,10 @@ def _sessions_ended(url: str, run_ids: Sequence[str], reporter: Reporter) -> Non
     try:
         said = False
         while time.monotonic() < deadline:
-            alive = {s["run_id"] for s in live_sessions(conn)} & set(run_ids)
+            try:
+                alive = {s["run_id"] for s in live_sessions(conn)} & set(run_ids)
+            except psycopg.Error:
+                return  # can't tell: the undo's own run lock still keeps it off a live run
             if not alive:
                 return
             if not said:

@@ -39,7 +39,8 @@ class Recorder:
             append_run=run_id,
         )
 
-    def _forget(self, name: str, run_id: str) -> None:
+    def forget(self, name: str, run_id: str) -> None:
+        """A run id handed out to a target whose run never made its record."""
         if self.record is None:
             return
         entry = self.record.target(name)
@@ -87,7 +88,7 @@ class Recorder:
         )
         run_id = child.run_id
         if run_id and not self.journal.exists(run_id):
-            self._forget(child.target.name, run_id)  # it never began: nothing to undo
+            self.forget(child.target.name, run_id)  # it never began: nothing to undo
             run_id = None
         detail = {
             "run_id": run_id,

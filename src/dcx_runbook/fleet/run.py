@@ -135,8 +135,13 @@ def drive(
 
     def start(target: Planned, inherited: list[int]) -> Child:
         run_id = new_run_id() if new_ids else None
-        recorder.started(target, run_id)
-        return spawn(target, run_id, work_for(target, run_id), inherited, undo=undo)
+        recorder.started(target, run_id)  # in the record before the child exists
+        try:
+            return spawn(target, run_id, work_for(target, run_id), inherited, undo=undo)
+        except OSError:
+            if run_id is not None:
+                recorder.forget(target.name, run_id)
+            raise
 
     driver = Driver(waves, start, recorder, signals)
     driver.run()

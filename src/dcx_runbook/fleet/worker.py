@@ -42,8 +42,8 @@ _BY_STATUS = {
     RunStatus.ROLLED_BACK: TargetState.ROLLED_BACK,
     RunStatus.NOTHING_TO_UNDO: TargetState.NOTHING_TO_UNDO,
 }
-# A child that ended without saying how (no run_finished), by its exit code.
-_BY_CODE = {
+# A run's child that ended without its last line (an error outside the run), by its exit code.
+_BY_CODE: dict[int, TargetState] = {
     ExitCode.UNDONE: TargetState.FAILED,
     ExitCode.INVALID: TargetState.REFUSED,
     ExitCode.UNDO_INCOMPLETE: TargetState.UNDO_INCOMPLETE,
@@ -112,7 +112,7 @@ class Child:
                 "`dcx-runbook status --targets`; `dcx-runbook resume` undoes a run that died "
                 "and runs the target again"
             )
-        return _BY_CODE.get(ExitCode(code), TargetState.UNDO_INCOMPLETE), self.last
+        return _BY_CODE.get(code, TargetState.UNDO_INCOMPLETE), self.last
 
 
 def spawn(
