@@ -58,12 +58,18 @@ def resolver(var: Sequence[str], env_file: Path | None, database_url: str | None
 def with_ledger_said(
     journal: Journal, url: str, options: Options, reporter: Reporter, *, write: bool
 ) -> Journal:
-    """The journal together with the target's ledger; each change the ledger brings, said."""
+    """The journal together with the target's ledger; each change the ledger brings, said. A run
+    of this journal whose process died in a step's transaction is waited for first, until the
+    server ends its session (engine/dead_sessions.py): the ledger then says what committed."""
+    from dcx_runbook.engine.dead_sessions import await_ended, dead_runs
     from dcx_runbook.engine.reconcile import with_ledger
 
     masker = Masker([url])
 
     def say(message: str) -> None:
         reporter.emit(Event("log", message=masker(f"ledger: {message}")))
+
+    if write:
+        await_ended(url, dead_runs(journal), lambda m: reporter.emit(Event("log", message=m)))
 
     return with_ledger(journal, url, options.ledger_schema, write=write, say=say)

@@ -7,13 +7,10 @@ driver, that is where it is."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import psycopg
 
 from dcx_runbook.engine.options import Options, Outcome
 from dcx_runbook.engine.resolving import resolver, with_ledger_said
@@ -117,7 +114,6 @@ def undo_work(
 
     def work(reporter: Reporter) -> Outcome:
         journal = Journal()
-        _sessions_ended(url, _said_running(run_ids, journal), reporter)
         if options.ledger:
             journal = with_ledger_said(journal, url, options, reporter, write=not options.dry_run)
         resolve = resolver(var, env_file, url)
@@ -135,52 +131,6 @@ def undo_work(
         return outcome
 
     return work
-
-
-def _said_running(run_ids: Sequence[str], journal: Journal) -> list[str]:
-    out = []
-    for run_id in run_ids:
-        try:
-            if journal.load(run_id).data.get("status") == RunStatus.RUNNING:
-                out.append(run_id)
-        except RunbookError:
-            continue
-    return out
-
-
-SESSION_GRACE = 30.0  # seconds for the server to notice that a killed run's client is gone
-
-
-def _sessions_ended(url: str, run_ids: Sequence[str], reporter: Reporter) -> None:
-    """Runs whose process died may still have a session on the server (it notices a dead
-    client when its statement ends): until it ends, their open transaction may yet commit or
-    roll back, and the ledger can't tell which. Wait for it (said), then reconcile."""
-    if not run_ids:
-        return
-    from dcx_runbook.target import db
-    from dcx_runbook.target.ledger_rows import live_sessions
-
-    deadline = time.monotonic() + SESSION_GRACE
-    try:
-        conn = db.connect(url, "dcx-runbook/ledger")
-    except RunbookError:
-        return  # the undo says why it can't connect
-    try:
-        said = False
-        while time.monotonic() < deadline:
-            try:
-                alive = {s["run_id"] for s in live_sessions(conn)} & set(run_ids)
-            except psycopg.Error:
-                return  # can't tell: the undo's own run lock still keeps it off a live run
-            if not alive:
-                return
-            if not said:
-                reporter.emit(Event("log", message="waiting for the server to end the session of "
-                                    f"run {', '.join(sorted(alive))} (its process is gone)"))  # fmt: skip
-                said = True
-            time.sleep(0.2)
-    finally:
-        conn.close()
 
 
 def unwind_succeeded(
