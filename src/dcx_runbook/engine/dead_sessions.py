@@ -1,7 +1,7 @@
 """Runs whose process died while a step's transaction was open: until the server ends the dead
-run's session (it notices a dead client when its statement ends, not before), that transaction
-is neither committed nor rolled back, and neither the journal nor the ledger can tell which it
-will be. A rollback (or a fleet's undo) waits for those sessions to end, says so, and only then
+run's session (it checks for a dead client every second, `client_connection_check_interval`,
+where the platform allows; else when the statement ends), that transaction is neither committed
+nor rolled back, and neither the journal nor the ledger can tell which it will be. A rollback (or a fleet's undo) waits for those sessions to end, says so, and only then
 reads the ledger: what it then undoes is what was committed."""
 
 from __future__ import annotations
