@@ -91,3 +91,18 @@ def test_a_refused_target_after_others_changed_is_not_exit_4(
     assert done.returncode == 1, done.stdout + done.stderr
     assert finished(done)["gone"][0] == "refused"
     assert fleet_end(done)["status"] == "failed"
+
+
+def test_a_target_that_is_not_the_database_its_file_names_is_refused(
+    make_fleet: Any, _isolate: Path
+) -> None:
+    fleet = make_fleet(1)
+    before = fleet.dumps()
+    fleet.write_targets({"db01": {"database": "billing_prod"}})
+    done = fleet.run()
+    assert done.returncode == 4, done.stdout + done.stderr
+    state, message = finished(done)["db01"]
+    assert state == "refused"
+    assert "this runbook expects 'billing_prod': refusing before any change" in message
+    assert "change the `database` of target db01 in the targets file" in message
+    assert fleet.dumps() == before

@@ -70,6 +70,8 @@ def run(
         expected_database=options.expect_database,
         expected_system=options.expect_system,
     )
+    if options.fleet is not None:  # the targets file names the database a target must be
+        rt.guard_hint = f"change the `database` of target {options.fleet[1]} in the targets file"
     held = None
     try:
         if runbook.target is None and not options.dry_run:  # no server lock to keep others out

@@ -45,6 +45,7 @@ class Runtime:
     app_name: str = "dcx-runbook"
     expected_database: str | None = None  # the guard: any other database is refused
     expected_system: str | None = None  # and any other server, when a targets file pins one
+    guard_hint: str | None = None  # how to change the expected database, when not by --var
     conn: psycopg.Connection[Any] | None = None
     record: RunRecord | None = None
     dry_run: bool = False

@@ -90,11 +90,13 @@ def connect_target(rt: Runtime) -> db.TargetInfo:
     info = db.describe(rt.conn)
     expected = rt.expected_database
     if expected and info.database != expected:
+        how = rt.guard_hint or (
+            "override target.database with --var expected_database=NAME, or the variable its "
+            "runbook uses"
+        )
         raise Refused(
             f"connected to database {info.database!r} on {info.host}, but this runbook expects "
-            f"{expected!r}: refusing before any change (if that database is really meant, "
-            f"override target.database with --var expected_database=NAME, or the variable "
-            "its runbook uses)"
+            f"{expected!r}: refusing before any change (if that database is really meant, {how})"
         )
     pins = (
         ("this runbook", "target.system_identifier", _pinned_system(rt)),
