@@ -26,14 +26,18 @@ STEPS = [
         "id": "create-t1",
         "title": "create t1",
         "action": [{"kind": "sql", "sql": "CREATE TABLE t1 (id int)"}],
-        "verify": [{"kind": "sql", "query": "SELECT to_regclass('t1') IS NOT NULL", "expect": True}],
+        "verify": [
+            {"kind": "sql", "query": "SELECT to_regclass('t1') IS NOT NULL", "expect": True}
+        ],
         "rollback": {"action": [{"kind": "sql", "sql": "DROP TABLE t1"}]},
     },
     {
         "id": "create-t2",
         "title": "create t2, slowly",
         "action": [{"kind": "sql", "sql": "CREATE TABLE t2 (id int); SELECT pg_sleep(3)"}],
-        "verify": [{"kind": "sql", "query": "SELECT to_regclass('t2') IS NOT NULL", "expect": True}],
+        "verify": [
+            {"kind": "sql", "query": "SELECT to_regclass('t2') IS NOT NULL", "expect": True}
+        ],
         "rollback": {"action": [{"kind": "sql", "sql": "DROP TABLE t2"}]},
     },
 ]
@@ -45,8 +49,18 @@ def test_rollback_right_after_a_kill_waits_for_the_dead_session_then_undoes_what
     path = write_runbook(tmp_path / "slow.yaml", "slow", STEPS)
     before = schema_dump(database_url)
     run = subprocess.Popen(
-        [sys.executable, "-m", "dcx_runbook", "run", str(path), "--yes", "-o", "json",
-         "--database-url", database_url],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "dcx_runbook",
+            "run",
+            str(path),
+            "--yes",
+            "-o",
+            "json",
+            "--database-url",
+            database_url,
+        ],  # fmt: skip
         stdout=subprocess.PIPE,
         text=True,
     )
