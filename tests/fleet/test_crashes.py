@@ -176,3 +176,23 @@ def test_a_child_killed_mid_run_is_undo_incomplete_and_resume_undoes_it_then_run
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert [e["target"] for e in events(resumed) if e["event"] == "run_started"].count("db02") == 2
     assert all(fleet.tables(n) == ALL for n in fleet.urls)
+
+
+@pytest.mark.slow
+def test_ctrl_c_as_the_children_start_never_leaves_a_target_undo_incomplete(
+    make_fleet: Any, _isolate: Path
+) -> None:
+    """A SIGINT that reaches a child as it is forked (before its handlers are its own) used to
+    end it outside any handler: exit 3, `undo_incomplete`, for good."""
+    fleet = make_fleet(4)
+    for _ in range(4):
+        driver = start(fleet, "--dry-run", "--concurrency", "4")
+        assert driver.stdout is not None
+        for line in driver.stdout:
+            if json.loads(line)["event"] == "fleet_started":
+                break
+        os.kill(driver.pid, signal.SIGINT)
+        out, err = driver.communicate(timeout=60)
+        assert driver.returncode in (0, 130), out + err
+        ends = [json.loads(x) for x in out.splitlines() if '"target_finished"' in x]
+        assert {e["status"] for e in ends} <= {"dry_run", "interrupted", "not_reached"}, ends

@@ -106,3 +106,22 @@ def test_a_target_that_is_not_the_database_its_file_names_is_refused(
     assert "this runbook expects 'billing_prod': refusing before any change" in message
     assert "change the `database` of target db01 in the targets file" in message
     assert fleet.dumps() == before
+
+
+def test_rollback_of_a_fleet_run_with_an_undeclared_var_is_exit_2_and_changes_nothing(
+    make_fleet: Any, _isolate: Path
+) -> None:
+    fleet = make_fleet(2)
+    done = fleet.run("--concurrency", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    fleet_run = fleet_end(done)["detail"]["fleet_run"]
+    record = (_isolate / "fleets" / f"{fleet_run}.json").read_bytes()
+    for args in (["--var", "nope=1"], ["--var", "novalue"], ["--database-url", "postgresql://x/y"]):
+        refused = fleet.cli("rollback", fleet_run, "--yes", *args)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert (
+        "no run to undo declares such a variable"
+        in fleet.cli("rollback", fleet_run, "--yes", "--var", "nope=1").stderr
+    )
+    assert all(fleet.tables(n) == {"t1", "t2"} for n in fleet.urls)
+    assert (_isolate / "fleets" / f"{fleet_run}.json").read_bytes() == record

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from dcx_runbook.engine.options import Options, Outcome
-from dcx_runbook.errors import ExitCode, Refused
+from dcx_runbook.errors import ExitCode, InvalidInput, Refused
 from dcx_runbook.fleet.again import (
     AGAIN,
     applied_runs,
@@ -30,6 +30,7 @@ from dcx_runbook.fleet.waves import FAILURES, Limits, Waves
 from dcx_runbook.fleet.worker import Work
 from dcx_runbook.format.loader import Loaded, load
 from dcx_runbook.format.targets import TargetSpec, load_targets
+from dcx_runbook.format.variables import parse_assignments
 from dcx_runbook.reporters.base import Event, Reporter
 from dcx_runbook.state.fleets import FleetRecord, Fleets
 from dcx_runbook.state.journal import Journal
@@ -53,6 +54,7 @@ def rollback_fleet(
         journal = Journal()
         planned, missing = located(record, targets, env_file)
         work = {p.name: applied_runs(record.target(p.name), journal) for p in planned}
+        _declared(journal, [r for runs in work.values() for r in runs], var)
         chosen = [p for p in planned if work[p.name]]
         recorder = Recorder(None if options.dry_run else record, reporter, fleet_run)
         names = ", ".join(p.name for p in chosen) or "none"
@@ -174,6 +176,21 @@ def _again(
         return run(reporter)
 
     return work
+
+
+def _declared(journal: Journal, run_ids: Sequence[str], var: Sequence[str]) -> None:
+    """A --var that none of the runs to undo declares is a typo: exit 2 before anything."""
+    given = set(parse_assignments(var))
+    declared: set[str] = set()
+    for run_id in run_ids:
+        spec = journal.load(run_id).data["runbook"].get("spec") or {}
+        declared |= set(spec.get("vars") or {})
+    unknown = sorted(given - declared)
+    if unknown and run_ids:
+        raise InvalidInput(
+            f"--var {', '.join(unknown)}: no run to undo declares such a variable "
+            f"(they have: {', '.join(sorted(declared)) or 'none'})"
+        )
 
 
 def _left(recorder: Recorder, name: str, state: TargetState, why: str) -> None:

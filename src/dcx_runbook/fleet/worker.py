@@ -138,7 +138,7 @@ def spawn(
                 _close(fd)
             os.setpgid(0, 0)
             _stdin_from_devnull()  # in the background, a read of the terminal would stop it
-            code = _child(work, write_end, target.url, signals)
+            code = _child(work, write_end, _masker(target), signals)
         finally:
             os._exit(code)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
@@ -146,9 +146,15 @@ def spawn(
     return Child(pid, read_end, target, run_id, undo)
 
 
-def _child(work: Work, fd: int, url: str, signals: set[signal.Signals]) -> int:
+def _masker(target: Planned) -> Masker:
+    """The target's URL and secret values: what the child's own words must never show."""
+    masker = target.resolved.masker() if target.resolved is not None else Masker()
+    masker.add(target.url)
+    return masker
+
+
+def _child(work: Work, fd: int, masker: Masker, signals: set[signal.Signals]) -> int:
     reporter = JsonReporter(os.fdopen(fd, "w"))
-    masker = Masker([url])
     try:
         # Ctrl-C from here on (one that came before the fork is delivered now): before its run
         # began, the target ends not reached; within it, the run unwinds itself.
