@@ -93,6 +93,8 @@ def test_choosing_targets(tmp_path: Path) -> None:
         (["--targets", "good.yaml", "--var", "nope=1"], "nope"),
         (["--targets", "good.yaml", "--database-url", "postgresql://u@h/x"], "--database-url"),
         (["--canary", "2"], "--canary: only for a fleet run"),
+        (["--unwind-all-on-failure"], "--unwind-all-on-failure: only for a fleet run"),
+        (["--targets", "good.yaml", "--skip", "nope"], "--skip nope: no such step"),
         (["--targets", "good.yaml", "--concurrency", "0"], "--concurrency"),
     ],
 )

@@ -40,6 +40,10 @@ def run_fleet(
         raise InvalidInput(
             f"{loaded.runbook.name} has no database target: a fleet has nothing to run it on"
         )
+    steps = [s.id for s in loaded.runbook.steps]
+    unknown = [s for s in (options.skip if options else ()) if s not in steps]
+    if unknown:  # said once, up front: not once per target by each target's run
+        raise InvalidInput(f"--skip {', '.join(unknown)}: no such step (steps: {', '.join(steps)})")
     targets = _targets(targets_file, loaded.path)
     fleet = fleet or FleetOptions()
     planned = plan(

@@ -31,6 +31,9 @@ _DEFAULTS = {
 }
 
 
+_OPTION = {"unwind_all": "--unwind-all-on-failure"}
+
+
 @dataclass(frozen=True)
 class Asked:
     """The fleet side of a `run`: which targets, and how (docs/fleet.md)."""
@@ -46,7 +49,8 @@ class Asked:
 
     def refuse_settings(self) -> None:
         """Fleet options without a fleet: said, not ignored."""
-        named = [f"--{k.replace('_', '-')}" for k, v in self.settings.items() if v != _DEFAULTS[k]]
+        named = [_OPTION.get(k, f"--{k.replace('_', '-')}") for k, v in self.settings.items()
+                 if v != _DEFAULTS[k]]  # fmt: skip
         if named:
             raise InvalidInput(
                 f"{', '.join(named)}: only for a fleet run (give --targets FILE, --target NAME "
