@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from dcx_runbook.errors import JournalError
+from dcx_runbook.state.journal import read_record
 from tests.fleet.conftest import Fleet, events
 
 ALL = {"t1", "t2"}
@@ -45,6 +47,14 @@ def states(state: Path) -> dict[str, str]:
     return {t["name"]: t["state"] for t in fleet_record(state)["targets"]}
 
 
+def in_step(path: Path, step_id: str) -> bool:
+    try:
+        data = read_record(path)
+    except JournalError:  # being written: not yet
+        return False
+    return any(s["id"] == step_id and s["status"] == "action_started" for s in data["steps"])
+
+
 def children(pid: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
     return [int(p) for p in found.stdout.split()]
@@ -58,12 +68,13 @@ def test_kill_9_mid_fleet_status_tells_each_targets_truth_and_resume_completes(
     fleet.write_targets({n: {"vars": {"pause": "1"}} for n in fleet.urls})
     driver = start(fleet, "--concurrency", "3")
 
-    def two_at_work() -> bool:
-        now = states(_isolate)
-        return now.get("db01") == "succeeded" and list(now.values()).count("running") >= 2
+    def two_in_step_2() -> bool:
+        """Two runs in create-t2's transaction (it waits a second before committing)."""
+        return (
+            sum(in_step(record, "create-t2") for record in (_isolate / "runs").glob("*.json")) >= 2
+        )
 
-    wait_until(two_at_work, "the canary to succeed and two targets to be at work")
-    time.sleep(0.3)  # into step 2 (create-t2 waits a second before committing)
+    wait_until(two_in_step_2, "two targets to be in step 2")
     os.kill(driver.pid, signal.SIGSTOP)  # no new child from here on
     at_work = children(driver.pid)
     os.kill(driver.pid, signal.SIGKILL)  # the machine dies: the driver and every child
