@@ -125,3 +125,21 @@ def test_rollback_of_a_fleet_run_with_an_undeclared_var_is_exit_2_and_changes_no
     )
     assert all(fleet.tables(n) == {"t1", "t2"} for n in fleet.urls)
     assert (_isolate / "fleets" / f"{fleet_run}.json").read_bytes() == record
+
+
+def test_a_target_on_another_server_than_its_file_pins_is_refused(
+    make_fleet: Any, _isolate: Path
+) -> None:
+    fleet = make_fleet(1)
+    before = fleet.dumps()
+    fleet.write_targets({"db01": {"system_identifier": "7000000000000000001"}})
+    done = fleet.run()
+    assert done.returncode == 4, done.stdout + done.stderr
+    state, message = finished(done)["db01"]
+    assert state == "refused"
+    assert (
+        "but this target may only touch the one with system identifier 7000000000000000001"
+        in message
+    )
+    assert "(the targets file's system_identifier): refusing before any change" in message
+    assert fleet.dumps() == before
