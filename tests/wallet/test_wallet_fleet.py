@@ -29,14 +29,8 @@ def others(pg_server: sandbox.Server) -> Iterator[tuple[str, str]]:
         sandbox.scratch_database(pg_server, "dcx_aas") as aas,
         sandbox.scratch_database(pg_server, "dcx_enet") as enet,
     ):
-        apply_fixture_schema(aas, "broken-schema.sql", "seed.sql")
-        with psycopg.connect(aas, autocommit=True) as conn:
-            conn.execute('DROP INDEX "wallet_transactions_walletId_key"')
-            conn.execute(
-                'CREATE INDEX "wallet_transactions_walletId_idx" ON wallet_transactions ("walletId")'
-            )
-        with psycopg.connect(enet, autocommit=True) as conn:
-            conn.execute("CREATE TABLE network_services (id serial PRIMARY KEY, name text)")
+        apply_fixture_schema(aas, "broken-schema.sql", "seed.sql", "aas-no-conflict.sql")
+        apply_fixture_schema(enet, "enetworks-schema.sql")
         yield aas, enet
 
 

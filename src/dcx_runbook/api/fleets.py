@@ -124,8 +124,9 @@ def targets_status(
     targets = _targets(targets_file, None)
     file_values = read_env_file(env_file) if env_file else {}
     environ = {**os.environ, **{k: v for k, v in file_values.items() if v is not None}}
+    chosen = select(targets, target_names, selectors)
     planned, unknown = [], {}
-    for spec in select(targets, target_names, selectors):
+    for spec in chosen:
         try:
             url = url_of(spec, environ)
             server = server_of(url, spec.system_identifier, spec.name)
@@ -137,7 +138,7 @@ def targets_status(
     from dcx_runbook.state.journal import Journal
 
     rows = {r["target"]: r for r in status_(planned, ledger_schema, Journal(), var, env_file)}
-    return [rows.get(t.name) or unknown[t.name] for t in select(targets, target_names, selectors)]
+    return [rows.get(t.name) or unknown[t.name] for t in chosen]
 
 
 def fleets(limit: int | None = None, runbook: str | None = None) -> list[dict[str, Any]]:

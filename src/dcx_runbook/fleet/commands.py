@@ -4,7 +4,8 @@ then drives the targets' work in waves like the run did."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from dcx_runbook.fleet.run import drive, run_work
 from dcx_runbook.fleet.waves import FAILURES, Limits, Waves
 from dcx_runbook.fleet.worker import Work
 from dcx_runbook.format.loader import Loaded, load
-from dcx_runbook.format.targets import TargetSpec, load_targets
+from dcx_runbook.format.targets import Targets, TargetSpec, load_targets
 from dcx_runbook.format.variables import parse_assignments
 from dcx_runbook.reporters.base import Event, Reporter
 from dcx_runbook.state.fleets import FleetRecord, Fleets
@@ -47,10 +48,7 @@ def rollback_fleet(
     targets_path: Path | None = None,
     fleets: Fleets | None = None,
 ) -> Outcome:
-    record = (fleets or Fleets()).load(fleet_run)
-    record.lock()
-    try:
-        targets = load_targets(targets_path or Path(record.data["targets_file"]))
+    with _locked(fleet_run, fleets, targets_path) as (record, targets):
         journal = Journal()
         planned, missing = located(record, targets, env_file)
         work = {p.name: applied_runs(record.target(p.name), journal) for p in planned}
@@ -81,8 +79,6 @@ def rollback_fleet(
             done = RunStatus.ROLLED_BACK if chosen else RunStatus.NOTHING_TO_UNDO
             done = RunStatus.DRY_RUN if options.dry_run else done
             return finish_again(recorder, driver.interrupted, done)
-    finally:
-        record.unlock()
 
 
 def resume_fleet(
@@ -95,13 +91,10 @@ def resume_fleet(
     targets_path: Path | None = None,
     fleets: Fleets | None = None,
 ) -> Outcome:
-    record = (fleets or Fleets()).load(fleet_run)
-    record.lock()
-    try:
+    with _locked(fleet_run, fleets, targets_path) as (record, targets):
         loaded = _same_runbook(record)
         _not_undone(record)
         options = _as_recorded(record, options)
-        targets = load_targets(targets_path or Path(record.data["targets_file"]))
         recorder = Recorder(None if options.dry_run else record, reporter, fleet_run)
         found, missing = located(record, targets, env_file)
         todo, dead = _what_again(record, found, recorder)
@@ -133,6 +126,18 @@ def resume_fleet(
                 unwind_succeeded(record, every, options, recorder, (limits, signals))
             done = RunStatus.DRY_RUN if options.dry_run else RunStatus.SUCCEEDED
             return finish_again(recorder, driver.interrupted, done)
+
+
+@contextmanager
+def _locked(
+    fleet_run: str, fleets: Fleets | None, targets_path: Path | None
+) -> Iterator[tuple[FleetRecord, Targets]]:
+    """The fleet run's record, locked (refused while its driver or a child it started is at
+    work), and its targets file: the recorded one, or the one given."""
+    record = (fleets or Fleets()).load(fleet_run)
+    record.lock()
+    try:
+        yield record, load_targets(targets_path or Path(record.data["targets_file"]))
     finally:
         record.unlock()
 

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dcx_runbook.reporters.base import Event, silence
-from dcx_runbook.reporters.human import _Console
+from dcx_runbook.reporters.human import _Console, closing_panel
 from dcx_runbook.statuses import TargetState
 
 STATE_STYLE: dict[str, str] = {
@@ -130,19 +130,7 @@ class FleetHumanReporter:
 
     def _finished(self, e: Event) -> None:
         self._stop_live()
-        code = e.detail.get("exit_code")
-        style = {0: "green", 1: "yellow", 4: "yellow"}.get(
-            code if isinstance(code, int) else -1, "red"
-        )
-        self.console.print(
-            Panel(
-                escape(e.message or ""),
-                title=f"[{style}]fleet {e.status} (exit {code})[/]",
-                border_style=style,
-                expand=False,
-            ),
-            highlight=False,
-        )
+        closing_panel(self.console, f"fleet {e.status}", e.detail.get("exit_code"), e.message)
 
     def tick(self) -> None:
         if self.live is not None and not self.lost:

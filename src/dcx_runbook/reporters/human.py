@@ -62,6 +62,20 @@ STEP_WORDS: dict[str, str] = {
 _PENDING, _RUNNING = StepStatus.PENDING, RunStatus.RUNNING
 
 
+def closing_panel(console: Console, what: str, code: Any, message: str | None) -> None:
+    """How a run (or a fleet) ended: its status and exit code as the title, coloured by it."""
+    style = {0: "green", 1: "yellow", 4: "yellow"}.get(code if isinstance(code, int) else -1, "red")
+    console.print(
+        Panel(
+            escape(message or ""),
+            title=f"[{style}]{what} (exit {code})[/]",
+            border_style=style,
+            expand=False,
+        ),
+        highlight=False,
+    )
+
+
 class HumanReporter:
     def __init__(self, console: Console | None = None):
         self.console = console or _Console(stderr=True)
@@ -190,20 +204,8 @@ class HumanReporter:
 
     def _on_run_finished(self, e: Event) -> None:
         self._stop_live()
-        code = e.detail.get("exit_code")
-        style = {0: "green", 1: "yellow", 4: "yellow"}.get(
-            code if isinstance(code, int) else -1, "red"
-        )
         # The message says what is still applied, if anything (once: not again from the detail).
-        self.console.print(
-            Panel(
-                escape(e.message or ""),
-                title=f"[{style}]{e.status} (exit {code})[/]",
-                border_style=style,
-                expand=False,
-            ),
-            highlight=False,
-        )
+        closing_panel(self.console, str(e.status), e.detail.get("exit_code"), e.message)
 
     def _phase(self, e: Event) -> None:
         if e.step and e.step in self.steps:
