@@ -143,3 +143,22 @@ def test_a_target_on_another_server_than_its_file_pins_is_refused(
     )
     assert "(the targets file's system_identifier): refusing before any change" in message
     assert fleet.dumps() == before
+
+
+def test_a_damaged_fleet_record_is_one_clear_error_not_a_traceback(
+    make_fleet: Any, _isolate: Path
+) -> None:
+    fleet = make_fleet(1)
+    done = fleet.run()
+    assert done.returncode == 0, done.stdout + done.stderr
+    fleet_run = fleet_end(done)["detail"]["fleet_run"]
+    path = _isolate / "fleets" / f"{fleet_run}.json"
+    data = json.loads(path.read_text())
+    data["targets"][0]["state"] = "bogus"
+    path.write_text(json.dumps(data))
+    for command in ("resume", "rollback"):
+        refused = fleet.cli(command, fleet_run, "--yes")
+        assert refused.returncode == 3, refused.stdout + refused.stderr
+        assert "is damaged; it was left as is" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert fleet.tables("db01") == {"t1", "t2"}

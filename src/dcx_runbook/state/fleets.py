@@ -177,4 +177,30 @@ def _read(path: Path) -> dict[str, Any]:
         raise JournalError(f"can't read the fleet record {path}: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise JournalError(f"{path}: not a fleet record this release can read")
+    if not _whole(data):
+        raise JournalError(f"the fleet record {path} is damaged; it was left as is")
     return data
+
+
+_STATES = frozenset(str(s) for s in TargetState)
+
+
+def _whole(data: dict[str, Any]) -> bool:
+    """The fields `resume` and `rollback` rely on, with the types they expect."""
+    targets, options = data.get("targets"), data.get("options")
+    runbook = data.get("runbook")
+    if not isinstance(targets, list) or not isinstance(options, dict):
+        return False
+    if not isinstance(runbook, dict) or not isinstance(data.get("targets_file"), str):
+        return False
+    if not all(
+        isinstance(options.get(k, 0), int) for k in ("canary", "concurrency", "max_failures")
+    ):
+        return False
+    return all(
+        isinstance(t, dict)
+        and isinstance(t.get("name"), str)
+        and t.get("state") in _STATES
+        and isinstance(t.get("runs"), list)
+        for t in targets
+    )
