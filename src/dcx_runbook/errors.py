@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     INVALID = 2  # invalid input; nothing was touched
     UNDO_INCOMPLETE = 3  # manual intervention needed
     REFUSED = 4  # refused before any change
+    STOPPED = 5  # the operator stopped the run at a step: what was done is still applied
     INTERRUPTED = 130
 
 
@@ -94,6 +95,13 @@ class StepFailed(RunbookError):
     """A phase of a step failed; the engine unwinds."""
 
     exit_code = ExitCode.UNDONE
+
+
+class Stopped(RunbookError):
+    """The operator chose "stop here" (a manual step, `--step`): the run ends, what it did is left
+    applied, and the output says how to undo it."""
+
+    exit_code = ExitCode.STOPPED
 
 
 class UndoFailed(RunbookError):

@@ -76,6 +76,9 @@ class RunStatus(StrEnum):
     REHEARSAL_FAILED = "rehearsal_failed"
     # The runbook's `applies_when` does not hold on the target: nothing was touched there.
     NOT_APPLICABLE = "not_applicable"
+    # The operator chose "stop here" at a manual step or a `--step` prompt: the steps before it
+    # are left applied (journal format 2).
+    STOPPED = "stopped"
 
 
 class TargetState(StrEnum):
@@ -93,6 +96,16 @@ class TargetState(StrEnum):
     DRY_RUN = "dry_run"
     ROLLED_BACK = "rolled_back"
     NOTHING_TO_UNDO = "nothing_to_undo"
+
+
+class Answer(StrEnum):
+    """What the operator answered at a manual step or a `--step` prompt (journal and ledger)."""
+
+    DONE = "done"  # a manual step: the person did it
+    RUN = "run"  # --step: run this step
+    SKIP = "skip"  # --step: skip it (recorded as skipped)
+    ABORT = "abort"  # undo everything done so far, and stop
+    STOP = "stop"  # stop here: leave what was done applied
 
 
 class CheckStatus(StrEnum):

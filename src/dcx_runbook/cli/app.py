@@ -14,6 +14,7 @@ from dcx_runbook import __version__
 from dcx_runbook.cli.options import (
     Canary,
     Concurrency,
+    Confirm,
     DatabaseUrl,
     EnvFile,
     FleetOrder,
@@ -32,6 +33,7 @@ from dcx_runbook.cli.options import (
     Select,
     Skip,
     SkipOtherHosts,
+    StepByStep,
     TargetName,
     TargetsFile,
     UnwindAll,
@@ -87,6 +89,8 @@ def run(
     database_url: DatabaseUrl = None,
     yes: Yes = False,
     skip: Skip = None,
+    confirm: Confirm = None,
+    step: StepByStep = False,
     reason: Reason = None,
     no_ledger: NoLedger = False,
     ledger_schema: LedgerSchema = None,
@@ -114,7 +118,11 @@ def run(
         reason=reason,
         ledger=not no_ledger,
         ledger_schema=ledger_schema,
+        step_by_step=step,
+        confirm=tuple(confirm or []),
     )
+    if step and dry_run:
+        raise InvalidInput("--step and --dry-run: a dry run asks nothing; give one of them")
     asked = fleet.Asked(
         targets,
         target or [],
@@ -130,6 +138,8 @@ def run(
     )
     if asked.fleet:
         fleet.refuse_database_url(database_url)
+        if step:
+            raise InvalidInput("--step: one target at a time (a fleet's targets have no terminal)")
         code = fleet.run_fleet(runbook, asked, options, output, var or [], env_file, runbooks_dir)
         raise typer.Exit(code=code)
     asked.refuse_settings()
@@ -161,6 +171,7 @@ def rollback(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be undone.")] = False,
     yes: Yes = False,
     force: Force = False,
+    confirm: Confirm = None,
     skip_other_hosts: SkipOtherHosts = False,
     var: Var = None,
     env_file: EnvFile = None,
@@ -185,6 +196,7 @@ def rollback(
         ledger=not no_ledger,
         ledger_schema=ledger_schema,
         skip_other_hosts=skip_other_hosts,
+        confirm=tuple(confirm or []),
     )
     if run_id is not None and api.is_fleet_run(run_id):
         fleet.refuse_database_url(database_url)

@@ -39,6 +39,22 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmati
 Skip = Annotated[
     list[str] | None, typer.Option("--skip", help="Step id to skip (repeatable; recorded).")
 ]
+Confirm = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--confirm",
+        help="A manual step a person has done (of a rollback: undone), by id (repeatable): how "
+        "it is confirmed without a terminal. --yes never confirms one.",
+    ),
+]
+StepByStep = Annotated[
+    bool,
+    typer.Option(
+        "--step",
+        help="Before each step, show what it will do and ask: run, skip, undo everything and "
+        "stop, or stop here.",
+    ),
+]
 SandboxUrl = Annotated[
     str | None,
     typer.Option(

@@ -19,7 +19,7 @@ from psycopg.pq import TransactionStatus
 from dcx_runbook.engine.checks import run_checks
 from dcx_runbook.engine.restore import restore_file
 from dcx_runbook.engine.runtime import Runtime
-from dcx_runbook.errors import StepFailed
+from dcx_runbook.errors import StepFailed, Stopped
 from dcx_runbook.format.model import Step
 from dcx_runbook.kinds import OPERATIONS
 from dcx_runbook.kinds.base import CheckSpec, Context, Effect, OpSpec
@@ -204,7 +204,7 @@ def _execute(a: _Attempt) -> None:
     started (a shell command, non-transactional sql): only then has an unwind of this step,
     failed in flight, rollback operations to run."""
     rt, step_id, phase = a.rt, a.step.id, a.phase
-    ctx = rt.context(a.entry)
+    ctx = rt.context(a.entry, phase)
     in_tx = rt.conn is not None and rt.conn.info.transaction_status != IDLE
     for index, spec in enumerate(a.ops):
         if index in a.kept:
@@ -243,8 +243,8 @@ def _perform(
     index it left is dropped here: the step fails, and the unwind must not find it."""
     try:
         return _execute_watching_builds(rt, effect, ctx, in_tx, left)
-    except psycopg.errors.LockNotAvailable:
-        raise
+    except (psycopg.errors.LockNotAvailable, Stopped):
+        raise  # retried by the caller; the operator's "stop here"
     except (psycopg.Error, OSError, ValueError, RuntimeError, TemplateError) as exc:
         if isinstance(exc, psycopg.Error) and rt.conn is not None and rt.conn.closed:
             raise StepFailed(

@@ -79,6 +79,9 @@ class Preview:
     def precheck(self, step: Step) -> None:
         self.failures += _dry_checks(self.rt, step, "precheck", step.precheck, self.changing)
 
+    def proceed(self, step: Step) -> bool:
+        return True  # a dry run asks nobody: it changes nothing
+
     def verify_only(self, step: Step) -> None:
         self._verify(step, StepOutcome.WOULD_VERIFY, "would verify")
 

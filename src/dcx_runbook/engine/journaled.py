@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from dcx_runbook.engine.person import Person
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.engine.scope import Pending
 from dcx_runbook.engine.session import Options, runtime_for
@@ -32,7 +33,7 @@ def runtime_of(
     captured = dict(run.record.data.get("captured") or {})  # by preflight checks
     for entry in run.record.data["steps"]:
         captured.update(entry.get("captured", {}))
-    return runtime_for(
+    rt = runtime_for(
         run.runbook,
         resolved,
         reporter,
@@ -43,6 +44,8 @@ def runtime_of(
         guard=guard,
         captured=captured,
     )
+    rt.person = Person(rt, undos=options.confirm)  # --confirm of a rollback: undone by hand
+    return rt
 
 
 @contextmanager

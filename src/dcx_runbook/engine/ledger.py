@@ -110,12 +110,22 @@ def step_row(
         "status": str(entry["status"]),
         "started_at": entry.get("started_at"),
         "finished_at": entry.get("finished_at"),
-        "captured": masker.deep(entry.get("captured") or {}),
+        "captured": masker.deep(_with_answers(entry)),
         "host": entry.get("host") or (host if acted else None),
         "files": files,
         "processes": entry.get("processes") or [],
         "error": entry.get("error"),
     }
+
+
+ANSWERS = "@answers"  # in a step row's `captured`: a person's answers (no variable's name)
+
+
+def _with_answers(entry: Mapping[str, Any]) -> dict[str, Any]:
+    captured = dict(entry.get("captured") or {})
+    if entry.get("answers"):
+        captured[ANSWERS] = entry["answers"]
+    return captured
 
 
 def _same(row: Mapping[str, Any]) -> tuple[Any, ...]:

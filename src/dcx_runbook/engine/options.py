@@ -30,6 +30,10 @@ class Options:
     # (fleet run id, target name), recorded with the target in the journal and the ledger.
     run_id: str | None = None
     fleet: tuple[str, str] | None = None
+    # A person in the loop (engine/person.py): `--step` asks before each step; `--confirm ID`
+    # says a manual step is done (of a run: its action; of a rollback: its undo).
+    step_by_step: bool = False
+    confirm: tuple[str, ...] = ()
 
 
 @dataclass

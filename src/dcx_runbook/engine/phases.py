@@ -1,7 +1,7 @@
 """The one sequence of a step's phases, walked by the run and by the dry run alike (alembic's
 offline mode: the same loop, another output), so the preview can't drift from what runs.
 
-skip? → step_started → done_when (already done?) → precheck → action + verify (or, without an
+skip? → step_started → done_when (already done?) → precheck → proceed? (`--step`) → action + verify (or, without an
 action, verify alone). What each phase does is the walker's: for real, or previewed."""
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ class Phases(Protocol):
 
     def precheck(self, step: Step) -> None: ...
 
+    def proceed(self, step: Step) -> bool:
+        """After precheck: whether the step goes on (`--step` asks; skipped: said, False)."""
+        ...
+
     def verify_only(self, step: Step) -> None:
         """A step without an action: its verify checks are the step."""
 
@@ -42,6 +46,8 @@ def walk(rt: Runtime, step: Step, phases: Phases, skip: Collection[str]) -> bool
     if step.done_when and phases.already_done(step):
         return False
     phases.precheck(step)
+    if not phases.proceed(step):
+        return False
     if not step.action:
         phases.verify_only(step)
         return False

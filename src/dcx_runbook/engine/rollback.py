@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from dcx_runbook.engine import person
 from dcx_runbook.engine.checks import run_checks
 from dcx_runbook.engine.hosts import Elsewhere, refuse_or_skip
 from dcx_runbook.engine.hosts import said as said_elsewhere
@@ -187,6 +188,7 @@ def _undo(
         if not todo:
             return context.nothing(scope[0])
         leave = refuse_or_skip(todo, options.skip_other_hosts)
+        person.undo_preflight(rt, todo, options)
         if options.dry_run:
             return preview(context, todo, resolve, options)
         question = f"Undo, newest first, on {context.where}: {listing(todo)}. Go ahead?"

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 
 from dcx_runbook.clock import now
+from dcx_runbook.engine import person
 from dcx_runbook.engine.acting import act
 from dcx_runbook.engine.applicable import not_applicable
 from dcx_runbook.engine.checks import run_checks
@@ -31,7 +32,7 @@ from dcx_runbook.engine.session import (
     target_view,
 )
 from dcx_runbook.engine.unwind import unwind
-from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError, StepFailed
+from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError, StepFailed, Stopped
 from dcx_runbook.format.loader import Loaded
 from dcx_runbook.format.model import Runbook, Step
 from dcx_runbook.format.variables import Resolved
@@ -40,7 +41,7 @@ from dcx_runbook.lint.findings import summary
 from dcx_runbook.reporters.base import Reporter
 from dcx_runbook.state.entries import RunbookRef, new_run
 from dcx_runbook.state.journal import Journal, RunRecord, new_run_id
-from dcx_runbook.statuses import RunStatus, StepOutcome, StepStatus
+from dcx_runbook.statuses import Answer, RunStatus, StepOutcome, StepStatus
 from dcx_runbook.target import identity
 
 __all__ = ["Options", "Outcome", "run"]
@@ -57,6 +58,7 @@ def run(
             + ", ".join(s.id for s in runbook.steps)
             + ")"
         )
+    person.check_options(runbook, options)
     # The loaded runbook, its models and the imported modules live for the whole run: moving them
     # out of the collector's reach keeps its passes short however many steps there are.
     gc.freeze()
@@ -110,10 +112,13 @@ def _run(
     with rt.interruptible():
         try:
             run_checks(rt, None, "preflight", needed(runbook.preflight, options))
+            person.preflight(rt, options)
         except (StepFailed, psycopg.Error) as exc:
             return finish(
                 rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, f"preflight failed: {exc}")
             )
+        except Refused as exc:
+            return finish(rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, str(exc)))
     where = f"{identity.describe(target)} ({target['url']})" if target else "this machine"
     question = (
         f"Run {runbook.name} ({len(runbook.steps)} steps) against {where}? "
@@ -221,7 +226,8 @@ def _execute(rt: Runtime, options: Options) -> Outcome:
     assert rt.record is not None
     applied: list[Step] = []
     current: Step | None = None
-    live = Live(rt)
+    live = Live(rt, options.step_by_step)
+    rt.person = person.Person(rt, actions=options.confirm)
     with rt.interruptible():
         try:
             for step in rt.runbook.steps:
@@ -229,6 +235,8 @@ def _execute(rt: Runtime, options: Options) -> Outcome:
                 if walk(rt, step, live, options.skip):
                     applied.append(step)
                 current = None
+        except Stopped as exc:
+            return _stopped(rt, applied, exc)
         except (StepFailed, psycopg.Error, RunbookError) as exc:
             return unwind(rt, applied, current, f"{exc}", ExitCode.UNDONE)
         except KeyboardInterrupt:
@@ -243,12 +251,29 @@ def _execute(rt: Runtime, options: Options) -> Outcome:
     )
 
 
+def _stopped(rt: Runtime, applied: list[Step], exc: Stopped) -> Outcome:
+    """The operator chose "stop here": the step asked about is not done (engine/person.py left
+    it pending), those before it stay applied, and the outcome says how to undo them."""
+    assert rt.record is not None
+    run_id = rt.record.run_id
+    left = [s.id for s in applied]
+    if left:
+        said = (
+            f"{exc.message}: {', '.join(left)} stay{'s' if len(left) == 1 else ''} applied; "
+            f"undo with: dcx-runbook rollback {run_id}"
+        )
+    else:
+        said = f"{exc.message}: no step was applied, nothing to undo"
+    undo = {"undo_command": f"dcx-runbook rollback {run_id}"} if left else {}
+    return finish(rt, Outcome(ExitCode.STOPPED, RunStatus.STOPPED, run_id, said, left), undo)
+
+
 class Live:
     """The phases of a step, for real: each state journaled, the action written ahead."""
 
-    def __init__(self, rt: Runtime):
+    def __init__(self, rt: Runtime, step_by_step: bool = False):
         assert rt.record is not None
-        self.rt, self.record = rt, rt.record
+        self.rt, self.record, self.step_by_step = rt, rt.record, step_by_step
 
     def _end(self, step: Step, status: StepStatus, outcome: StepOutcome, said: str) -> None:
         entry = self.record.step(step.id)
@@ -269,6 +294,17 @@ class Live:
 
     def precheck(self, step: Step) -> None:
         run_checks(self.rt, step.id, "precheck", step.precheck)
+
+    def proceed(self, step: Step) -> bool:
+        if not self.step_by_step:
+            return True
+        answer = person.ask_step(self.rt, step, self.record.step(step.id))
+        if answer == Answer.SKIP:
+            said = "skipped by the operator at the --step prompt"
+            self._end(step, StepStatus.SKIPPED, StepOutcome.SKIPPED, said)
+            return False
+        person.act_on(answer, step.id, "action")
+        return True
 
     def verify_only(self, step: Step) -> None:
         run_checks(self.rt, step.id, "verify", step.verify)

@@ -59,6 +59,9 @@ class Runtime:
     mirror: Mirror | None = None
     # The lint's findings by step id ("": the runbook's own), said at each step's start.
     findings: dict[str, list[Any]] = field(default_factory=dict)
+    # Asks the operator about a manual operation (engine/person.py): its step's entry, the
+    # phase, the instruction. None: nobody is asked (a status view).
+    person: Callable[[dict[str, Any], str, str], None] | None = None
 
     # ------------------------------------------------------------------ output
 
@@ -107,7 +110,7 @@ class Runtime:
 
     # ------------------------------------------------------------------ context
 
-    def context(self, step: dict[str, Any] | None = None) -> Context:
+    def context(self, step: dict[str, Any] | None = None, phase: str = "action") -> Context:
         def before_write(path: Path, planned: bytes) -> None:
             """The pre-image (first touch) and the content about to be written, made durable
             before the first byte changes: after a crash, rollback knows both."""
@@ -133,6 +136,11 @@ class Runtime:
                 step.setdefault("processes", []).append({"pgid": pgid, "host": gethostname()})
                 self.save(step, ledger=False)  # the ledger has this host since the intent
 
+        def ask_person(instruction: str) -> None:
+            if self.person is None or step is None:
+                raise RuntimeError(f"a person must do this, and nobody is asked: {instruction}")
+            self.person(step, phase, instruction)
+
         return Context(
             values=self.values,
             masker=self.masker,
@@ -141,6 +149,7 @@ class Runtime:
             overlay=self.overlay,
             before_write=before_write,
             started_process=started_process,
+            ask_person=ask_person,
         )
 
     def policy(self, step: Timeouts | None = None) -> db.Policy:

@@ -22,6 +22,7 @@ _CHECK_LISTS = ("applies_when", "preflight", "done_when", "precheck", "verify")
 # Kinds whose files a rollback restores from their pre-images; kinds that need the database.
 _FILE_KINDS = with_trait("restored_from_preimage")
 _DATABASE_KINDS = with_trait("uses_connection")
+_ALONE = with_trait("alone")
 _EDIT_PATTERNS = ("replace", "remove_line", "after")
 _CHECK_PATTERNS = ("matches", "not_matches", "stdout_matches")
 
@@ -180,6 +181,7 @@ def _step_rules(steps: list[Any], data: dict[str, Any]) -> list[tuple[Loc, str]]
         if isinstance(step, dict):
             problems += _duplicate_id(i, step, seen)
             problems += _way_back(i, step)
+            problems += _alone(i, step)
     problems += _target_for_sql(steps, data)
     problems += _target_url_is_reference(data)
     return problems
@@ -223,6 +225,33 @@ def _way_back(i: int, step: dict[str, Any]) -> list[tuple[Loc, str]]:
         ]
     kinds = [a["kind"] for a in actions if isinstance(a, dict) and isinstance(a.get("kind"), str)]
     return [*_undone_by_action(i, kinds, undo), *_files_restored(i, kinds, restores)]
+
+
+def _alone(i: int, step: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """A person's operation (`manual`) is the only one of its list: its step holds no
+    transaction while the person works, and nothing runs unasked beside it."""
+    rollback = step.get("rollback")
+    lists: list[tuple[Loc, Any]] = [
+        (("steps", i, "action"), step.get("action")),
+        (("steps", i, "rollback", "action"), rollback.get("action"))
+        if isinstance(rollback, dict)
+        else ((), None),
+    ]
+    problems: list[tuple[Loc, str]] = []
+    for loc, ops in lists:
+        if not isinstance(ops, list) or len(ops) < 2:
+            continue
+        kinds = {op.get("kind") for op in ops if isinstance(op, dict)}
+        if kinds & _ALONE:
+            only = ", ".join(sorted(str(k) for k in kinds & _ALONE))
+            problems.append(
+                (
+                    loc,
+                    f"a {only} operation is the only operation of its list: expected one "
+                    "operation here, or a step of its own for the others",
+                )
+            )
+    return problems
 
 
 def _undone_by_action(i: int, kinds: list[str], undo: Any) -> list[tuple[Loc, str]]:

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from dcx_runbook.kinds import command, env_file, file, shell, sql
+from dcx_runbook.kinds import command, env_file, file, manual, shell, sql
 from dcx_runbook.kinds.base import CheckKind, CheckSpec, OperationKind, OpSpec, Traits
 
 CHECKS: dict[str, CheckKind] = {
     kind.name: kind for kind in (sql.KIND, shell.KIND, env_file.KIND, file.KIND, command.KIND)
 }
 OPERATIONS: dict[str, OperationKind] = {
-    kind.name: kind for kind in (sql.KIND, shell.KIND, env_file.KIND, file.KIND)
+    kind.name: kind for kind in (sql.KIND, shell.KIND, env_file.KIND, file.KIND, manual.KIND)
 }
 CHECK_KINDS = sorted(CHECKS)
 OPERATION_KINDS = sorted(OPERATIONS)

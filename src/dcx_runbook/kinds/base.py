@@ -98,6 +98,9 @@ class Context:
     # Called with the process group of each process started, as soon as it has started: should
     # the tool die, a rollback must know it may still be at work.
     started_process: Callable[[int], None] = lambda pgid: None
+    # Shows a manual step's instruction to the operator and returns once they said it is done;
+    # raises otherwise (abort, stop here, nobody to ask).
+    ask_person: Callable[[str], None] = field(default=lambda instruction: _nobody(instruction))
 
     def read_file(self, path: Path) -> bytes | None:
         if path in self.overlay:
@@ -106,6 +109,10 @@ class Context:
             return path.read_bytes()
         except FileNotFoundError:
             return None
+
+
+def _nobody(instruction: str) -> None:
+    raise RuntimeError(f"a person must do this, and nobody is asked here: {instruction}")
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,10 @@ class Traits:
     previewed: bool = False  # operations: a dry run applies them to its in-memory file overlay
     sees_preview: bool = False  # checks: read files through that overlay
     path_field: str | None = None  # the spec field naming the file it reads or writes
+    # Operations: the only operation of its action (and of its rollback's): a step waiting for a
+    # person holds no transaction, and nothing runs unasked beside it.
+    alone: bool = False
+    asks_person: bool = False  # operations: a person does it; without a terminal, --confirm
 
     def dry_run_waits(self, operation: Traits) -> bool:
         """Whether a check of this kind can only be evaluated after `operation` really ran: it

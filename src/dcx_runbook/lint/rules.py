@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dcx_runbook.format.model import Runbook, Step
+from dcx_runbook.kinds import traits
 from dcx_runbook.kinds.sql import CONCURRENT_BUILDS, no_transaction_block, statements
 from dcx_runbook.lint.findings import LintLevel
 from dcx_runbook.lint.sites import Site
@@ -66,7 +67,9 @@ def check(runbook: Runbook, filename: str, found: Sequence[Site]) -> list[Hit]:
 
 
 def _step_rules(i: int, step: Step) -> Iterator[Hit]:
-    if step.action and not step.done_when:
+    # A person's step asked again on a second run is the point: only they know if it is done.
+    by_hand = all(traits(op.kind).asks_person for op in step.action)
+    if step.action and not step.done_when and not by_hand:
         yield Hit(
             "acting-step-without-done-when",
             W,

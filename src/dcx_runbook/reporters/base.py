@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal, Protocol
 
@@ -68,11 +69,24 @@ class Event:
         )
 
 
+# The answers a person may give, each with what it means: (answer, meaning).
+Choices = Sequence[tuple[str, str]]
+
+
 class Reporter(Protocol):
     def emit(self, event: Event) -> None: ...
 
     def confirm(self, question: str) -> bool:
         """Ask the operator; False when nobody can answer (no terminal)."""
+        ...
+
+    def can_ask(self) -> bool:
+        """Whether a person can answer here (a terminal, and its output still there)."""
+        ...
+
+    def choose(self, question: str, choices: Choices, body: str) -> str | None:
+        """Show `body` (Markdown), ask `question`, return the answer chosen; None when nobody
+        can answer (no terminal, end of input)."""
         ...
 
     def close(self) -> None: ...
@@ -81,15 +95,24 @@ class Reporter(Protocol):
 class Collecting:
     """Keeps events in memory: for tests and for library callers."""
 
-    def __init__(self, answer: bool = True):
+    def __init__(self, answer: bool = True, answers: Sequence[str] = ()):
         self.events: list[Event] = []
         self.answer = answer
+        self.answers = list(answers)  # what choose() answers, in turn; then nobody answers
+        self.asked: list[str] = []  # the questions choose() was asked
 
     def emit(self, event: Event) -> None:
         self.events.append(event)
 
     def confirm(self, question: str) -> bool:
         return self.answer
+
+    def can_ask(self) -> bool:
+        return bool(self.answers)
+
+    def choose(self, question: str, choices: Choices, body: str) -> str | None:
+        self.asked.append(question)
+        return self.answers.pop(0) if self.answers else None
 
     def close(self) -> None:
         pass

@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from dcx_runbook.reporters.base import Event, silence
+from dcx_runbook.reporters.base import Choices, Event, silence
 from dcx_runbook.reporters.human import _Console, closing_panel
 from dcx_runbook.statuses import TargetState
 
@@ -149,6 +149,12 @@ class FleetHumanReporter:
         from rich.prompt import Confirm
 
         return Confirm.ask(question, console=self.console, default=False)
+
+    def can_ask(self) -> bool:
+        return False  # a fleet's targets run in child processes, whose stdin is /dev/null
+
+    def choose(self, question: str, choices: Choices, body: str) -> str | None:
+        return None
 
     def close(self) -> None:
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console, Group
@@ -14,7 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from dcx_runbook.reporters.base import Event, silence
+from dcx_runbook.reporters.base import Choices, Event, silence
 from dcx_runbook.statuses import (
     CheckStatus,
     OperationStatus,
@@ -64,7 +66,7 @@ _PENDING, _RUNNING = StepStatus.PENDING, RunStatus.RUNNING
 
 def closing_panel(console: Console, what: str, code: Any, message: str | None) -> None:
     """How a run (or a fleet) ended: its status and exit code as the title, coloured by it."""
-    style = {0: "green", 1: "yellow", 4: "yellow"}.get(code if isinstance(code, int) else -1, "red")
+    style = {0: "green", 1: "yellow", 4: "yellow", 5: "yellow"}.get(code if isinstance(code, int) else -1, "red")
     console.print(
         Panel(
             escape(message or ""),
@@ -206,6 +208,8 @@ class HumanReporter:
         self._stop_live()
         # The message says what is still applied, if anything (once: not again from the detail).
         closing_panel(self.console, str(e.status), e.detail.get("exit_code"), e.message)
+        if e.detail.get("undo_command"):  # on a line of its own: copied whole, never wrapped
+            self.console.print(f"to undo: {e.detail['undo_command']}", soft_wrap=True, highlight=False)
 
     def _phase(self, e: Event) -> None:
         if e.step and e.step in self.steps:
@@ -224,19 +228,52 @@ class HumanReporter:
 
     # ------------------------------------------------------------------ protocol
 
-    def confirm(self, question: str) -> bool:
+    def can_ask(self) -> bool:
         # Nobody can read a question whose output went away: answering blind is no answer.
-        if self.lost or not sys.stdin.isatty():
+        return not self.lost and sys.stdin.isatty()
+
+    def confirm(self, question: str) -> bool:
+        if not self.can_ask():
             return False
         from rich.prompt import Confirm
 
+        with self._paused():
+            return Confirm.ask(question, console=self.console, default=False)
+
+    def choose(self, question: str, choices: Choices, body: str) -> str | None:
+        """The body (Markdown) in a panel, what each answer means, then the question; asked
+        again until one of the answers is typed. End of input is no answer."""
+        if not self.can_ask():
+            return None
+        from rich.markdown import Markdown
+        from rich.prompt import Prompt
+
+        meanings = "\n".join(f"  [bold]{escape(k)}[/]: {escape(v)}" for k, v in choices)
+        with self._paused():
+            try:
+                self.console.print(Panel(Markdown(body), title=escape(question), expand=False))
+                self.console.print(meanings, highlight=False)
+                return Prompt.ask(
+                    escape(question), choices=[k for k, _ in choices], console=self.console
+                )
+            except EOFError:
+                return None
+            except OSError:
+                self.lost = True
+                silence(self.console.file)
+                return None
+
+    @contextmanager
+    def _paused(self) -> Iterator[None]:
+        """The live view stops while a person reads and answers, and comes back for the run."""
         live, self.live = self.live, None
         if live is not None:
             live.stop()
-        answer = Confirm.ask(question, console=self.console, default=False)
-        if live is not None:  # the live view comes back for the run itself
-            self._start_live()
-        return answer
+        try:
+            yield
+        finally:
+            if live is not None and not self.lost:
+                self._start_live()
 
     def close(self) -> None:
         try:

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import TextIO
 
-from dcx_runbook.reporters.base import Event, silence
+from dcx_runbook.reporters.base import Choices, Event, silence
 
 # One encoder for the run: json.dumps with any option builds a new one per call.
 _ENCODER = json.JSONEncoder(default=str)
@@ -29,6 +29,12 @@ class JsonReporter:
 
     def confirm(self, question: str) -> bool:
         return False  # machine output never prompts: use --yes
+
+    def can_ask(self) -> bool:
+        return False  # nor asks: a manual step is confirmed with --confirm
+
+    def choose(self, question: str, choices: Choices, body: str) -> str | None:
+        return None
 
     def close(self) -> None:
         if not self.lost:

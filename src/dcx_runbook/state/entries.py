@@ -21,7 +21,7 @@ from dcx_runbook.statuses import RunStatus, StepStatus
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
-FORMAT = 1  # docs/journal-format.md: what a reader of each version must accept
+FORMAT = 2  # docs/journal-format.md: what a reader of each version must accept
 
 
 class Operator(TypedDict):
@@ -53,6 +53,8 @@ class StepEntry(TypedDict):
     processes: NotRequired[list[dict[str, Any]]]  # {pgid, host} of each process group started
     host: NotRequired[str | None]  # adopted from the ledger: the machine that acted
     elsewhere: NotRequired[list[str]]  # adopted: files it touched there (pre-images not here)
+    # A person's answers (a manual step, --step): phase, answer, via, user, host, at (format 2)
+    answers: NotRequired[list[dict[str, Any]]]
 
 
 class RollbackEntry(TypedDict):
