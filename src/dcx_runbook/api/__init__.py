@@ -56,8 +56,34 @@ def run(
     from dcx_runbook.state.journal import Journal
 
     loaded = load(name, runbooks_dirs)
+    if options is not None and options.plan is not None:  # its values, unless given otherwise
+        var = [*_planned_values(Path(options.plan)), *var]
     resolved = resolve_for(loaded.runbook, var, env_file, database_url)
     return engine.run(loaded, resolved, options or engine.Options(), reporter, journal or Journal())
+
+
+def approve_plan(plan: Path, key: Path) -> str:
+    from dcx_runbook.api.plans import approve
+
+    return approve(plan, key)
+
+
+def show_plan(plan: Path) -> str:
+    from dcx_runbook.api.plans import show_plan as shown
+
+    return shown(plan)
+
+
+def _planned_values(plan: Path) -> list[str]:
+    """A plan's public values as --var arguments (a secret is only its keyed hash there: it
+    comes from where it always does, and must match)."""
+    from dcx_runbook.format import plans
+
+    given, _ = plans.read(plan)
+    secret = {
+        name for name, v in given.vars.items() if isinstance(v, str) and v.startswith("hmac-")
+    }
+    return [f"{k}={v}" for k, v in given.vars.items() if k not in secret and v is not None]
 
 
 def rollback(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,9 +50,30 @@ def run_fleet(
     planned = plan(
         loaded.runbook, select(targets, target_names, selectors), var, env_file, fleet.order
     )
+    _approvals(loaded.runbook, planned, options or Options())
     return run_fleet(
         loaded, str(targets.path.resolve()), planned, options or Options(), fleet, reporter
     )
+
+
+def _approvals(runbook: Any, planned: Sequence[Any], options: Options) -> None:
+    """Approvals are of one target's plan: a fleet with a target (or a runbook) that needs them
+    is refused before anything starts, unless --break-glass (each target's run flagged)."""
+    from dcx_runbook.engine.authority import required
+    from dcx_runbook.errors import Refused
+
+    if options.dry_run or options.break_glass:
+        return
+    needing = [
+        p.name
+        for p in planned
+        if required(runbook, replace(options, target_requires=p.spec.requires_approval))
+    ]
+    if needing:
+        raise Refused(
+            f"approvals needed on {', '.join(needing)}: a fleet runs no plan file; run each from "
+            "an approved plan (run --database-url URL --plan PLAN.json), or --break-glass --reason"
+        )
 
 
 def is_fleet_run(run_id: str | None) -> bool:

@@ -12,6 +12,8 @@ import typer
 
 from dcx_runbook import __version__
 from dcx_runbook.cli.options import (
+    AllowedSigners,
+    BreakGlass,
     Canary,
     Concurrency,
     Confirm,
@@ -27,7 +29,10 @@ from dcx_runbook.cli.options import (
     Output,
     OutputOpt,
     PerServer,
+    PlanFile,
+    PlanOut,
     Reason,
+    RequireApprovals,
     RunbooksDir,
     SandboxUrl,
     Select,
@@ -91,6 +96,11 @@ def run(
     skip: Skip = None,
     confirm: Confirm = None,
     step: StepByStep = False,
+    plan_out: PlanOut = None,
+    plan: PlanFile = None,
+    require_approvals: RequireApprovals = 0,
+    allowed_signers: AllowedSigners = None,
+    break_glass: BreakGlass = False,
     reason: Reason = None,
     no_ledger: NoLedger = False,
     ledger_schema: LedgerSchema = None,
@@ -120,6 +130,11 @@ def run(
         ledger_schema=ledger_schema,
         step_by_step=step,
         confirm=tuple(confirm or []),
+        plan_out=str(plan_out) if plan_out else None,
+        plan=str(plan) if plan else None,
+        require_approvals=require_approvals,
+        allowed_signers=str(allowed_signers) if allowed_signers else None,
+        break_glass=break_glass,
     )
     if step and dry_run:
         raise InvalidInput("--step and --dry-run: a dry run asks nothing; give one of them")
@@ -138,8 +153,11 @@ def run(
     )
     if asked.fleet:
         fleet.refuse_database_url(database_url)
-        if step:
-            raise InvalidInput("--step: one target at a time (a fleet's targets have no terminal)")
+        if step or plan or plan_out:
+            raise InvalidInput(
+                "--step, --plan and --plan-out: one target at a time (a fleet's targets have no "
+                "terminal, and a plan is one target's)"
+            )
         code = fleet.run_fleet(runbook, asked, options, output, var or [], env_file, runbooks_dir)
         raise typer.Exit(code=code)
     asked.refuse_settings()
@@ -319,7 +337,7 @@ def demo(
     raise typer.Exit(code=int(code))
 
 
-from dcx_runbook.cli import fleet, views  # noqa: E402, F401  (registers the other commands)
+from dcx_runbook.cli import fleet, plans, views  # noqa: E402, F401  (registers the other commands)
 
 
 def main() -> None:

@@ -90,6 +90,7 @@ def print_status(found: Mapping[str, Any]) -> None:
     console.print("\n[bold]in effect[/]" + ("" if found["in_effect"] else "  nothing"))
     for run in found["in_effect"]:
         why = f", reason: {run['reason']}" if run["reason"] else ""
+        why += f", {run['authority']}" if run.get("authority") else ""
         console.print(
             escape(
                 f"  run {run['run_id']} of {run['runbook']} by {run['operator']}, started "
@@ -105,3 +106,10 @@ def print_status(found: Mapping[str, Any]) -> None:
         console.print(
             f"\n[bold red]drift[/]: {len(found['drift'])} step(s) applied but no longer holding"
         )
+
+
+def print_markdown(text: str) -> None:
+    """Markdown on stdout, rendered for a terminal (plain text when piped)."""
+    from rich.markdown import Markdown
+
+    Console().print(Markdown(text))

@@ -55,6 +55,46 @@ StepByStep = Annotated[
         "stop, or stop here.",
     ),
 ]
+PlanOut = Annotated[
+    Path | None,
+    typer.Option(
+        "--plan-out",
+        help="With --dry-run: write what it found (runbook, values, target, catalog, checks, "
+        "effects) to this plan file, for review and approval.",
+    ),
+]
+PlanFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--plan",
+        help="Run this reviewed plan: refused (exit 4), naming what changed, unless the "
+        "runbook, values, target and catalog are as planned.",
+    ),
+]
+RequireApprovals = Annotated[
+    int,
+    typer.Option(
+        "--require-approvals",
+        min=0,
+        help="Signed approvals of the plan needed (the runbook or target may ask more).",
+    ),
+]
+AllowedSigners = Annotated[
+    Path | None,
+    typer.Option(
+        "--allowed-signers",
+        envvar="DCX_ALLOWED_SIGNERS",
+        help="ssh-keygen allowed signers file: whose approvals count.",
+    ),
+]
+BreakGlass = Annotated[
+    bool,
+    typer.Option(
+        "--break-glass",
+        help="Run without the approvals it needs (--reason required): flagged in the output, "
+        "the journal, the ledger, runs and status.",
+    ),
+]
 SandboxUrl = Annotated[
     str | None,
     typer.Option(

@@ -3,7 +3,7 @@ nothing is written anywhere."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -18,15 +18,16 @@ from dcx_runbook.engine.session import (
     finish,
     needed,
 )
-from dcx_runbook.errors import ExitCode
+from dcx_runbook.errors import ExitCode, InvalidInput
 from dcx_runbook.format.model import Step
 from dcx_runbook.kinds import CHECKS, OPERATIONS
 from dcx_runbook.statuses import OperationStatus, RunStatus, StepOutcome
 from dcx_runbook.target import db
 
 
-def dry_run(rt: Runtime, options: Options) -> Outcome:
-    """Live read-only checks, the exact SQL and argv, in-memory file diffs; nothing is written."""
+def dry_run(rt: Runtime, options: Options, plan_out: Callable[[], str] | None = None) -> Outcome:
+    """Live read-only checks, the exact SQL and argv, in-memory file diffs; nothing is written
+    (but the plan, with --plan-out, when every check passed: `plan_out` writes it)."""
     assert rt.conn is not None or rt.runbook.target is None
     window = db.read_only(rt.conn) if rt.conn is not None else nullcontext()
     preview = Preview(rt)
@@ -44,7 +45,16 @@ def dry_run(rt: Runtime, options: Options) -> Outcome:
         if not failures
         else "dry run: " + "; ".join(failures)
     )
+    if plan_out is not None:
+        message += "; " + (_plan(plan_out) if not failures else "no plan written: it did not pass")
     return finish(rt, Outcome(code, RunStatus.DRY_RUN, None, message))
+
+
+def _plan(plan_out: Callable[[], str]) -> str:
+    try:
+        return plan_out()
+    except OSError as exc:
+        raise InvalidInput(f"--plan-out: the plan could not be written: {exc}") from None
 
 
 class Preview:

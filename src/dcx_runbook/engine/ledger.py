@@ -86,7 +86,8 @@ def run_row(data: Mapping[str, Any], masker: Masker) -> dict[str, Any]:
         "os_user": op.get("user") or "?",
         "host": op.get("host") or "?",
         "pid": data.get("pid") or 0,
-        "target": data.get("target") or {},
+        # The ledger keeps a run's authority (plan, approvers, break-glass) with its target.
+        "target": {**(data.get("target") or {}), **_authority(data)},
         "reason": data.get("reason"),
         "status": str(data.get("status") or RunStatus.RUNNING),
     }
@@ -116,6 +117,11 @@ def step_row(
         "processes": entry.get("processes") or [],
         "error": entry.get("error"),
     }
+
+
+def _authority(data: Mapping[str, Any]) -> dict[str, Any]:
+    found = data.get("authority")
+    return {"authority": found} if found else {}
 
 
 ANSWERS = "@answers"  # in a step row's `captured`: a person's answers (no variable's name)

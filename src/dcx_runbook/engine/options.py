@@ -34,6 +34,16 @@ class Options:
     # says a manual step is done (of a run: its action; of a rollback: its undo).
     step_by_step: bool = False
     confirm: tuple[str, ...] = ()
+    # Plans and approvals (docs/approvals.md): a dry run's --plan-out, a run's --plan, the
+    # approvals it needs (the most of --require-approvals and the runbook's and target's
+    # `requires_approval`), who may give them, and --break-glass (with --reason) without them.
+    plan_out: str | None = None
+    plan: str | None = None
+    require_approvals: int = 0
+    allowed_signers: str | None = None
+    break_glass: bool = False
+    # A targets file's `requires_approval` for this target (a fleet's child run).
+    target_requires: int = 0
 
 
 @dataclass

@@ -4,19 +4,23 @@ on any failure stop and unwind everything already done."""
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
 
 from dcx_runbook.clock import now
-from dcx_runbook.engine import person
+from dcx_runbook.engine import person, plan_check
 from dcx_runbook.engine.acting import act
 from dcx_runbook.engine.applicable import not_applicable
+from dcx_runbook.engine.authority import authority
+from dcx_runbook.engine.authority import said as said_authority
 from dcx_runbook.engine.checks import run_checks
 from dcx_runbook.engine.ledger import transaction_only
 from dcx_runbook.engine.linting import findings_for, journaled
 from dcx_runbook.engine.phases import walk
+from dcx_runbook.engine.plans import Planning
+from dcx_runbook.engine.plans import write as write_plan
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.engine.session import (
     NOT_CONFIRMED,
@@ -59,6 +63,9 @@ def run(
             + ")"
         )
     person.check_options(runbook, options)
+    planning = plan_check.planning_for(loaded, resolved, options, journal.root, reporter)
+    if planning is not None and planning.kept is not None:
+        reporter = planning.kept  # the dry run's events, kept for the plan
     # The loaded runbook, its models and the imported modules live for the whole run: moving them
     # out of the collector's reach keeps its passes short however many steps there are.
     gc.freeze()
@@ -76,9 +83,13 @@ def run(
         rt.guard_hint = f"change the `database` of target {options.fleet[1]} in the targets file"
     held = None
     try:
+        if planning is not None and planning.given is not None:
+            if diffs := plan_check.before_target(planning, options.skip):
+                raise Refused(plan_check.refusal(planning.given_path, diffs))
+        rt.authority = authority(runbook, options, planning)
         if runbook.target is None and not options.dry_run:  # no server lock to keep others out
             held = journal.hold_runbook(runbook.name, run_id)
-        return _run(rt, loaded, resolved, options, journal, run_id)
+        return _run(rt, (loaded, planning), resolved, options, journal, run_id)
     except Refused as exc:
         return finish(rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, str(exc)))
     finally:
@@ -88,9 +99,14 @@ def run(
 
 
 def _run(
-    rt: Runtime, loaded: Loaded, resolved: Resolved, options: Options, journal: Journal, run_id: str
+    rt: Runtime,
+    what: tuple[Loaded, Planning | None],
+    resolved: Resolved,
+    options: Options,
+    journal: Journal,
+    run_id: str,
 ) -> Outcome:
-    runbook = rt.runbook
+    runbook, (loaded, planning) = rt.runbook, what
     try:
         info = open_target(rt, runbook.name, journal) if runbook.target is not None else None
     except Refused as exc:
@@ -104,11 +120,15 @@ def _run(
     if (why := not_applicable(rt, options)) is not None:  # read-only, before the ledger
         return finish(rt, Outcome(ExitCode.OK, RunStatus.NOT_APPLICABLE, None, why))
     schema = ledger_schema(rt, options)  # a role that can't keep the ledger: refused here
+    if planning is not None and planning.given is not None:
+        if diffs := plan_check.on_target(rt, planning, target, schema):
+            message = plan_check.refusal(planning.given_path, diffs)
+            return finish(rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, message))
     linted = findings_for(rt, loaded)
     if options.dry_run:
         from dcx_runbook.engine.dryrun import dry_run
 
-        return dry_run(rt, options)
+        return dry_run(rt, options, _plan_out(rt, planning, target, schema, options))
     with rt.interruptible():
         try:
             run_checks(rt, None, "preflight", needed(runbook.preflight, options))
@@ -144,6 +164,20 @@ def _run(
         rt.record.unlock()
 
 
+def _plan_out(
+    rt: Runtime,
+    planning: Planning | None,
+    target: dict[str, Any],
+    schema: str | None,
+    options: Options,
+) -> Callable[[], str] | None:
+    """--plan-out: what writes the plan once the dry run passed."""
+    if planning is None or planning.out is None:
+        return None
+    out = planning
+    return lambda: write_plan(rt, out, target, schema, options.skip)
+
+
 def _started(
     rt: Runtime,
     options: Options,
@@ -167,6 +201,8 @@ def _started(
     )
     for note in notes:  # which of two disagreeing sources was taken, and why
         rt.emit("log", message=note)
+    if (line := said_authority(rt.authority)) is not None:
+        rt.emit("log", message=line, detail={"authority": rt.authority})
 
 
 def _create_record(
@@ -203,6 +239,8 @@ def _create_record(
         reason=rt.masker(options.reason) if options.reason else None,
     )
     data["lint"] = rt.masker.deep(journaled(linted))  # type: ignore[typeddict-item]
+    if rt.authority:  # the plan it ran, who approved it, or break-glass and why
+        data["authority"] = rt.masker.deep(rt.authority)  # type: ignore[typeddict-item]
     return journal.create(data)
 
 

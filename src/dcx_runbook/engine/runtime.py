@@ -62,6 +62,8 @@ class Runtime:
     # Asks the operator about a manual operation (engine/person.py): its step's entry, the
     # phase, the instruction. None: nobody is asked (a status view).
     person: Callable[[dict[str, Any], str, str], None] | None = None
+    # On whose authority the run acts (engine/authority.py): its plan, approvers, break-glass.
+    authority: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ output
 

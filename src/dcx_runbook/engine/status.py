@@ -28,6 +28,7 @@ from dcx_runbook.kinds.base import Deferred
 from dcx_runbook.reporters.base import Collecting
 from dcx_runbook.state.entries import gone
 from dcx_runbook.state.journal import Journal
+from dcx_runbook.state.records import authority_said
 from dcx_runbook.statuses import RunStatus, StepStatus
 from dcx_runbook.target import db, identity, ledger, ledger_rows
 
@@ -51,6 +52,7 @@ class RunState:
     reason: str | None
     source: str  # "journal" (this machine's) or "ledger" (run elsewhere)
     steps: list[StepState] = field(default_factory=list)
+    authority: str | None = None  # its plan and approvers, or BREAK GLASS and why
 
 
 @dataclass
@@ -182,6 +184,7 @@ def _run_state(conn: psycopg.Connection[Any], run: Pending, resolve: Resolve) ->
         str(data.get("started_at") or ""),
         data.get("reason"),
         "ledger" if adopted else "journal",
+        authority=authority_said(data),
     )
     check = _checker(conn, run, resolve)
     for entry in run.applied():

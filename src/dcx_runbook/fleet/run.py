@@ -158,6 +158,7 @@ def run_work(
         fleet=(fleet_run, target.name) if fleet_run else None,
         expect_database=target.spec.database,
         expect_system=target.spec.system_identifier,
+        target_requires=target.spec.requires_approval,
     )
     resolved = target.resolved
     assert resolved is not None  # planned to run: its values were resolved

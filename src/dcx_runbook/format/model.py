@@ -87,6 +87,12 @@ class Target(Timeouts):
         description="The schema of the ledger in the target (default dcx_runbook): where every "
         "run records what it did, for any engineer on any machine (docs/ledger.md).",
     )
+    requires_approval: int = Field(
+        default=0,
+        ge=0,
+        description="Signed approvals a run against this target needs (docs/approvals.md): it "
+        "runs only from an approved plan (run --plan), or with --break-glass --reason.",
+    )
     pg_version: str | None = Field(
         default=None,
         pattern=r"^\d+(\.\d+)?$",
@@ -159,6 +165,12 @@ class Runbook(Model):
         default_factory=list, description="Checks that must hold before any step acts."
     )
     steps: list[Step] = Field(min_length=1)
+    requires_approval: int = Field(
+        default=0,
+        ge=0,
+        description="Signed approvals every run of this runbook needs (docs/approvals.md): it "
+        "runs only from an approved plan (run --plan), or with --break-glass --reason.",
+    )
     lint: Lint | None = Field(
         default=None, description="Waivers of the lint findings of the whole runbook."
     )

@@ -38,6 +38,11 @@ class TargetSpec(Model):
     system_identifier: str | None = Field(
         default=None, description="The server it must be (pg_control_system()), when given."
     )
+    requires_approval: int = Field(
+        default=0,
+        ge=0,
+        description="Signed approvals a run on this target needs (docs/approvals.md).",
+    )
     labels: dict[str, ScalarDefault] = Field(
         default_factory=dict, description="For --select label=value."
     )

@@ -66,7 +66,9 @@ _PENDING, _RUNNING = StepStatus.PENDING, RunStatus.RUNNING
 
 def closing_panel(console: Console, what: str, code: Any, message: str | None) -> None:
     """How a run (or a fleet) ended: its status and exit code as the title, coloured by it."""
-    style = {0: "green", 1: "yellow", 4: "yellow", 5: "yellow"}.get(code if isinstance(code, int) else -1, "red")
+    style = {0: "green", 1: "yellow", 4: "yellow", 5: "yellow"}.get(
+        code if isinstance(code, int) else -1, "red"
+    )
     console.print(
         Panel(
             escape(message or ""),
@@ -140,6 +142,12 @@ class HumanReporter:
         if self.console.is_terminal and not d.get("dry_run"):
             self._start_live()
 
+    def _on_log(self, e: Event) -> None:
+        if (e.detail.get("authority") or {}).get("break_glass"):  # loud: the review must see it
+            self._print(Panel(f"[bold red]{escape(e.message or '')}[/]", border_style="red"))
+        else:
+            self._print(escape(e.message or ""))
+
     def _on_step_started(self, e: Event) -> None:
         self.steps.setdefault(e.step or "", {}).update(
             status=_RUNNING, start=time.monotonic(), phase=""
@@ -209,7 +217,9 @@ class HumanReporter:
         # The message says what is still applied, if anything (once: not again from the detail).
         closing_panel(self.console, str(e.status), e.detail.get("exit_code"), e.message)
         if e.detail.get("undo_command"):  # on a line of its own: copied whole, never wrapped
-            self.console.print(f"to undo: {e.detail['undo_command']}", soft_wrap=True, highlight=False)
+            self.console.print(
+                f"to undo: {e.detail['undo_command']}", soft_wrap=True, highlight=False
+            )
 
     def _phase(self, e: Event) -> None:
         if e.step and e.step in self.steps:

@@ -12,7 +12,17 @@ from dcx_runbook.signing.approvals import (
     check,
     message_for,
     sig_path,
+    signers_on_file,
 )
 from dcx_runbook.signing.ssh import operator_keys
 
-__all__ = ["Approval", "Verdict", "approve", "check", "message_for", "operator_keys", "sig_path"]
+__all__ = [
+    "Approval",
+    "Verdict",
+    "approve",
+    "check",
+    "message_for",
+    "operator_keys",
+    "signers_on_file",
+    "sig_path",
+]

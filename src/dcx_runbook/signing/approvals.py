@@ -95,6 +95,18 @@ class _Checking:
     operator: set[str]
 
 
+def signers_on_file(plan: Path) -> list[str]:
+    """What the plan's .sig file says of each approval (key, user@host, when), unchecked: for a
+    reviewer's view. Only `check` says which count."""
+    found = _load(sig_path(plan))
+    if found is None:
+        return []
+    return [
+        f"{r.approval.key} ({r.approval.user}@{r.approval.host}, {r.approval.at})"
+        for r in found.records
+    ]
+
+
 def message_for(plan_bytes: bytes) -> bytes:
     """What an approver signs: the plan's digest, so the signature binds exactly these bytes."""
     return _message_for_digest(_sha256(plan_bytes))

@@ -101,6 +101,8 @@ class RunData(TypedDict):
     # The target's ledger this run writes to ({"schema": None, "off": why} when none).
     ledger: NotRequired[dict[str, Any] | None]
     reason: NotRequired[str | None]  # --reason
+    # The plan it ran, its approvers, or break-glass and why (docs/approvals.md; format 2)
+    authority: NotRequired[dict[str, Any] | None]
     lint: NotRequired[list[dict[str, Any]]]  # the lint's findings, waived ones with their reasons
     # A run this state directory learnt of from the target's ledger: run elsewhere.
     adopted: NotRequired[dict[str, Any] | None]

@@ -68,8 +68,23 @@ def row(data: dict[str, Any], source: str) -> dict[str, Any]:
         "started": data.get("started_at", ""),
         "duration": _duration(data),
         "reason": data.get("reason"),
+        "authority": authority_said(data),
         "source": source,
     }
+
+
+def authority_said(data: dict[str, Any]) -> str | None:
+    """On whose authority the run acted, in a few words (docs/approvals.md); break-glass is
+    loud: a post-incident review must find it. From the journal, or an adopted run's ledger row."""
+    found = data.get("authority") or (data.get("target") or {}).get("authority")
+    if not found:
+        return None
+    if found.get("break_glass"):
+        return f"BREAK GLASS ({found.get('reason')})"
+    if found.get("approved_by"):
+        return f"approved by {', '.join(found['approved_by'])}"
+    plan = found.get("plan") or {}
+    return f"plan {str(plan.get('sha256', ''))[:12]}" if plan else None
 
 
 def _status(data: dict[str, Any]) -> str:
@@ -78,6 +93,9 @@ def _status(data: dict[str, Any]) -> str:
     rollbacks = data.get("rollbacks") or []
     last = rollbacks[-1] if rollbacks else data
     shown = str(data.get("status", "?"))
+    said = authority_said(data)
+    if said and said.startswith("BREAK GLASS"):
+        shown += ", BREAK GLASS"
     if rollbacks:
         shown += f", rollback: {last.get('status')}"
     if last.get("status") == RunStatus.RUNNING and gone(last):
@@ -99,6 +117,11 @@ def _step_lines(step: dict[str, Any]) -> list[str]:
         lines.append(f"captured {key} = {value!r}")
     for path in step.get("files") or {}:
         lines.append(f"file pre-image kept: {path}")
+    for said in step.get("answers") or []:
+        lines.append(
+            f"answered {said.get('answer')} ({said.get('via')}, {said.get('user')}@"
+            f"{said.get('host')}, {said.get('at')})"
+        )
     if step.get("error"):
         lines.append(f"error: {step['error']}")
     return lines
@@ -115,6 +138,8 @@ def _text(data: dict[str, Any]) -> str:
         f"started   {data.get('started_at')}  finished {data.get('finished_at')}",
         f"status    {data.get('status')} (exit {data.get('exit_code')})",
     ]
+    if said := authority_said(data):
+        out.append(f"authority {said}")
     if data.get("message"):
         out.append(f"message   {data['message']}")
     out.append("steps:")
@@ -139,6 +164,7 @@ def _markdown(data: dict[str, Any]) -> str:
         f"PostgreSQL {target.get('server_version', '?')})",
         f"- **Operator:** {op.get('user')}@{op.get('host')}",
         f"- **Outcome:** {data.get('status')} (exit {data.get('exit_code')}): {data.get('message', '')}",
+        f"- **Authority:** {authority_said(data) or 'no plan, no approvals required'}",
         "",
         "### Timeline (UTC)",
         "",
