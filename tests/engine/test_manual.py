@@ -123,9 +123,7 @@ def test_without_a_terminal_or_confirm_preflight_refuses_with_nothing_changed(
 def test_confirm_answers_for_the_person_and_the_undo_needs_its_own(
     runbook: Path, database_url: str, db: psycopg.Connection, _isolate: Path
 ) -> None:
-    ran = cli(
-        "run", str(runbook), "--yes", "--database-url", database_url, "--confirm", "by-hand"
-    )
+    ran = cli("run", str(runbook), "--yes", "--database-url", database_url, "--confirm", "by-hand")
     assert ran.returncode == 0, ran.stderr
     assert tables(db) == {"t1", "t2"}
     (answer,) = record(_isolate)["steps"][1]["answers"]
@@ -142,7 +140,9 @@ def test_confirm_answers_for_the_person_and_the_undo_needs_its_own(
     assert tables(db) == set()
 
 
-def test_confirm_names_a_manual_step(runbook: Path, database_url: str, db: psycopg.Connection) -> None:
+def test_confirm_names_a_manual_step(
+    runbook: Path, database_url: str, db: psycopg.Connection
+) -> None:
     for bad, said in (("nope", "no such step"), ("t1", "not a manual step")):
         result = cli("run", str(runbook), "--yes", "--database-url", database_url, "--confirm", bad)
         assert result.returncode == 2, result.stderr
