@@ -36,6 +36,8 @@ import ledger  # noqa: E402  (benchmarks/ledger.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
+# wallet-fix's last steps are a person's (the plan's next steps): never benchmarked.
+MANUAL_STEPS = ("populate-wallets", "enable-wallet-api", "test-vm-provisioning", "deploy-staging")
 CLI = [PY, "-m", "dcx_runbook"]
 ADMIN = os.environ.get("DCX_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -303,6 +305,7 @@ def bench_wallet(repeat: int, with_node: bool = True) -> dict[str, Any]:
                     env = {**tools.env, **env}
                 else:
                     skip = ["--skip", "prisma-generate", "--skip", "typescript-check"]
+                skip += [a for s in MANUAL_STEPS for a in ("--skip", s)]  # a person's work
                 args = ["--yes", "--database-url", url]
                 runs.append(
                     timed(

@@ -23,7 +23,12 @@ from dcx_runbook.statuses import (
 ROOT = Path(__file__).parents[1]
 SRC = ROOT / "src" / "dcx_runbook"
 SCHEMA = json.loads((ROOT / "docs" / "events.schema.json").read_text())
-ENUMS = [v for v in vars(statuses).values() if isinstance(v, type) and issubclass(v, StrEnum)]
+# Answer is what a person types at a prompt (run, skip, done...), not a status of anything.
+ENUMS = [
+    v
+    for v in vars(statuses).values()
+    if isinstance(v, type) and issubclass(v, StrEnum) and v is not statuses.Answer
+]
 # Words that are also names of fields (of the journal, the runbook format or an event's detail):
 # they may appear as keys, never as values.
 FIELD_NAMES = {"dry_run", "planned", "skipped", "irreversible", "started"}

@@ -136,8 +136,6 @@ def run(
         allowed_signers=str(allowed_signers) if allowed_signers else None,
         break_glass=break_glass,
     )
-    if step and dry_run:
-        raise InvalidInput("--step and --dry-run: a dry run asks nothing; give one of them")
     asked = fleet.Asked(
         targets,
         target or [],
@@ -152,12 +150,7 @@ def run(
         },
     )
     if asked.fleet:
-        fleet.refuse_database_url(database_url)
-        if step or plan or plan_out:
-            raise InvalidInput(
-                "--step, --plan and --plan-out: one target at a time (a fleet's targets have no "
-                "terminal, and a plan is one target's)"
-            )
+        fleet.refuse_one_targets(database_url, options)
         code = fleet.run_fleet(runbook, asked, options, output, var or [], env_file, runbooks_dir)
         raise typer.Exit(code=code)
     asked.refuse_settings()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +20,9 @@ from dcx_runbook.cli.options import (
 )
 from dcx_runbook.cli.options import reporter as _reporter
 from dcx_runbook.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from dcx_runbook.api import Options
 
 _DEFAULTS = {
     "canary": 1,
@@ -56,6 +59,16 @@ class Asked:
                 f"{', '.join(named)}: only for a fleet run (give --targets FILE, --target NAME "
                 "or --select label=value)"
             )
+
+
+def refuse_one_targets(database_url: str | None, options: Options) -> None:
+    """What only a run on one target takes: --database-url, --step, --plan, --plan-out."""
+    refuse_database_url(database_url)
+    if options.step_by_step or options.plan or options.plan_out:
+        raise InvalidInput(
+            "--step, --plan and --plan-out: one target at a time (a fleet's targets have no "
+            "terminal, and a plan is one target's)"
+        )
 
 
 def refuse_database_url(database_url: str | None) -> None:

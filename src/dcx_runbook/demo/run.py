@@ -23,6 +23,7 @@ from dcx_runbook.demo import tools as demo_tools
 from dcx_runbook.demo.fixtures import database_state, load_fixtures
 from dcx_runbook.demo.fleet import demo_fleet, fleet_plan
 from dcx_runbook.demo.manifest import Manifest
+from dcx_runbook.engine.person import manual_steps
 from dcx_runbook.engine.run import Options, Outcome
 from dcx_runbook.errors import ExitCode
 from dcx_runbook.format.loader import Loaded
@@ -69,6 +70,9 @@ def demo(
         if reason:
             say(f"skipping {', '.join(manifest.node_steps)} (they need node tools): {reason}")
         skip = manifest.node_steps if tools is None else ()
+        if by_hand := [s.id for s in manual_steps(loaded.runbook)]:
+            say(f"skipping {', '.join(by_hand)}: a person's work, and a demo asks nobody")
+            skip = (*skip, *by_hand)
         if url is None:
             assert targets is not None
             return demo_fleet(reporter, loaded, manifest, targets, srv, root, (variables, skip))

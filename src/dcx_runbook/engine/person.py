@@ -49,7 +49,9 @@ def _asks(op: Any) -> bool:
 
 
 def check_options(runbook: Runbook, options: Options, *, undoing: bool = False) -> None:
-    """`--confirm` names manual steps of this runbook (exit 2 otherwise)."""
+    """`--confirm` names manual steps of this runbook (exit 2 otherwise); `--step` is a run's."""
+    if options.step_by_step and options.dry_run:
+        raise InvalidInput("--step and --dry-run: a dry run asks nothing; give one of them")
     ids = {s.id for s in runbook.steps}
     manual = {
         s.id for s in runbook.steps if (manual_undo(s) if undoing else s in manual_steps(runbook))

@@ -20,7 +20,7 @@ from dcx_runbook.engine.plans import (
     target_of,
 )
 from dcx_runbook.engine.runtime import Runtime
-from dcx_runbook.errors import InvalidInput
+from dcx_runbook.errors import InvalidInput, Refused
 from dcx_runbook.format import plans
 from dcx_runbook.format.loader import Loaded
 from dcx_runbook.format.variables import Resolved
@@ -128,6 +128,18 @@ def _run(head: Mapping[str, Any] | None) -> str:
     if not head:
         return "none"
     return f"{head.get('run_id')} ({head.get('runbook')}, {head.get('status')}, {head.get('rollbacks')} rollback(s))"
+
+
+def check_before(planning: Planning, skip: tuple[str, ...]) -> None:
+    """Refused (exit 4) when the runbook, a value or the skipped steps are not as planned."""
+    if planning.given is not None and (diffs := before_target(planning, skip)):
+        raise Refused(refusal(planning.given_path, diffs))
+
+
+def recheck(rt: Runtime, planning: Planning, target: Mapping[str, Any], schema: str | None) -> None:
+    """Refused (exit 4) when the target is not as planned."""
+    if planning.given is not None and (diffs := on_target(rt, planning, target, schema)):
+        raise Refused(refusal(planning.given_path, diffs))
 
 
 def refusal(path: Path | None, diffs: list[str]) -> str:

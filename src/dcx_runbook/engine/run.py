@@ -83,9 +83,8 @@ def run(
         rt.guard_hint = f"change the `database` of target {options.fleet[1]} in the targets file"
     held = None
     try:
-        if planning is not None and planning.given is not None:
-            if diffs := plan_check.before_target(planning, options.skip):
-                raise Refused(plan_check.refusal(planning.given_path, diffs))
+        if planning is not None:  # --plan: refused where the runbook or a value changed
+            plan_check.check_before(planning, options.skip)
         rt.authority = authority(runbook, options, planning)
         if runbook.target is None and not options.dry_run:  # no server lock to keep others out
             held = journal.hold_runbook(runbook.name, run_id)
@@ -120,10 +119,8 @@ def _run(
     if (why := not_applicable(rt, options)) is not None:  # read-only, before the ledger
         return finish(rt, Outcome(ExitCode.OK, RunStatus.NOT_APPLICABLE, None, why))
     schema = ledger_schema(rt, options)  # a role that can't keep the ledger: refused here
-    if planning is not None and planning.given is not None:
-        if diffs := plan_check.on_target(rt, planning, target, schema):
-            message = plan_check.refusal(planning.given_path, diffs)
-            return finish(rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, message))
+    if planning is not None:  # --plan: refused (exit 4) where the target is not as planned
+        plan_check.recheck(rt, planning, target, schema)
     linted = findings_for(rt, loaded)
     if options.dry_run:
         from dcx_runbook.engine.dryrun import dry_run
@@ -137,14 +134,7 @@ def _run(
             return finish(
                 rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, f"preflight failed: {exc}")
             )
-        except Refused as exc:
-            return finish(rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, str(exc)))
-    where = f"{identity.describe(target)} ({target['url']})" if target else "this machine"
-    question = (
-        f"Run {runbook.name} ({len(runbook.steps)} steps) against {where}? "
-        f"(lint: {summary(linted.findings)})"
-    )
-    if not confirmed(rt, options, question):
+    if not confirmed(rt, options, _question(runbook, target, linted)):
         return finish(rt, NOT_CONFIRMED)
     try:
         rt.record = _create_record(
@@ -162,6 +152,14 @@ def _run(
         return _execute(rt, options)
     finally:
         rt.record.unlock()
+
+
+def _question(runbook: Runbook, target: dict[str, Any], linted: Linted) -> str:
+    where = f"{identity.describe(target)} ({target['url']})" if target else "this machine"
+    return (
+        f"Run {runbook.name} ({len(runbook.steps)} steps) against {where}? "
+        f"(lint: {summary(linted.findings)})"
+    )
 
 
 def _plan_out(

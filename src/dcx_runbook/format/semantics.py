@@ -241,7 +241,9 @@ def _alone(i: int, step: dict[str, Any]) -> list[tuple[Loc, str]]:
     for loc, ops in lists:
         if not isinstance(ops, list) or len(ops) < 2:
             continue
-        kinds = {op.get("kind") for op in ops if isinstance(op, dict)}
+        kinds = {
+            op["kind"] for op in ops if isinstance(op, dict) and isinstance(op.get("kind"), str)
+        }
         if kinds & _ALONE:
             only = ", ".join(sorted(str(k) for k in kinds & _ALONE))
             problems.append(
