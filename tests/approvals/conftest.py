@@ -102,7 +102,9 @@ def planned(tmp_path: Path, database_url: str, _isolate: Path) -> Planned:
     (tmp_path / "addcol.yaml").write_text(RUNBOOK)
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
-    return Planned(tmp_path, database_url, home, _isolate)
+    # A password in the URL (trust auth ignores it) proves it never reaches the plan.
+    url = database_url.replace("postgres@", "postgres:Sup3rS3cret@", 1)
+    return Planned(tmp_path, url, home, _isolate)
 
 
 @dataclass

@@ -15,7 +15,8 @@ def test_an_unchanged_plan_runs_and_its_journal_records_the_plans_hash(planned: 
     assert plan["runbook"]["name"] == "addcol"
     assert plan["vars"]["col"] == "note"
     assert plan["vars"]["database_url"].startswith("hmac-sha256:")  # never the value
-    assert "secret" not in planned.plan.read_text()  # nor the URL's password
+    assert "Sup3rS3cret" not in planned.plan.read_text()  # nor the URL's password
+    assert plan["secret_vars"] == ["database_url"]
     assert "public.accounts" in plan["catalog"]
     assert any('ADD COLUMN "note"' in e["effect"] for e in plan["effects"])
     assert any(c["phase"] == "precheck" and c["status"] == "passed" for c in plan["checks"])

@@ -13,7 +13,7 @@ import yaml
 from tests.conftest import cli, schema_dump, snapshot
 from tests.engine.conftest import events
 from tests.support.nodetools import EXPECTED_FIXED_SCHEMA, LOCAL_EDIT_LINE, git
-from tests.wallet.conftest import Wallet
+from tests.wallet.conftest import MANUAL_STEPS, Wallet
 
 pytestmark = pytest.mark.node  # the wallet fixture runs the real Prisma CLI; the runs run tsc
 
@@ -49,13 +49,16 @@ def statuses(stdout: str) -> dict[str, str]:
 
 
 def test_run_meets_every_success_criterion_and_rollback_restores_everything(wallet: Wallet) -> None:
+    """The whole plan: its automated steps, then its next steps, each confirmed done by the
+    person who did it (--confirm, no terminal here); rollback asks the same for their undo."""
     before = state(wallet)
     schema_before = wallet.schema.read_bytes()
+    wallet.manual = ()  # not skipped: confirmed
 
-    result = wallet.run()
+    result = wallet.run(*[a for s in MANUAL_STEPS for a in ("--confirm", s)])
 
     assert result.returncode == 0, result.stdout + result.stderr
-    expected = dict.fromkeys(STEPS, "applied")
+    expected = dict.fromkeys([*STEPS, *MANUAL_STEPS], "applied")
     expected.update({"typescript-check": "passed", "wallet-smoke-test": "passed"})
     if wallet.tools is None:
         expected.update({"prisma-generate": "skipped", "typescript-check": "skipped"})
@@ -105,9 +108,18 @@ def test_run_meets_every_success_criterion_and_rollback_restores_everything(wall
         if e["event"] == "check"
     )
 
-    undo = wallet.rollback()
+    # Undoing the next steps is a person's work too: refused without their word, nothing undone.
+    refused = wallet.rollback()
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert "the undo of deploy-staging, enable-wallet-api is a person's" in refused.stdout
+    assert wallet.sql(INDEX) == 0
+
+    undo = wallet.rollback("--confirm", "deploy-staging", "--confirm", "enable-wallet-api")
 
     assert undo.returncode == 0, undo.stdout + undo.stderr
+    undone = {e["step"]: e["status"] for e in events(undo.stdout) if e["event"] == "step_undone"}
+    assert undone["deploy-staging"] == undone["enable-wallet-api"] == "rolled_back"
+    assert undone["populate-wallets"] == undone["test-vm-provisioning"] == "irreversible"
     assert state(wallet) == before
     assert wallet.schema.read_bytes() == schema_before
     assert LOCAL_EDIT_LINE.strip() in git(wallet.frontend, "diff").stdout  # still uncommitted work

@@ -80,9 +80,7 @@ def _planned_values(plan: Path) -> list[str]:
     from dcx_runbook.format import plans
 
     given, _ = plans.read(plan)
-    secret = {
-        name for name, v in given.vars.items() if isinstance(v, str) and v.startswith("hmac-")
-    }
+    secret = set(given.secret_vars)
     return [f"{k}={v}" for k, v in given.vars.items() if k not in secret and v is not None]
 
 

@@ -59,9 +59,10 @@ def run_fleet(
 def _approvals(runbook: Any, planned: Sequence[Any], options: Options) -> None:
     """Approvals are of one target's plan: a fleet with a target (or a runbook) that needs them
     is refused before anything starts, unless --break-glass (each target's run flagged)."""
-    from dcx_runbook.engine.authority import required
+    from dcx_runbook.engine.authority import check_break_glass, required
     from dcx_runbook.errors import Refused
 
+    check_break_glass(options)
     if options.dry_run or options.break_glass:
         return
     needing = [

@@ -22,16 +22,21 @@ def required(runbook: Runbook, options: Options) -> int:
     )
 
 
+def check_break_glass(options: Options) -> None:
+    """--break-glass is for a reason the review will read: without one, invalid (exit 2)."""
+    if options.break_glass and not (options.reason or "").strip():
+        raise InvalidInput('--break-glass needs --reason "INC-1234 ...": why, for the review')
+
+
 def authority(
     runbook: Runbook, options: Options, planning: Planning | None
 ) -> dict[str, Any] | None:
     """The run's authority, for its record; raises when it has none it needs. A dry run changes
     nothing and needs none."""
+    check_break_glass(options)
     need = required(runbook, options)
     plan = _plan(planning)
-    if options.break_glass:
-        if not (options.reason or "").strip():
-            raise InvalidInput('--break-glass needs --reason "INC-1234 ...": why, for the review')
+    if options.break_glass and need > 0 and not options.dry_run:  # else there is no glass
         return {"break_glass": True, "reason": options.reason, "required": need, **plan}
     if options.dry_run or need == 0:
         return plan or None

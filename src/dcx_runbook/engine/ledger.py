@@ -45,7 +45,9 @@ def touches_host(step: Step) -> bool:
     """Whether the step, or its undo, acts on the machine that runs it: files, processes."""
     ops = [*step.action, *(step.rollback.action if step.rollback else [])]
     restores = step.rollback is not None and step.rollback.restore_files
-    return restores or any(not OPERATIONS[op.kind].traits.uses_connection for op in ops)
+    # A person's step (manual) can be done, and undone, from anywhere: it binds no machine.
+    local = [op for op in ops if not OPERATIONS[op.kind].traits.asks_person]
+    return restores or any(not OPERATIONS[op.kind].traits.uses_connection for op in local)
 
 
 def planned_paths(step: Step, values: Mapping[str, Any]) -> list[str]:

@@ -96,7 +96,7 @@ def undo_preflight(rt: Runtime, todo: Sequence[Pending], options: Options) -> No
                 f"({', '.join(sorted(manual)) or 'none is'})"
             )
     waiting = sorted(manual - set(options.confirm))
-    if waiting and not rt.reporter.can_ask():
+    if waiting and not rt.reporter.can_ask() and not options.dry_run:
         raise Refused(
             f"the undo of {', '.join(waiting)} is a person's, and nobody can be asked here (no "
             f"terminal): once undone by hand, run this again with "
@@ -121,18 +121,15 @@ class Person:
                 MANUAL_UNDO if undoing else MANUAL,
                 instruction,
             )
-            if asked is None:
-                flag = f"dcx-runbook rollback --confirm {step_id}" if undoing else "--confirm"
+            if asked is None and undoing:
                 raise StepFailed(
-                    f"a person must do this, and nobody could be asked (no terminal): "
-                    f"{_first(instruction)}; once done, confirm it with {flag} {step_id}"
-                    if not undoing
-                    else f"a person must undo this, and nobody could be asked (no terminal): "
-                    f"{_first(instruction)}; once done, run {flag}",
+                    f"a person must undo this, and nobody answered: {_first(instruction)}; once "
+                    f"undone, run dcx-runbook rollback --confirm {step_id}",
                     step_id=step_id,
                     phase=phase,
                 )
-            answer, via = Answer(asked), "prompt"
+            # Nobody answered (end of input): nothing more happens; what was done stays.
+            answer, via = (Answer(asked), "prompt") if asked else (Answer.STOP, "no answer")
         if answer in (Answer.ABORT, Answer.STOP) and not undoing:
             entry["status"] = StepStatus.PENDING  # not done: its undo has nothing to undo
             entry.pop("effects_started", None)

@@ -148,6 +148,7 @@ def write(
             name=loaded.runbook.name, path=str(loaded.path), sha256=loaded.sha256
         ),
         vars=planned_vars(planning.resolved, plan_key(planning.state, create=True) or b""),
+        secret_vars=sorted(planning.resolved.secret),
         skip=sorted(skip),
         target=target_of(target),
         files=files_of(rt.runbook, rt.values, skip),

@@ -213,8 +213,8 @@ def _unwind_all(
 
 
 def _as_recorded(record: FleetRecord, options: Options) -> Options:
-    """What each target's run was asked (--skip, --reason, the ledger's): `resume` asks the
-    same; only --dry-run and --yes are its own."""
+    """What each target's run was asked (--skip, --reason, the ledger's, --confirm,
+    --break-glass): `resume` asks the same; only --dry-run and --yes are its own."""
     kept = record.data.get("options") or {}
     return replace(
         options,
@@ -222,6 +222,8 @@ def _as_recorded(record: FleetRecord, options: Options) -> Options:
         reason=record.data.get("reason"),
         ledger=bool(kept.get("ledger", True)),
         ledger_schema=kept.get("ledger_schema"),
+        confirm=tuple(kept.get("confirm") or ()),
+        break_glass=bool(kept.get("break_glass", False)),
     )
 
 

@@ -116,6 +116,8 @@ def _new_record(
         "skip": list(options.skip),
         "ledger": options.ledger,
         "ledger_schema": options.ledger_schema,
+        "confirm": list(options.confirm),  # manual steps confirmed done
+        "break_glass": options.break_glass,
     }
     data = new_fleet(fleet_run, ref, targets_file, settings, [p.describe() for p in planned])
     data["reason"] = _masker(planned)(options.reason) if options.reason else None

@@ -56,6 +56,7 @@ class Plan(_Strict):
     runbook: PlannedRunbook
     # Public values as they are; a secret as "hmac-sha256:<hex>" under this machine's plan key.
     vars: dict[str, Any]
+    secret_vars: list[str] = Field(default_factory=list)  # the names whose value is a hash
     skip: list[str] = Field(default_factory=list)
     target: PlannedTarget | None = None
     catalog: dict[str, str] = Field(default_factory=dict)  # relation -> fingerprint
@@ -64,7 +65,6 @@ class Plan(_Strict):
     checks: list[PlannedCheck] = Field(default_factory=list)
     lint: list[dict[str, Any]] = Field(default_factory=list)
     effects: list[PlannedEffect] = Field(default_factory=list)
-    message: str = ""  # how the dry run ended
 
 
 def dump(plan: Plan) -> bytes:
@@ -128,6 +128,10 @@ def markdown(plan: Plan, sha256: str, approvals: list[str] | None = None) -> str
     ]
     lines += ["", "## Lint", ""]
     lines += [f"- {f.get('level')}: {_cell(f.get('message'))}" for f in plan.lint] or ["- none"]
+    lines += ["", "## Files it edits", ""]
+    lines += [
+        f"- `{p}`: sha256 `{h}`" if h else f"- `{p}`: not there yet" for p, h in plan.files.items()
+    ] or ["- none"]
     lines += ["", "## Catalog fingerprint", "", "| relation | fingerprint |", "|---|---|"]
     lines += [f"| {rel} | `{digest}` |" for rel, digest in plan.catalog.items()]
     head = plan.ledger
