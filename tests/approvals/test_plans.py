@@ -51,7 +51,7 @@ def test_a_changed_variable_refuses_the_plan(planned: Planned) -> None:
 
 def test_a_changed_secret_refuses_the_plan_without_showing_it(planned: Planned) -> None:
     planned.make_plan()
-    other = planned.url.replace("postgres@", "postgres:Oth3rPw@", 1)  # trust auth ignores it
+    other = planned.url.replace("Sup3rS3cret", "Oth3rPw", 1)  # trust auth ignores it
     done = planned.run_plan(DATABASE_URL=other)
     assert done.returncode == 4
     said = finished(done)["message"]
