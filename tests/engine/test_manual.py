@@ -166,3 +166,31 @@ def test_a_manual_operation_is_alone_in_its_list(tmp_path: Path) -> None:
     result = cli("validate", str(path))
     assert result.returncode == 2
     assert "steps[0].action: a manual operation is the only operation of its list" in result.stderr
+
+
+def test_no_answer_at_a_manual_step_stops_there_and_changes_nothing_more(
+    runbook: Path, database_url: str, db: psycopg.Connection, _isolate: Path
+) -> None:
+    args = ["run", str(runbook), "--database-url", database_url, "--yes"]
+    code, out = converse(args, [(b"[done/abort/stop]", b"\x04")])  # end of input: Ctrl-D
+    assert code == 5, out
+    assert tables(db) == {"t1"}
+    (answer,) = record(_isolate)["steps"][1]["answers"]
+    assert answer["answer"] == "stop" and answer["via"] == "no answer"
+
+
+def test_a_manual_undo_answered_on_a_terminal(
+    runbook: Path, database_url: str, db: psycopg.Connection, _isolate: Path
+) -> None:
+    ran = cli("run", str(runbook), "--yes", "--database-url", database_url, "--confirm", "by-hand")
+    assert ran.returncode == 0, ran.stderr
+    args = ["rollback", "--yes", "--database-url", database_url]
+    code, out = converse(args, [(b"[done/stop]", b"done\n")])
+    assert code == 0, out
+    assert "Tell #billing it is undone." in plain(out)
+    assert tables(db) == set()
+    answers = record(_isolate)["steps"][1]["answers"]
+    assert [(a["phase"], a["answer"], a["via"]) for a in answers] == [
+        ("action", "done", "--confirm"),
+        ("rollback.action", "done", "prompt"),
+    ]

@@ -51,6 +51,7 @@ def run_fleet(
         loaded.runbook, select(targets, target_names, selectors), var, env_file, fleet.order
     )
     _approvals(loaded.runbook, planned, options or Options())
+    _persons(loaded.runbook, options or Options())
     return run_fleet(
         loaded, str(targets.path.resolve()), planned, options or Options(), fleet, reporter
     )
@@ -74,6 +75,22 @@ def _approvals(runbook: Any, planned: Sequence[Any], options: Options) -> None:
         raise Refused(
             f"approvals needed on {', '.join(needing)}: a fleet runs no plan file; run each from "
             "an approved plan (run --database-url URL --plan PLAN.json), or --break-glass --reason"
+        )
+
+
+def _persons(runbook: Any, options: Options) -> None:
+    """A fleet's targets run in child processes nobody can answer: a manual step neither
+    confirmed (--confirm) nor skipped refuses the fleet before anything starts."""
+    from dcx_runbook.engine.person import check_options, manual_steps
+    from dcx_runbook.errors import Refused
+
+    check_options(runbook, options)
+    waiting = [s.id for s in manual_steps(runbook) if s.id not in (*options.skip, *options.confirm)]
+    if waiting and not options.dry_run:
+        raise Refused(
+            f"{', '.join(waiting)}: a person's step, and a fleet's targets have no terminal to "
+            f"ask: once done, confirm with {' '.join('--confirm ' + s for s in waiting)}, or "
+            "leave out with --skip"
         )
 
 
