@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from tests.conftest import cli, write_runbook
+from tests.support.machines import Machine
 from tests.support.terminal import converse, plain
 
 STEPS = [
@@ -193,4 +194,27 @@ def test_a_manual_undo_answered_on_a_terminal(
     assert [(a["phase"], a["answer"], a["via"]) for a in answers] == [
         ("action", "done", "--confirm"),
         ("rollback.action", "done", "prompt"),
+    ]
+
+
+def test_another_machine_undoes_a_manual_step_from_the_ledger(
+    runbook: Path, database_url: str, db: psycopg.Connection, machines: tuple[Machine, Machine, Machine]
+) -> None:
+    """A person's undo binds no machine: machine B, which never ran it, undoes the run from the
+    target's ledger, the manual step with the person's --confirm, and the ledger keeps both
+    answers."""
+    a, b = machines[0], machines[1]
+    ran = a.cli(
+        "run", str(runbook), "--yes", "--database-url", database_url, "--confirm", "by-hand"
+    )
+    assert ran.returncode == 0, ran.stderr
+    refused = b.cli("rollback", "--yes", "--database-url", database_url)
+    assert refused.returncode == 4 and "the undo of by-hand is a person's" in refused.stderr
+    undone = b.cli("rollback", "--yes", "--database-url", database_url, "--confirm", "by-hand")
+    assert undone.returncode == 0, undone.stderr
+    assert tables(db) == set()
+    answers = ledger_answers(db, "by-hand")
+    assert [(x["answer"], x["via"], x["host"]) for x in answers] == [
+        ("done", "--confirm", "machine-a"),
+        ("done", "--confirm", "machine-b"),
     ]

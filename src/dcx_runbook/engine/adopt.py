@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from dcx_runbook.clock import now
+from dcx_runbook.engine.ledger import ANSWERS
 from dcx_runbook.errors import JournalError, RunbookError
 from dcx_runbook.state.entries import FORMAT
 from dcx_runbook.state.journal import Journal, RunRecord
@@ -105,8 +106,11 @@ def _entry(row: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("started_at", "finished_at"):
         if row.get(key):
             entry[key] = _iso(row[key])
-    if row.get("captured"):
-        entry["captured"] = row["captured"]
+    captured = dict(row.get("captured") or {})
+    if answers := captured.pop(ANSWERS, None):  # a person's answers, kept apart in the journal
+        entry["answers"] = answers
+    if captured:
+        entry["captured"] = captured
     if row.get("host"):
         entry["host"] = row["host"]
     if row.get("files"):

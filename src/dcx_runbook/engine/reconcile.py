@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 
 from dcx_runbook.engine.adopt import AdoptedRecord, adopt
-from dcx_runbook.engine.ledger import step_row, transaction_only
+from dcx_runbook.engine.ledger import ANSWERS, step_row, transaction_only
 from dcx_runbook.engine.scope import journaled_runbook
 from dcx_runbook.errors import JournalError
 from dcx_runbook.secrets import Masker
@@ -219,6 +219,9 @@ def _differences(
         row = rows.get(entry["id"])
         theirs = StepStatus(row["status"]) if row else StepStatus.PENDING
         ours = StepStatus(entry["status"])
+        if row and _more_answers(entry, row):  # given on another machine: kept, never lost
+            entry["answers"] = row["captured"][ANSWERS]
+            to_journal.append(position)
         if theirs == ours:
             continue
         where = f"run {record.run_id}, step {entry['id']}"
@@ -239,6 +242,11 @@ def _differences(
             say(f"{where}: the ledger said {theirs}, the journal {ours}: the ledger now {ours}")
             to_ledger.append((position, entry))
     return to_journal, to_ledger
+
+
+def _more_answers(entry: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
+    theirs = (row.get("captured") or {}).get(ANSWERS) or []
+    return len(theirs) > len(entry.get("answers") or [])
 
 
 def _never_committed(
