@@ -48,20 +48,17 @@ def _asks(op: Any) -> bool:
     return OPERATIONS[op.kind].traits.asks_person
 
 
-def check_options(runbook: Runbook, options: Options, *, undoing: bool = False) -> None:
+def check_options(runbook: Runbook, options: Options) -> None:
     """`--confirm` names manual steps of this runbook (exit 2 otherwise); `--step` is a run's."""
     if options.step_by_step and options.dry_run:
         raise InvalidInput("--step and --dry-run: a dry run asks nothing; give one of them")
-    ids = {s.id for s in runbook.steps}
-    manual = {
-        s.id for s in runbook.steps if (manual_undo(s) if undoing else s in manual_steps(runbook))
-    }
+    ids = [s.id for s in runbook.steps]
+    manual = {s.id for s in manual_steps(runbook)}
     for step_id in options.confirm:
         if step_id not in ids:
             raise InvalidInput(f"--confirm {step_id}: no such step (steps: {', '.join(ids)})")
         if step_id not in manual:
-            what = "its rollback is not" if undoing else "it is not"
-            raise InvalidInput(f"--confirm {step_id}: {what} a manual step; nothing to confirm")
+            raise InvalidInput(f"--confirm {step_id}: it is not a manual step; nothing to confirm")
 
 
 def preflight(rt: Runtime, options: Options) -> None:

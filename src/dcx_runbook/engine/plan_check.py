@@ -57,9 +57,8 @@ def before_target(planning: Planning, skip: tuple[str, ...]) -> list[str]:
         )
     diffs += _vars(given.vars, planning.resolved, plan_key(planning.state, create=False))
     if sorted(skip) != given.skip:
-        diffs.append(
-            f"--skip: {', '.join(given.skip) or 'none'} in the plan, {', '.join(sorted(skip)) or 'none'} now"
-        )
+        planned, now_ = ", ".join(given.skip) or "none", ", ".join(sorted(skip)) or "none"
+        diffs.append(f"--skip: {planned} in the plan, {now_} now")
     return diffs
 
 
@@ -70,8 +69,9 @@ def _vars(planned: Mapping[str, Any], resolved: Resolved, key: bytes | None) -> 
         if name in resolved.secret and value is not None:
             if key is None:
                 diffs.append(
-                    f"variable {name}: a secret, and this machine has not the plan key to compare "
-                    "it (set DCX_PLAN_KEY as where the plan was made)"
+                    f"variable {name}: a secret, and this machine has no plan key to compare it "
+                    "with (a plan made elsewhere compares secrets only with the same "
+                    "$DCX_PLAN_KEY on both machines)"
                 )
                 continue
             if planned.get(name) != keyed(key, value):
@@ -114,9 +114,8 @@ def on_target(
                 f"relation {relation}: its columns, indexes or constraints changed since the plan"
             )
     if found and found.get("ledger") != given.ledger:
-        diffs.append(
-            f"the ledger's newest run: {_run(given.ledger)} in the plan, {_run(found.get('ledger'))} now"
-        )
+        was, is_ = _run(given.ledger), _run(found.get("ledger"))
+        diffs.append(f"the ledger's newest run: {was} in the plan, {is_} now")
     files = files_of(rt.runbook, rt.values, tuple(given.skip))
     diffs += [
         f"file {p}: changed since the plan" for p in sorted(files) if files[p] != given.files.get(p)
@@ -127,7 +126,10 @@ def on_target(
 def _run(head: Mapping[str, Any] | None) -> str:
     if not head:
         return "none"
-    return f"{head.get('run_id')} ({head.get('runbook')}, {head.get('status')}, {head.get('rollbacks')} rollback(s))"
+    undos = head.get("rollbacks")
+    return (
+        f"{head.get('run_id')} ({head.get('runbook')}, {head.get('status')}, {undos} rollback(s))"
+    )
 
 
 def check_before(planning: Planning, skip: tuple[str, ...]) -> None:
