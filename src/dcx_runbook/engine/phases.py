@@ -1,8 +1,9 @@
 """The one sequence of a step's phases, walked by the run and by the dry run alike (alembic's
 offline mode: the same loop, another output), so the preview can't drift from what runs.
 
-skip? → step_started → done_when (already done?) → precheck → proceed? (`--step`) → action + verify (or, without an
-action, verify alone). What each phase does is the walker's: for real, or previewed."""
+skip? → step_started → done_when (already done?) → precheck → proceed? (`--step`) → action +
+verify (or, without an action, verify alone). What each phase does is the walker's: for real,
+or previewed."""
 
 from __future__ import annotations
 

@@ -65,7 +65,8 @@ class Verdict:
             counted = "none counted"
         else:
             counted = f"no approval in {sig_path(self.plan)}"
-        text = f"plan {self.plan}: {len(self.approvers)} of {self.required} required approvals ({counted})"
+        count = f"{len(self.approvers)} of {self.required} required approvals"
+        text = f"plan {self.plan}: {count} ({counted})"
         if self.rejected:
             text += "; not counted: " + "; ".join(f"{key}: {why}" for key, why in self.rejected)
         return text
