@@ -92,7 +92,12 @@ def test_wallet_fix_with_prepared_node_tools_runs_prisma_and_tsc_in_its_own_chec
     env = {"DCX_SANDBOX_URL": pg_server.admin_url, "DCX_NODE_TOOLS_DIR": str(prepared)}
     result = cli("demo", env=env)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "skipping" not in result.stderr
+    assert "(they need node tools)" not in result.stderr  # the node steps ran
+    # The plan's next steps are a person's: the demo says it leaves them out.
+    assert (
+        "skipping populate-wallets, enable-wallet-api, test-vm-provisioning, deploy-staging: "
+        "a person's work, and a demo asks nobody" in result.stderr
+    )
     assert "prisma-generate: applied and verified" in result.stderr
     assert "typescript-check: verified" in result.stderr
     assert not (node_tools.node_modules / ".prisma").exists(), "generated into the shared cache"

@@ -198,7 +198,10 @@ def test_a_manual_undo_answered_on_a_terminal(
 
 
 def test_another_machine_undoes_a_manual_step_from_the_ledger(
-    runbook: Path, database_url: str, db: psycopg.Connection, machines: tuple[Machine, Machine, Machine]
+    runbook: Path,
+    database_url: str,
+    db: psycopg.Connection,
+    machines: tuple[Machine, Machine, Machine],
 ) -> None:
     """A person's undo binds no machine: machine B, which never ran it, undoes the run from the
     target's ledger, the manual step with the person's --confirm, and the ledger keeps both
