@@ -33,6 +33,7 @@ from dcx_runbook.cli.options import (
     PlanOut,
     Reason,
     RequireApprovals,
+    RunbookArg,
     RunbooksDir,
     SandboxUrl,
     Select,
@@ -44,6 +45,7 @@ from dcx_runbook.cli.options import (
     UnwindAll,
     Var,
     Yes,
+    complete_run,
 )
 from dcx_runbook.cli.options import reporter as _reporter
 from dcx_runbook.errors import ExitCode, InvalidInput, RunbookError
@@ -55,7 +57,10 @@ app = typer.Typer(
     name="dcx-runbook",
     help="Run database emergency plans as verified, journaled, reversible runbooks.",
     no_args_is_help=True,
-    add_completion=False,
+    # Completion of commands, options, runbook names, step ids and run ids:
+    # dcx-runbook --install-completion (bash, zsh, fish, PowerShell).
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_show_locals=False,  # locals hold connection strings
     rich_markup_mode=None,
 )
@@ -85,7 +90,7 @@ def _finish(outcome: Outcome) -> NoReturn:
 
 @app.command()
 def run(
-    runbook: Annotated[str, typer.Argument(help="Runbook name or path to a .yaml file.")],
+    runbook: RunbookArg,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show exactly what would happen; change nothing.")
     ] = False,
@@ -176,7 +181,8 @@ def rollback(
         str | None,
         typer.Argument(
             help="Run to undo (default: every run of the latest runbook that left changes, on "
-            "the target given)."
+            "the target given).",
+            autocompletion=complete_run,
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be undone.")] = False,
@@ -240,7 +246,7 @@ def rollback(
 
 @app.command()
 def rehearse(
-    runbook: Annotated[str, typer.Argument(help="Runbook name or path.")],
+    runbook: RunbookArg,
     from_url: Annotated[
         str | None, typer.Option("--from-url", help="Copy the schema of this database (read only).")
     ] = None,

@@ -17,6 +17,7 @@ from dcx_runbook.cli.options import (
     OutputOpt,
     Var,
     Yes,
+    complete_run,
 )
 from dcx_runbook.cli.options import reporter as _reporter
 from dcx_runbook.errors import InvalidInput
@@ -119,7 +120,10 @@ def again(command: str, fleet_run: str, output: Output, **kwargs: Any) -> int:
 
 @app.command()
 def resume(
-    fleet_run: Annotated[str, typer.Argument(help="The fleet run to finish (fleet-...).")],
+    fleet_run: Annotated[
+        str,
+        typer.Argument(help="The fleet run to finish (fleet-...).", autocompletion=complete_run),
+    ],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would run on each target; change nothing.")
     ] = False,

@@ -35,14 +35,81 @@ DatabaseUrl = Annotated[
     str | None,
     typer.Option("--database-url", help="Target URL (else $DATABASE_URL or the env file)."),
 ]
+
+
+def complete_runbook(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Runbook names in the search path (--runbooks-dir given so far included)."""
+    from dcx_runbook.api import completion
+
+    return completion.runbook_names(incomplete, ctx.params.get("runbooks_dir") or [])
+
+
+def complete_step(ctx: typer.Context, incomplete: str) -> list[str]:
+    """The step ids of the runbook given so far (for --skip, --confirm)."""
+    from dcx_runbook.api import completion
+
+    dirs = ctx.params.get("runbooks_dir") or []
+    runbook = ctx.params.get("runbook") or _runbook_in(ctx, _typed_words())
+    return completion.step_ids(runbook, incomplete, dirs)
+
+
+def _typed_words() -> list[str]:
+    """The command line being completed, as the shell hands it to Typer's completion (click
+    has not assigned an argument yet while an option's value is being completed)."""
+    import os
+    import shlex
+
+    raw = os.environ.get("_TYPER_COMPLETE_ARGS") or os.environ.get("COMP_WORDS") or ""
+    try:
+        return shlex.split(raw)
+    except ValueError:  # an open quote: the words as typed
+        return raw.split()
+
+
+def _runbook_in(ctx: typer.Context, args: list[str]) -> str | None:
+    """The command's first argument among the words typed: the first word after the command's
+    name that is neither an option nor an option's value."""
+    valued = {  # options that take a value (Typer's own click: told by duck type)
+        name
+        for p in ctx.command.params
+        if p.param_type_name == "option" and not getattr(p, "is_flag", False)
+        for name in p.opts
+    }
+    words = args[args.index(ctx.info_name) + 1 :] if ctx.info_name in args else list(args)
+    value_next = False
+    for word in words:
+        if value_next:
+            value_next = False
+        elif word.startswith("-"):
+            value_next = word in valued
+        else:
+            return word
+    return None
+
+
+def complete_run(incomplete: str) -> list[str]:
+    """This machine's run ids, newest first."""
+    from dcx_runbook.api import completion
+
+    return completion.run_ids(incomplete)
+
+
+RunbookArg = Annotated[
+    str,
+    typer.Argument(help="Runbook name or path to a .yaml file.", autocompletion=complete_runbook),
+]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")]
 Skip = Annotated[
-    list[str] | None, typer.Option("--skip", help="Step id to skip (repeatable; recorded).")
+    list[str] | None,
+    typer.Option(
+        "--skip", help="Step id to skip (repeatable; recorded).", autocompletion=complete_step
+    ),
 ]
 Confirm = Annotated[
     list[str] | None,
     typer.Option(
         "--confirm",
+        autocompletion=complete_step,
         help="A manual step a person has done (of a rollback: undone), by id (repeatable): how "
         "it is confirmed without a terminal. --yes never confirms one.",
     ),

@@ -15,11 +15,13 @@ from dcx_runbook.cli.options import (
     LedgerSchema,
     LogFormat,
     Output,
+    RunbookArg,
     RunbooksDir,
     Select,
     TargetName,
     TargetsFile,
     Var,
+    complete_run,
 )
 from dcx_runbook.errors import InvalidInput
 
@@ -183,7 +185,7 @@ def ledger_sql(
 
 @app.command()
 def log(
-    run_id: Annotated[str, typer.Argument(help="The run to show.")],
+    run_id: Annotated[str, typer.Argument(help="The run to show.", autocompletion=complete_run)],
     format: Annotated[
         LogFormat, typer.Option("--format", "-f", help="text, json or markdown.")
     ] = LogFormat.text,
@@ -206,7 +208,7 @@ def list_(runbooks_dir: RunbooksDir = None) -> None:
 
 @app.command()
 def show(
-    runbook: Annotated[str, typer.Argument(help="Runbook name or path.")],
+    runbook: RunbookArg,
     runbooks_dir: RunbooksDir = None,
 ) -> None:
     """The runbook's variables and steps with their phases."""
