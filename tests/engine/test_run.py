@@ -140,6 +140,8 @@ def test_wrong_database_is_refused_with_exit_4(mixed: Mixed) -> None:
     )
     assert result.exit_code == 4
     assert "expects 'production_db'" in result.said()
+    # The variable target.database names, said exactly (issue 18).
+    assert "if that database is really meant, pass --var expected_database=NAME" in result.said()
     assert snapshot(*mixed.files) == files_before
     assert "Traceback" not in result.printed()  # here an exception would have failed the call
 
@@ -147,7 +149,9 @@ def test_wrong_database_is_refused_with_exit_4(mixed: Mixed) -> None:
 def test_no_terminal_and_no_yes_is_refused_with_exit_4(mixed: Mixed) -> None:
     result = cli("run", MIXED, *mixed.args())  # human output, stdin not a terminal
     assert result.returncode == 4
-    assert "not confirmed" in result.stderr
+    said = " ".join(result.stderr.split())
+    assert "not confirmed: nobody could be asked (no terminal; pass --yes)" in said
+    assert "recorded as run" not in said
     assert schema_dump(mixed.url).count("widgets") == 0
 
 

@@ -11,6 +11,7 @@ import time
 
 from tests.conftest import schema_dump, snapshot
 from tests.engine.conftest import MIXED, Mixed
+from tests.support.terminal import plain
 
 
 def on_a_terminal(args: list[str], answer: bytes, env: dict[str, str]) -> tuple[int, str]:
@@ -59,7 +60,10 @@ def test_no_at_the_prompt_changes_nothing(mixed: Mixed) -> None:
     before = schema_dump(mixed.url), snapshot(*mixed.files)
     code, out = on_a_terminal(["run", MIXED, *mixed.args()], b"n\n", {"COLUMNS": "120"})
     assert code == 4, out
-    assert "not confirmed" in out
+    shown = plain(out)
+    # A person said no: not "no terminal?" (issue 18), and no run id it never recorded.
+    assert "not confirmed; nothing was changed" in shown
+    assert "no terminal" not in shown and "run id" not in shown and "recorded as run" not in shown
     assert (schema_dump(mixed.url), snapshot(*mixed.files)) == before
 
 

@@ -31,13 +31,13 @@ from dcx_runbook.engine.scope import (
     still_running,
 )
 from dcx_runbook.engine.session import (
-    NOT_CONFIRMED,
     Options,
     Outcome,
     attach_mirror,
     confirmed,
     connect_target,
     finish,
+    not_confirmed,
     record_outcome,
     take_run_lock,
     target_view,
@@ -193,7 +193,7 @@ def _undo(
             return preview(context, todo, resolve, options)
         question = f"Undo, newest first, on {context.where}: {listing(todo)}. Go ahead?"
         if not confirmed(rt, options, question):
-            return finish(rt, NOT_CONFIRMED)
+            return finish(rt, not_confirmed(rt))
         return _undo_all(context, todo, resolve, options, leave)
     finally:
         if local is not None:

@@ -23,13 +23,13 @@ from dcx_runbook.engine.plans import Planning
 from dcx_runbook.engine.plans import write as write_plan
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.engine.session import (
-    NOT_CONFIRMED,
     Options,
     Outcome,
     confirmed,
     finish,
     ledger_schema,
     needed,
+    not_confirmed,
     open_mirror,
     open_target,
     runtime_for,
@@ -135,7 +135,7 @@ def _run(
                 rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, f"preflight failed: {exc}")
             )
     if not confirmed(rt, options, _question(runbook, target, linted)):
-        return finish(rt, NOT_CONFIRMED)
+        return finish(rt, not_confirmed(rt))
     try:
         rt.record = _create_record(
             rt, loaded, resolved, options, journal, run_id, target, (schema, linted)
@@ -144,6 +144,7 @@ def _run(
         return finish(
             rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, f"{exc}: nothing was changed")
         )
+    rt.emit("log", message=f"recorded as run {run_id} (dcx-runbook log {run_id})")
     try:  # the record is locked from its creation: a rollback can tell the run is at work
         try:
             open_mirror(rt, schema)

@@ -26,17 +26,30 @@ from dcx_runbook.target import db, identity
 OWN_LOCK_GRACE = 10.0  # seconds to wait for a lock whose holder's process is gone
 
 
-NOT_CONFIRMED = Outcome(
-    ExitCode.REFUSED,
-    RunStatus.REFUSED,
-    None,
-    "not confirmed (no terminal? pass --yes); nothing was changed",
-)
+def not_confirmed(rt: Runtime) -> Outcome:
+    """A no: the person's (said as such), or nobody's, where no terminal could ask."""
+    said = (
+        "not confirmed; nothing was changed"
+        if rt.reporter.can_ask()
+        else "not confirmed: nobody could be asked (no terminal; pass --yes); nothing was changed"
+    )
+    return Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, said)
 
 
 def confirmed(rt: Runtime, options: Options, question: str) -> bool:
     """--yes, or the operator's answer; no terminal and no --yes is a no."""
     return options.yes or rt.reporter.confirm(question)
+
+
+def _guard_hint(runbook: Runbook) -> str:
+    """How to expect another database: the variable `target.database` names, or the runbook."""
+    from dcx_runbook.template import refs
+
+    written = runbook.target.database if runbook.target is not None else None
+    named = refs(written or "")
+    if len(named) == 1:
+        return f"pass --var {named[0]}=NAME"
+    return f"change target.database ({written!r}) in the runbook"
 
 
 def take_run_lock(rt: Runtime, runbook_name: str, journal: Journal | None) -> None:
@@ -90,10 +103,7 @@ def connect_target(rt: Runtime) -> db.TargetInfo:
     info = db.describe(rt.conn)
     expected = rt.expected_database
     if expected and info.database != expected:
-        how = rt.guard_hint or (
-            "override target.database with --var expected_database=NAME, or the variable its "
-            "runbook uses"
-        )
+        how = rt.guard_hint or _guard_hint(rt.runbook)
         raise Refused(
             f"connected to database {info.database!r} on {info.host}, but this runbook expects "
             f"{expected!r}: refusing before any change (if that database is really meant, {how})"

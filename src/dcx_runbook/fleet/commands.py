@@ -266,7 +266,7 @@ def _confirmed(options: Options, reporter: Reporter, question: str, recorder: Re
 
 
 def _not_confirmed(recorder: Recorder) -> Outcome:
-    message = "not confirmed (no terminal? pass --yes); nothing was changed"
+    message = "not confirmed; nothing was changed (without a terminal, pass --yes)"
     outcome = Outcome(ExitCode.REFUSED, RunStatus.REFUSED, recorder.fleet_run, message)
     recorder.record = None  # the fleet's record stays as it was
     recorder.finish(RunStatus.REFUSED, outcome)

@@ -44,7 +44,9 @@ def run_fleet(
     dry = options.dry_run
     fleet_run = None if dry else new_fleet_id()
     if not dry and not (options.yes or reporter.confirm(_question(loaded, planned, fleet))):
-        return _refused(reporter, "not confirmed (no terminal? pass --yes); nothing was changed")
+        return _refused(
+            reporter, "not confirmed; nothing was changed (without a terminal, pass --yes)"
+        )
     with Signals().held() as signals:  # from the record's creation to its last write
         record = None
         if fleet_run is not None:

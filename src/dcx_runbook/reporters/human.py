@@ -133,8 +133,8 @@ class HumanReporter:
                 f"(database [bold]{escape(str(target.get('database')))}[/], "
                 f"PostgreSQL {escape(str(target.get('server_version')))})"
             )
-        if d.get("run_id"):
-            lines.append(f"run id   {d['run_id']}")
+        # The run id is said once the run is recorded (a `log` event): a run refused before
+        # that has none to look up.
         if d.get("dry_run"):
             lines.append("[yellow]dry run: nothing will be written[/]")
         self._print(Panel("\n".join(lines), expand=False))
