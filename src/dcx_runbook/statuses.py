@@ -79,6 +79,9 @@ class RunStatus(StrEnum):
     # The operator chose "stop here" at a manual step or a `--step` prompt: the steps before it
     # are left applied (journal format 2).
     STOPPED = "stopped"
+    # Invalid input (exit 2): the run never started. Only in a JSON stream's last event, never
+    # journaled: with -o json, every command that streams events ends with run_finished.
+    INVALID = "invalid"
 
 
 class TargetState(StrEnum):

@@ -26,6 +26,7 @@ def test_clean_run_then_rollback_restores_schema_and_files(mixed: Mixed) -> None
     result = mixed.run()
     assert result.returncode == 0, result.stderr + result.stdout
     assert finished(result)["status"] == "succeeded"
+    assert "still_applied" not in finished(result)["detail"]  # only when something is (issue 18)
     validate_events(events(result.stdout))  # the real process's stdout, as documented
     assert schema_dump(mixed.url) != schema_before
     assert b'APP_MODE="production"' in (mixed.work / "app.env").read_bytes()
@@ -166,6 +167,22 @@ def test_unknown_variable_and_skip_are_invalid_input_exit_2(mixed: Mixed) -> Non
     missing = inprocess.run(MIXED, yes=True, var=["workdir=/x"])
     assert missing.exit_code == 2
     assert "missing required variable(s): database_url" in missing.error
+
+
+def test_invalid_input_with_json_output_still_ends_with_run_finished(mixed: Mixed) -> None:
+    """A machine reading -o json sees every command end with run_finished, invalid input
+    (exit 2, before any run) included (issue 18)."""
+    for args in (["--skip", "nope"], ["--var", "nope=1"], ["--canary", "2"]):
+        done = mixed.run(*args)
+        assert done.returncode == 2, done.stderr
+        end = finished(done)
+        assert end["event"] == "run_finished" and end["status"] == "invalid"
+        assert end["detail"] == {"run_id": None, "exit_code": 2}
+        validate_events(events(done.stdout))
+    missing = cli("run", "no-such-runbook", "-o", "json")
+    assert finished(missing)["status"] == "invalid"
+    rollback = cli("rollback", "no-such-run", "-o", "json")
+    assert rollback.returncode == 2 and finished(rollback)["detail"]["exit_code"] == 2
 
 
 def test_skip_is_journaled_and_reported(mixed: Mixed) -> None:

@@ -336,7 +336,6 @@ def _rehearsal_finished(result: Rehearsal, reporter: Reporter) -> ExitCode:
             detail={
                 "run_id": None,
                 "exit_code": int(code),
-                "still_applied": [],
                 "phases": [p.__dict__ for p in result.phases],
                 "diff": result.diff,
             },

@@ -84,6 +84,15 @@ def _root(
     """Run database emergency plans as verified, journaled, reversible runbooks."""
 
 
+# Set by a command whose output is JSON Lines events (-o json): an error that ends it before its
+# run does (invalid input, exit 2) still ends the stream with `run_finished`.
+_streaming: list[bool] = []
+
+
+def _events(output: Output) -> None:
+    _streaming[:] = [output == Output.json]
+
+
 def _finish(outcome: Outcome) -> NoReturn:
     raise typer.Exit(code=int(outcome.exit_code))
 
@@ -123,6 +132,7 @@ def run(
 ) -> None:
     """Run a runbook: every step checked, done, verified; everything undone if anything fails.
     With a targets file: on each of its targets, in waves (docs/fleet.md)."""
+    _events(output)
     from dcx_runbook import api
     from dcx_runbook.api import Options
 
@@ -202,6 +212,7 @@ def rollback(
     """Undo the last fix (or one run), newest step first, from this machine's journal and the
     target's ledger; resumable after a crash or a failed undo. A fleet run (fleet-...): every
     target's runs, targets concurrently."""
+    _events(output)
     from dcx_runbook import api
     from dcx_runbook.api import Options
 
@@ -264,6 +275,7 @@ def rehearse(
     runbooks_dir: RunbooksDir = None,
 ) -> None:
     """Prove the round trip on a disposable copy: run, rollback, compare schemas, run again."""
+    _events(output)
     from dcx_runbook import api
     from dcx_runbook.interrupts import terminate_as_interrupt
 
@@ -344,10 +356,27 @@ def main() -> None:
     try:
         app(prog_name="dcx-runbook")
     except RunbookError as exc:
+        if any(_streaming):
+            _stream_end(exc)
         _fail(exc)
     except KeyboardInterrupt:
         print("dcx-runbook: interrupted", file=sys.stderr)
         sys.exit(int(ExitCode.INTERRUPTED))
+
+
+def _stream_end(exc: RunbookError) -> None:
+    """The JSON stream's `run_finished` for a command ended by an error before its run."""
+    from dcx_runbook.reporters.base import Event
+    from dcx_runbook.reporters.jsonl import JsonReporter
+    from dcx_runbook.statuses import RunStatus
+
+    status = {ExitCode.INVALID: RunStatus.INVALID, ExitCode.REFUSED: RunStatus.REFUSED}.get(
+        exc.exit_code, RunStatus.UNDO_INCOMPLETE
+    )
+    detail = {"run_id": None, "exit_code": int(exc.exit_code)}
+    JsonReporter(sys.stdout).emit(
+        Event("run_finished", status=status, message=str(exc), detail=detail)
+    )
 
 
 def _fail(exc: RunbookError) -> NoReturn:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dcx_runbook.cli.app import app
+from dcx_runbook.cli.app import _events, app
 from dcx_runbook.cli.options import (
     EnvFile,
     FleetTargetsFile,
@@ -135,6 +135,7 @@ def resume(
 ) -> None:
     """Run again the targets of a fleet run that failed, were not reached or were interrupted
     (a run that died in the middle is undone first); nothing else is touched."""
+    _events(output)
     from dcx_runbook.api import Options
 
     code = again(

@@ -121,6 +121,6 @@ def end_here(reporter: Reporter, code: ExitCode, status: RunStatus, message: str
     """The last event of a rollback that found no run to connect for."""
     from dcx_runbook.reporters.base import Event
 
-    detail: dict[str, Any] = {"run_id": None, "exit_code": int(code), "still_applied": []}
+    detail: dict[str, Any] = {"run_id": None, "exit_code": int(code)}
     reporter.emit(Event("run_finished", status=status, message=message, detail=detail))
     return Outcome(code, status, None, message)

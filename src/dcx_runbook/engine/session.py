@@ -351,7 +351,8 @@ def report_end(rt: Runtime, outcome: Outcome, detail: Mapping[str, Any] | None =
         detail={
             "run_id": outcome.run_id,
             "exit_code": int(outcome.exit_code),
-            "still_applied": outcome.still_applied,
+            # Only when something is: an empty list read as "nothing left" is a claim.
+            **({"still_applied": outcome.still_applied} if outcome.still_applied else {}),
             **(detail or {}),
         },
     )
