@@ -29,7 +29,7 @@ def test_clean_run_then_rollback_restores_schema_and_files(mixed: Mixed) -> None
     assert "still_applied" not in finished(result)["detail"]  # only when something is (issue 18)
     validate_events(events(result.stdout))  # the real process's stdout, as documented
     assert schema_dump(mixed.url) != schema_before
-    assert b'APP_MODE="production"' in (mixed.work / "app.env").read_bytes()
+    assert b"APP_MODE=production\n" in (mixed.work / "app.env").read_bytes()  # its bare style
     assert (mixed.work / "marker").exists()
 
     undo = mixed.rollback()
@@ -106,7 +106,7 @@ def test_dry_run_changes_nothing_and_names_every_step(mixed: Mixed, _isolate) ->
     started = [e["step"] for e in result.events if e["event"] == "step_started"]
     assert started == ["create-table", "env-setting", "edit-config", "add-column"]
     assert "CREATE TABLE widgets" in said
-    assert '+APP_MODE="production"' in said  # the real diff, computed in memory
+    assert "+APP_MODE=production" in said  # the real diff, computed in memory
     assert "+enabled = true" in said
     assert "can't be evaluated yet" in said
     assert schema_dump(mixed.url) == schema_before

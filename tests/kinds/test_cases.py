@@ -66,4 +66,4 @@ def test_rewritten_files_keep_owner_and_mode(tmp_path: Path) -> None:
     OPERATIONS["env_file"].plan(op, ctx).execute(ctx)
     st = target.stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (65534, 65534, 0o640)
-    assert target.read_text() == 'A=1\nB="2"\n'
+    assert target.read_text() == "A=1\nB=2\n"  # the file's bare style kept

@@ -66,7 +66,7 @@ def test_run_meets_every_success_criterion_and_rollback_restores_everything(wall
     # DATABASE_URL added: exactly one line, the target URL, everything else untouched.
     env_lines = wallet.env_file.read_text().splitlines()
     assert [line for line in env_lines if line.startswith("DATABASE_URL=")] == [
-        f'DATABASE_URL="{wallet.url}"'
+        f"DATABASE_URL={wallet.url}"  # backend.env's values are bare: so is this one
     ]
     assert wallet.env_file.read_text().startswith(
         (
@@ -304,7 +304,7 @@ def test_dry_run_changes_nothing_and_shows_both_diffs(wallet: Wallet, _isolate: 
     )
     assert result.returncode == 0, result.stderr
     out = result.stderr
-    assert '+DATABASE_URL="postgresql://postgres:***@' in out
+    assert "+DATABASE_URL=postgresql://postgres:***@" in out
     assert "Sup3rS3cretPw" not in out + result.stdout
     assert "-  walletId    String          @unique" in out
     assert "+  walletId    String" in out

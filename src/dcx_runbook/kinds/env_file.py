@@ -58,14 +58,43 @@ class UnsafeValue(ValueError):
     pass
 
 
-def quote(value: str) -> str:
-    """A double-quoted dotenv value that python-dotenv and Node's dotenv read back unchanged."""
+# A value that reads back the same unquoted: python-dotenv, Node's dotenv, `docker --env-file`
+# and a shell's `set -a; . file` alike (no blank, quote, #, $, backslash or shell metacharacter).
+_BARE = re.compile(r"[A-Za-z0-9_./:@%+,=?&~-]*")
+DOUBLE, SINGLE, BARE = '"', "'", ""
+
+
+def quote(value: str, style: str = DOUBLE) -> str:
+    """The value as the file writes its values (`style`: double-quoted, single-quoted or bare),
+    read back unchanged by python-dotenv and Node's dotenv. A value the style can't hold safely
+    is double-quoted; one no style can hold is refused."""
     if any(c in value for c in "\n\r\0"):
         raise UnsafeValue("a value with a newline or NUL can't be written safely to an env file")
     if "${" in value:
         # dotenv readers expand ${NAME} inside values and offer no way to escape it.
         raise UnsafeValue("a value containing ${ would be expanded by dotenv readers; refused")
+    if style == BARE and _BARE.fullmatch(value):
+        return value
+    if style == SINGLE and "'" not in value and "\\" not in value:
+        return f"'{value}'"
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def style_of(line: str) -> str | None:
+    """How a binding's line quotes its value: `"`, `'`, bare (""), or None (no value)."""
+    _, eq, rest = line.partition("=")
+    value = rest.strip()
+    if not eq or not value:
+        return None
+    return value[0] if value[0] in (DOUBLE, SINGLE) else BARE
+
+
+def file_style(text: str) -> str:
+    """The file's own way of quoting values (its most common one; double quotes in a file with
+    none): keys added to it are written the same way."""
+    styles = [s for b in bindings(text) if b.key and (s := style_of(b.original.string)) is not None]
+    # a tie goes to double quotes, which hold the most values
+    return max(set(styles), key=lambda s: (styles.count(s), s == DOUBLE)) if styles else DOUBLE
 
 
 def bindings(text: str) -> list[Binding]:
@@ -97,6 +126,7 @@ def edit(text: str, set_: dict[str, str], unset: list[str]) -> str:
     """Replace the first line of each key set, drop its duplicates and unset keys, append new ones."""
     out: list[str] = []
     done: set[str] = set()
+    style = file_style(text)
     for b in bindings(text):
         original = b.original.string
         if b.key is not None and (b.key in set_ or b.key in unset):
@@ -104,7 +134,8 @@ def edit(text: str, set_: dict[str, str], unset: list[str]) -> str:
             blank = lead.group(0) if lead else ""
             if b.key in set_ and b.key not in done:
                 newline = "\n" if original.endswith("\n") else ""
-                out.append(f"{blank}{b.key}={quote(set_[b.key])}{newline}")
+                own = style_of(original) or style  # the line's own quoting, kept
+                out.append(f"{blank}{b.key}={quote(set_[b.key], own)}{newline}")
                 done.add(b.key)
             else:
                 out.append(blank)
@@ -115,7 +146,7 @@ def edit(text: str, set_: dict[str, str], unset: list[str]) -> str:
     if missing and result and not result.endswith("\n"):
         result += "\n"
     for key in missing:
-        result += f"{key}={quote(set_[key])}\n"
+        result += f"{key}={quote(set_[key], style)}\n"
     return result
 
 
