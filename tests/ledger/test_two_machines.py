@@ -80,7 +80,7 @@ def test_a_run_from_a_is_seen_and_undone_from_b_which_has_no_record_of_it(
     said = [e["message"] for e in events(again.stdout) if e["event"] == "log"]
     assert any("the ledger rolled_back" in m and "create-t" in m for m in said), said
     listed = a.cli("runs", "-o", "json")
-    assert json.loads(listed.stdout.splitlines()[0])["in_effect"] == "no"
+    assert json.loads(listed.stdout.splitlines()[0])["in_effect"] is False
 
 
 def test_run_run_again_then_a_bare_rollback_from_a_third_machine_undoes_both_runs(

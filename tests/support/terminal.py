@@ -58,3 +58,9 @@ _CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 def plain(shown: str) -> str:
     """What a person reads on the terminal: control sequences out, lines joined by one space."""
     return " ".join(_CONTROL.sub("", shown).split())
+
+
+def screen_lines(shown: str) -> list[str]:
+    """The terminal's non-blank lines as a person sees them (control sequences out)."""
+    lines = _CONTROL.sub("", shown).split("\n")
+    return [line.rstrip() for line in lines if line.strip()]

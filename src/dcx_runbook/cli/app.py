@@ -93,6 +93,10 @@ def _events(output: Output) -> None:
     _streaming[:] = [output == Output.json]
 
 
+def _text(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
 def _finish(outcome: Outcome) -> NoReturn:
     raise typer.Exit(code=int(outcome.exit_code))
 
@@ -134,9 +138,8 @@ def run(
     With a targets file: on each of its targets, in waves (docs/fleet.md)."""
     _events(output)
     from dcx_runbook import api
-    from dcx_runbook.api import Options
 
-    options = Options(
+    options = api.Options(
         dry_run=dry_run,
         yes=yes,
         skip=tuple(skip or []),
@@ -145,10 +148,10 @@ def run(
         ledger_schema=ledger_schema,
         step_by_step=step,
         confirm=tuple(confirm or []),
-        plan_out=str(plan_out) if plan_out else None,
-        plan=str(plan) if plan else None,
+        plan_out=_text(plan_out),
+        plan=_text(plan),
         require_approvals=require_approvals,
-        allowed_signers=str(allowed_signers) if allowed_signers else None,
+        allowed_signers=_text(allowed_signers),
         break_glass=break_glass,
     )
     asked = fleet.Asked(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -113,3 +114,117 @@ def print_markdown(text: str) -> None:
     from rich.markdown import Markdown
 
     Console().print(Markdown(text))
+
+
+# ------------------------------------------------------------------------------ runs
+
+RUN_COLUMNS = ["run_id", "runbook", "target", "status", "in_effect", "operator", "started", "took"]
+
+
+def status_said(row: Mapping[str, Any]) -> str:
+    """A run's status in words: the run's, its last rollback's, and flags (break-glass; a process
+    said running that is known gone, which the journal alone can't tell from one at work)."""
+    shown = str(row.get("status"))
+    if row.get("break_glass"):
+        shown += ", BREAK GLASS"
+    if row.get("rollback_status"):
+        shown += f", rollback: {row['rollback_status']}"
+    if row.get("process_gone"):
+        shown += " (its process is gone: rollback to finish)"
+    return shown
+
+
+def _in_effect(row: Mapping[str, Any]) -> str:
+    if row.get("in_effect") is None:
+        return "?"
+    return f"{row['steps_in_effect']}/{row['steps']} steps" if row["in_effect"] else "no"
+
+
+def _took(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def short_time(iso: str | None, today: date | None = None) -> str:
+    """Local time, `21:13` today and `12-01 21:13` on another day (`2025-12-01 21:13` in
+    another year)."""
+    if not iso:
+        return "-"
+    try:
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone()
+    except ValueError:
+        return iso
+    today = today or datetime.now().astimezone().date()
+    if when.date() == today:
+        return when.strftime("%H:%M")
+    return when.strftime("%m-%d %H:%M" if when.year == today.year else "%Y-%m-%d %H:%M")
+
+
+# Dropped first when the terminal is too narrow for every column: they matter least at 03:00.
+_DROPPED_FIRST = ("took", "operator", "target", "started")
+
+
+def _run_cells(row: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        "run_id": str(row["run_id"]),
+        "runbook": str(row["runbook"]),
+        "target": str(row["target"]),
+        "status": status_said(row),
+        "in_effect": _in_effect(row),
+        "operator": str(row.get("operator")),
+        "started": short_time(row.get("started")),
+        "took": _took(row.get("duration_seconds")),
+    }
+
+
+def _fitting(cells: list[dict[str, str]], width: int) -> list[str]:
+    """The columns that fit the width whole, dropping the least needed first."""
+    columns = list(RUN_COLUMNS)
+
+    def needed() -> int:
+        return sum(max(len(c), *(len(r[c]) for r in cells)) + 2 for c in columns)
+
+    for column in _DROPPED_FIRST:
+        if needed() <= width:
+            break
+        columns.remove(column)
+    return columns
+
+
+def print_runs(rows: Sequence[Mapping[str, Any]]) -> None:
+    """The runs table on a terminal: a line per run, never a word or an id broken. Where the
+    terminal is too narrow, the least needed columns go first (took, operator, target,
+    started); what still doesn't fit is cut with an ellipsis, the run id never."""
+    console = Console()
+    if not rows:
+        console.print("no runs yet")
+        return
+    cells = [_run_cells(row) for row in rows]
+    table = Table(box=None, pad_edge=False)
+    columns = _fitting(cells, console.width)
+    for column in columns:
+        table.add_column(
+            column.replace("_", " "),
+            no_wrap=True,
+            overflow="fold" if column == "run_id" else "ellipsis",
+            min_width=len(cells[0]["run_id"]) if column == "run_id" else None,
+        )
+    for row in cells:
+        table.add_row(*(escape(row[c]) for c in columns))
+    console.print(table)
+
+
+def print_runs_tsv(rows: Sequence[Mapping[str, Any]]) -> None:
+    """One line per run, fields separated by tabs, for grep, cut and awk: run id, runbook,
+    target, status (as on a terminal), in effect, operator, started (ISO 8601, UTC), seconds."""
+    for row in rows:
+        cells = {
+            **_run_cells(row),
+            "started": str(row.get("started") or "-"),
+            "took": "-" if row.get("duration_seconds") is None else str(row["duration_seconds"]),
+        }
+        print("\t".join(" ".join(cells[c].split()) for c in RUN_COLUMNS))

@@ -14,6 +14,12 @@ class Output(StrEnum):
     json = "json"
 
 
+class TableOutput(StrEnum):
+    human = "human"  # a table on a terminal; piped, tsv
+    json = "json"
+    tsv = "tsv"
+
+
 class LogFormat(StrEnum):
     text = "text"
     json = "json"

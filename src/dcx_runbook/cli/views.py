@@ -18,6 +18,7 @@ from dcx_runbook.cli.options import (
     RunbookArg,
     RunbooksDir,
     Select,
+    TableOutput,
     TargetName,
     TargetsFile,
     Var,
@@ -37,11 +38,19 @@ def runs(
     database_url: DatabaseUrl = None,
     ledger_schema: LedgerSchema = None,
     output: Annotated[
-        Output, typer.Option("--output", "-o", help="human (a table) or json (JSON Lines).")
-    ] = Output.human,
+        TableOutput,
+        typer.Option(
+            "--output",
+            "-o",
+            "--format",
+            help="human (a table on a terminal; piped, tsv), tsv (a line per run, tab-separated) "
+            "or json (JSON Lines, typed fields).",
+        ),
+    ] = TableOutput.human,
 ) -> None:
     """History of runs, newest first: id, runbook, target, status, whether still in effect,
-    operator, started, duration. With a target given, its ledger's runs from every machine."""
+    operator, started, how long it took. With a target given, its ledger's runs from every
+    machine."""
     from dcx_runbook import api
 
     rows = api.runs(
@@ -52,28 +61,22 @@ def runs(
         ledger_schema=ledger_schema,
         say=lambda message: print(f"dcx-runbook: {message}", file=sys.stderr),
     )
-    if output == Output.json:
+    fleets = api.fleets(None if all_ else limit, runbook)
+    if output == TableOutput.json:
         import json
 
         for row in rows:
             print(json.dumps(row))
-        for fleet in api.fleets(None if all_ else limit, runbook):
+        for fleet in fleets:
             print(json.dumps(fleet, default=str))
         return
-    from dcx_runbook.cli.console import print_table
+    from dcx_runbook.cli.console import print_runs, print_runs_tsv
 
-    columns = [
-        "run_id",
-        "runbook",
-        "target",
-        "status",
-        "in_effect",
-        "operator",
-        "started",
-        "duration",
-    ]
-    print_table(columns, [[str(r.get(c, "")) for c in columns] for r in rows], empty="no runs yet")
-    _print_fleets(api.fleets(None if all_ else limit, runbook))
+    if output == TableOutput.tsv or not sys.stdout.isatty():
+        print_runs_tsv(rows)  # fleet runs: in -o json, or on a terminal
+        return
+    print_runs(rows)
+    _print_fleets(fleets)
 
 
 def _print_fleets(fleets: list[dict[str, Any]]) -> None:

@@ -12,13 +12,14 @@ from dcx_runbook.state.journal import Journal
 from dcx_runbook.statuses import STILL_APPLIED, RunStatus
 
 
-def _duration(data: dict[str, Any]) -> str:
+def _seconds(data: dict[str, Any]) -> float | None:
+    """How long the run took, in seconds; None while it runs (or never said when it ended)."""
     try:
         start = datetime.fromisoformat(data["started_at"].replace("Z", "+00:00"))
         end = datetime.fromisoformat(data["finished_at"].replace("Z", "+00:00"))
     except (KeyError, TypeError, ValueError, AttributeError):
-        return ""
-    return f"{(end - start).total_seconds():.1f}s"
+        return None
+    return round((end - start).total_seconds(), 3)
 
 
 def runs(
@@ -34,10 +35,11 @@ def runs(
                     "runbook": "?",
                     "target": "?",
                     "status": "unreadable",
-                    "in_effect": "?",
+                    "rollback_status": None,
+                    "in_effect": None,  # not known
                     "operator": "?",
-                    "started": "",
-                    "duration": "",
+                    "started": None,
+                    "duration_seconds": None,
                     "error": str(data),
                 }
             )
@@ -55,20 +57,28 @@ def row(data: dict[str, Any], source: str) -> dict[str, Any]:
     applied = sum(1 for s in steps if s["status"] in STILL_APPLIED)
     where = f"{target.get('database', '-')}@{target.get('host', '-')}"
     named = target.get("name")  # a fleet's child run: its target's name in the targets file
+    rollbacks = data.get("rollbacks") or []
+    last = rollbacks[-1] if rollbacks else data
+    said = authority_said(data)
     return {
         "run_id": data["run_id"],
         "runbook": data["runbook"]["name"],
         "target": f"{named} ({where})" if named else where,
         "fleet_run": target.get("fleet_run"),
-        "status": _status(data),
-        "in_effect": f"yes: {applied} of {len(steps)} steps" if applied else "no",
+        "status": str(data.get("status", "?")),
+        "rollback_status": str(last.get("status")) if rollbacks else None,
+        # Said running, by a process known to have ended: a rollback finishes it.
+        "process_gone": last.get("status") == RunStatus.RUNNING and gone(last),
+        "in_effect": applied > 0,
         "steps": len(steps),
         "steps_in_effect": applied,
         "operator": f"{op.get('user')}@{op.get('host')}",
-        "started": data.get("started_at", ""),
-        "duration": _duration(data),
+        "started": data.get("started_at"),
+        "finished": data.get("finished_at"),
+        "duration_seconds": _seconds(data),
         "reason": data.get("reason"),
-        "authority": authority_said(data),
+        "authority": said,
+        "break_glass": bool(said and said.startswith("BREAK GLASS")),
         "source": source,
     }
 
@@ -85,22 +95,6 @@ def authority_said(data: dict[str, Any]) -> str | None:
         return f"approved by {', '.join(found['approved_by'])}"
     plan = found.get("plan") or {}
     return f"plan {str(plan.get('sha256', ''))[:12]}" if plan else None
-
-
-def _status(data: dict[str, Any]) -> str:
-    """The run's status, then its last rollback's; a process said running that is known gone is
-    flagged (the journal alone can't tell it from one still at work)."""
-    rollbacks = data.get("rollbacks") or []
-    last = rollbacks[-1] if rollbacks else data
-    shown = str(data.get("status", "?"))
-    said = authority_said(data)
-    if said and said.startswith("BREAK GLASS"):
-        shown += ", BREAK GLASS"
-    if rollbacks:
-        shown += f", rollback: {last.get('status')}"
-    if last.get("status") == RunStatus.RUNNING and gone(last):
-        shown += " (its process is gone: rollback to finish)"
-    return shown
 
 
 def log(data: dict[str, Any], fmt: str) -> str:
