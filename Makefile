@@ -6,7 +6,7 @@ export DCX_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export DCX_TEST_NODE_CACHE ?= $(CURDIR)/.cache/nodetools
 export DCX_REQUIRE_DB ?= 1
 
-.PHONY: install demo test test-fast lint db node-tools bench clean
+.PHONY: install demo test test-fast lint db node-tools browser bench clean
 
 $(BIN)/dcx-runbook: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,14 @@ db:
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; \
 	  echo "PostgreSQL on 127.0.0.1:5432 did not come up" >&2; exit 1
 
+# Debian's Chromium, for the incident report's tests in a real headless browser.
+browser:
+	@command -v chromium >/dev/null || { \
+	  command -v apt-get >/dev/null && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
+	  echo "chromium missing: the incident report's browser tests will be skipped"
+
 node-tools: install
 	@if command -v npm >/dev/null; then \
 	  $(BIN)/python -c 'import os, pathlib; from tests.support.nodetools import ensure_node_tools as e; \
@@ -44,7 +52,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: install db node-tools lint
+test: install db node-tools browser lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 # The quick loop while editing: no node tools, and neither the `slow` tests (fault matrices, lock

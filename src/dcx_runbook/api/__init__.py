@@ -218,10 +218,11 @@ def runs(
 
 
 def log(run_id: str, fmt: str, journal: Journal | None = None) -> str:
-    """One run's full record as text, JSON or Markdown."""
-    from dcx_runbook.state import records
+    """One run's full record as text or JSON, or its incident report (Markdown, HTML)."""
+    from dcx_runbook.state import event_log, records
 
-    return records.log((journal or _journal()).load(run_id).data, fmt)
+    record = (journal or _journal()).load(run_id)
+    return records.log(record.data, fmt, event_log.read(record.path))
 
 
 def runbooks(runbooks_dirs: Sequence[Path] = ()) -> list[list[str]]:

@@ -24,6 +24,7 @@ class LogFormat(StrEnum):
     text = "text"
     json = "json"
     markdown = "markdown"
+    html = "html"
 
 
 RunbooksDir = Annotated[

@@ -190,10 +190,17 @@ def ledger_sql(
 def log(
     run_id: Annotated[str, typer.Argument(help="The run to show.", autocompletion=complete_run)],
     format: Annotated[
-        LogFormat, typer.Option("--format", "-f", help="text, json or markdown.")
+        LogFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text, json, or the incident report: markdown (a Mermaid timeline) or html (a "
+            "self-contained page with an SVG timeline).",
+        ),
     ] = LogFormat.text,
 ) -> None:
-    """The full record of one run (Markdown: an incident-ready timeline)."""
+    """The full record of one run, or its incident report: how it ended, a timeline of its
+    steps' phases, then what each step ran, checked, waited for and ended with."""
     from dcx_runbook import api
 
     sys.stdout.write(api.log(run_id, format.value))

@@ -23,6 +23,7 @@ from dcx_runbook.kinds.base import Context, Effect, OpSpec
 from dcx_runbook.reporters.base import Event, Reporter
 from dcx_runbook.secrets import Masker
 from dcx_runbook.state.entries import new_file
+from dcx_runbook.state.event_log import EventLog, path_of
 from dcx_runbook.state.journal import RunRecord
 from dcx_runbook.state.sealing import seal
 from dcx_runbook.target import db
@@ -64,6 +65,9 @@ class Runtime:
     person: Callable[[dict[str, Any], str, str], None] | None = None
     # On whose authority the run acts (engine/authority.py): its plan, approvers, break-glass.
     authority: dict[str, Any] | None = None
+    # The events beside the record (state/event_log.py); those before it, until it exists.
+    event_log: EventLog | None = None
+    early: list[Event] = field(default_factory=list)
 
     # ------------------------------------------------------------------ output
 
@@ -80,7 +84,24 @@ class Runtime:
         """Every event leaves through here, masked: no secret reaches a reporter."""
         masked_detail: Any = self.masker.deep(detail or {})
         text = self.masker(message) if message else message
-        self.reporter.emit(Event(type_, step, phase, status, text, masked_detail))
+        event = Event(type_, step, phase, status, text, masked_detail)
+        self.reporter.emit(event)
+        self._keep(event)
+
+    def _keep(self, event: Event) -> None:
+        """The run's events beside its record, for the incident report: those before the record
+        existed are kept in memory and written when it does."""
+        if self.dry_run:
+            return
+        if self.record is None:
+            self.early.append(event)
+            return
+        if self.event_log is None:
+            self.event_log = EventLog(path_of(self.record.path))
+            for early in self.early:
+                self.event_log.append(early.to_json())
+            self.early.clear()
+        self.event_log.append(event.to_json())
 
     def save(
         self, *entries: dict[str, Any], durable: bool = True, ledger: bool | None = None
@@ -170,6 +191,8 @@ class Runtime:
             yield OPERATIONS[spec.kind].plan(spec, ctx)
 
     def close(self) -> None:
+        if self.event_log is not None:
+            self.event_log.close()
         if self.blocker_watch is not None:
             self.blocker_watch.close()
         if self.conn is not None:

@@ -97,11 +97,16 @@ def authority_said(data: dict[str, Any]) -> str | None:
     return f"plan {str(plan.get('sha256', ''))[:12]}" if plan else None
 
 
-def log(data: dict[str, Any], fmt: str) -> str:
+def log(data: dict[str, Any], fmt: str, events: list[dict[str, Any]] | None = None) -> str:
+    """One run as text, JSON, or its incident report (Markdown, HTML), with its events."""
     if fmt == "json":
         return json.dumps(data, indent=2, default=str)
-    if fmt == "markdown":
-        return _markdown(data)
+    if fmt in ("markdown", "html"):
+        from dcx_runbook.state import report, report_html
+
+        said = authority_said(data) or "no plan, no approvals required"
+        render = report.markdown if fmt == "markdown" else report_html.html
+        return render(data, events or [], said)
     return _text(data)
 
 
@@ -144,39 +149,5 @@ def _text(data: dict[str, Any]) -> str:
         out.append(
             f"rollback  {rb.get('started_at')} → {rb.get('finished_at')}: {rb.get('status')}"
             + (f" (exit {rb['exit_code']}): {rb.get('message', '')}" if "exit_code" in rb else "")
-        )
-    return "\n".join(out) + "\n"
-
-
-def _markdown(data: dict[str, Any]) -> str:
-    target = data.get("target") or {}
-    op = data.get("operator") or {}
-    out = [
-        f"## Runbook `{data['runbook']['name']}`: run `{data['run_id']}`",
-        "",
-        f"- **Target:** `{target.get('url', '-')}` (database `{target.get('database')}`, "
-        f"PostgreSQL {target.get('server_version', '?')})",
-        f"- **Operator:** {op.get('user')}@{op.get('host')}",
-        f"- **Outcome:** {data.get('status')} (exit {data.get('exit_code')}): {data.get('message', '')}",
-        f"- **Authority:** {authority_said(data) or 'no plan, no approvals required'}",
-        "",
-        "### Timeline (UTC)",
-        "",
-        "| time | step | status | notes |",
-        "|---|---|---|---|",
-        f"| {data.get('started_at')} | | run started | runbook sha256 `{data['runbook'].get('sha256', '')[:12]}` |",
-    ]
-    for step in data["steps"]:
-        notes = "; ".join(_step_lines(step)).replace("|", "\\|")
-        out.append(
-            f"| {step.get('started_at', '')} | `{step['id']}` | {step['status']} | {notes} |"
-        )
-    out.append(f"| {data.get('finished_at')} | | run finished | {data.get('status')} |")
-    for rb in data.get("rollbacks", []):
-        op2 = rb.get("operator") or {}
-        notes = str(rb.get("message", "")).replace("|", "\\|")
-        out.append(
-            f"| {rb.get('started_at')} | | rollback by {op2.get('user')} | {rb.get('status')} "
-            f"| {notes} |"
         )
     return "\n".join(out) + "\n"
