@@ -104,7 +104,7 @@ def test_the_confirmation_summarises_and_the_journal_keeps_the_waivers(
 
     assert outcome.exit_code == 0, outcome.message
     (question,) = reporter.questions
-    assert question.endswith("(lint: 1 warning, 1 waived)"), question
+    assert question.endswith("\nlint: 1 warning, 1 waived\nGo ahead?"), question
     # Every finding, the waived one with its reason, was said before the question.
     said = [e for e in reporter.events if e.type == "finding"]
     assert len(said) == 2 and any("[waived: the index is new" in (e.message or "") for e in said)

@@ -35,6 +35,7 @@ from dcx_runbook.engine.session import (
     runtime_for,
     target_view,
 )
+from dcx_runbook.engine.summary import question
 from dcx_runbook.engine.unwind import unwind
 from dcx_runbook.errors import ExitCode, JournalError, Refused, RunbookError, StepFailed, Stopped
 from dcx_runbook.format.loader import Loaded
@@ -134,7 +135,7 @@ def _run(
             return finish(
                 rt, Outcome(ExitCode.REFUSED, RunStatus.REFUSED, None, f"preflight failed: {exc}")
             )
-    if not confirmed(rt, options, _question(runbook, target, linted)):
+    if not confirmed(rt, options, _question(rt, target, linted, options)):
         return finish(rt, not_confirmed(rt))
     try:
         rt.record = _create_record(
@@ -155,12 +156,9 @@ def _run(
         rt.record.unlock()
 
 
-def _question(runbook: Runbook, target: dict[str, Any], linted: Linted) -> str:
+def _question(rt: Runtime, target: dict[str, Any], linted: Linted, options: Options) -> str:
     where = f"{identity.describe(target)} ({target['url']})" if target else "this machine"
-    return (
-        f"Run {runbook.name} ({len(runbook.steps)} steps) against {where}? "
-        f"(lint: {summary(linted.findings)})"
-    )
+    return question(rt, where, summary(linted.findings), options.skip)
 
 
 def _plan_out(
