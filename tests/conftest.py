@@ -81,7 +81,11 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def cli(
-    *args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 300
+    *args: str,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 300,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real `dcx-runbook` in a real process."""
     return subprocess.run(
@@ -92,6 +96,7 @@ def cli(
         input=input,
         timeout=timeout,
         check=False,
+        cwd=cwd,
     )
 
 

@@ -74,6 +74,13 @@ def show_plan(plan: Path) -> str:
     return shown(plan)
 
 
+def talks_to_database(ops: Sequence[Any]) -> bool:
+    """Whether any of these operations talks to the target database (its kind's trait)."""
+    from dcx_runbook.kinds import traits
+
+    return any(traits(op.kind).uses_connection for op in ops)
+
+
 def _planned_values(plan: Path) -> list[str]:
     """A plan's public values as --var arguments (a secret is only its keyed hash there: it
     comes from where it always does, and must match)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -28,42 +29,103 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, empty:
 
 
 def show_runbook(loaded: Loaded) -> None:
+    """Everything that decides what a run does: variables, the target and its guard, timeouts,
+    approvals, the checks, and each step's transaction mode, SQL, argv and files, as written
+    (`${...}` left as references: values are a run's, and secrets are never shown)."""
     rb = loaded.runbook
-    console = Console()
-    console.print(
-        f"[bold]{escape(rb.name)}[/]: {escape(rb.title)}  [dim]({escape(str(loaded.path))})[/]"
-    )
+    out = [f"{rb.name}: {rb.title}  ({loaded.path})"]
     if rb.description:
-        console.print(escape(rb.description.strip()))
-    if rb.vars:
-        console.print("\n[bold]variables[/]")
-        for name, var in rb.vars.items():
-            flags = [f for f, on in (("required", var.required), ("secret", var.secret)) if on]
-            source = f" from ${var.env}" if var.env else ""
-            default = (
-                f" (default {var.default!r})" if var.default is not None and not var.secret else ""
-            )
-            line = escape(f"  {name}{source}{default} {' '.join(flags)}")
-            console.print(f"{line}  [dim]{escape(var.description)}[/]")
-    if rb.preflight:
-        console.print(f"\n[bold]preflight[/]: {len(rb.preflight)} check(s)")
-        for check in rb.preflight:
-            console.print(f"  - {check.kind}: {escape(check.name or '')}")
-    console.print("\n[bold]steps[/]")
+        out.append(rb.description.strip())
+    out += _vars_lines(rb)
+    out += _target_lines(rb)
+    for title, checks in (("applies when", rb.applies_when), ("preflight", rb.preflight)):
+        if checks:
+            out += ["", f"{title}:", *(line for c in checks for line in _spec_lines(c, "  - "))]
+    out += ["", "steps:"]
     for i, step in enumerate(rb.steps, 1):
-        console.print(f"  {i}. [bold]{step.id}[/] {escape(step.title)}")
-        for phase in ("done_when", "precheck", "action", "verify"):
-            items = getattr(step, phase)
-            if items:
-                names = ", ".join(escape(x.name or x.kind) for x in items)
-                console.print(f"     {phase}: {names}")
-        if step.irreversible:
-            console.print(f"     [yellow]irreversible[/]: {escape(step.irreversible)}")
-        elif step.rollback is not None:
-            parts = (["restore files"] if step.rollback.restore_files else []) + [
-                escape(x.name or x.kind) for x in step.rollback.action
-            ]
-            console.print(f"     rollback: {', '.join(parts)}")
+        out += _step_lines(i, step)
+    Console(soft_wrap=True, highlight=False).print(escape("\n".join(out)))
+
+
+def _vars_lines(rb: Any) -> list[str]:
+    out = ["", "variables:"] if rb.vars else []
+    for name, var in rb.vars.items():
+        flags = [f for f, on in (("required", var.required), ("secret", var.secret)) if on]
+        source = f" from ${var.env}" if var.env else ""
+        default = (
+            f" (default {var.default!r})" if var.default is not None and not var.secret else ""
+        )
+        out.append(f"  {name}{source}{default} {' '.join(flags)}".rstrip())
+        if var.description:
+            out.append(f"      {' '.join(var.description.split())}")
+    return out
+
+
+def _target_lines(rb: Any) -> list[str]:
+    t = rb.target
+    if t is None:
+        return ["", "target: none: the steps act on this machine only"]
+    out = ["", "target:", f"  url: {t.url}"]
+    out.append(f"  database must be: {t.database}" if t.database else "  database: any (no guard)")
+    if t.system_identifier:
+        out.append(f"  server must be: system identifier {t.system_identifier}")
+    for name in ("lock_timeout", "statement_timeout", "attempts", "retry_budget"):
+        value = getattr(t, name)
+        out.append(f"  {name}: {value if value is not None else _DEFAULTS[name] + ' (default)'}")
+    out.append(f"  ledger schema: {t.ledger_schema or 'dcx_runbook (default)'}")
+    need = max(rb.requires_approval, t.requires_approval)
+    if need:
+        out.append(f"  requires approval: {need} signed approval(s) (docs/approvals.md)")
+    return out
+
+
+_DEFAULTS = {
+    "lock_timeout": "2s",
+    "statement_timeout": "60s",
+    "attempts": "5",
+    "retry_budget": "30s",
+}
+
+
+def _step_lines(n: int, step: Any) -> list[str]:
+    from dcx_runbook.api import talks_to_database
+
+    out = ["", f"  {n}. {step.id}: {step.title}"]
+    if talks_to_database(step.action):
+        mode = "one transaction with its verify" if step.transaction else "no transaction"
+        out.append(f"     its SQL runs in: {mode} (transaction: {str(step.transaction).lower()})")
+    for name in ("lock_timeout", "statement_timeout", "attempts", "retry_budget"):
+        if getattr(step, name) is not None:
+            out.append(f"     {name}: {getattr(step, name)}")
+    for phase in ("done_when", "precheck", "action", "verify"):
+        for spec in getattr(step, phase):
+            out += _spec_lines(spec, f"     {phase}: ")
+    if step.irreversible:
+        out.append(f"     irreversible: {' '.join(step.irreversible.split())}")
+    elif step.rollback is not None:
+        rb = step.rollback
+        if rb.restore_files:
+            out.append("     rollback: restore the exact bytes of every file it edited")
+        for phase in ("precheck", "action", "verify"):
+            for spec in getattr(rb, phase):
+                out += _spec_lines(spec, f"     rollback {phase}: ")
+    return out
+
+
+def _spec_lines(spec: Any, lead: str) -> list[str]:
+    """A check or operation as written: its kind and name, then every field it sets."""
+    data = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude_none=True)
+    kind, name = data.pop("kind"), data.pop("name", None)
+    out = [f"{lead}{kind}" + (f" ({name})" if name else "")]
+    pad = " " * (len(lead) + 2)
+    for key, value in data.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        body = text.strip().splitlines() or [""]
+        if len(body) == 1:
+            out.append(f"{pad}{key}: {body[0]}")
+        else:
+            out += [f"{pad}{key}:", *(f"{pad}  {line}" for line in body)]
+    return out
 
 
 def print_status(found: Mapping[str, Any]) -> None:
