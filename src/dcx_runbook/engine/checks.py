@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.errors import StepFailed
-from dcx_runbook.kinds import CHECKS
+from dcx_runbook.kinds import CHECKS, path_of
 from dcx_runbook.kinds.base import CheckResult, CheckSpec, Deferred
 from dcx_runbook.statuses import CheckStatus
 from dcx_runbook.template import TemplateError, render
@@ -46,12 +47,28 @@ def run_checks(
             result = CheckResult(False, f"{type(exc).__name__}: {_first_line(exc)}")
             errored = True
         _capture(rt, step_id, spec, result)
-        _check_event(rt, step_id, phase, label, result.ok, result.detail, spec, result.value)
+        said = result.detail + _simulated(rt, spec)
+        _check_event(rt, step_id, phase, label, result.ok, said, spec, result.value)
         if not result.ok:
             ok = False
             if fail_fast:
                 raise _failure(rt, step_id, phase, label, spec, result, errored)
     return ok
+
+
+def _simulated(rt: Runtime, spec: CheckSpec) -> str:
+    """In a dry run, a check that read a file an earlier planned edit changed in memory: its
+    result is the plan's, not the disk's, and it says so."""
+    if not rt.dry_run or not rt.overlay:
+        return ""
+    written = path_of(spec)
+    try:
+        path = Path(render(written, rt.values)) if written else None
+    except TemplateError:
+        return ""
+    if path is None or path not in rt.overlay:
+        return ""
+    return " (simulated: against the content planned for it, not the file on disk)"
 
 
 def deferred(rt: Runtime, step_id: str | None, phase: str, label: str, why: str) -> None:

@@ -126,14 +126,20 @@ class Preview:
         """Verify (deferred where it waits for this step's own action or an earlier one), the
         rollback that would undo the step, and how the step would end."""
         self.failures += _dry_checks(self.rt, step, "verify", step.verify, self.changing, own=True)
-        preview_rollback(self.rt, step)
+        preview_rollback(self.rt, step, prechecks=True)
         self.rt.emit("step_finished", step.id, status=outcome, message=said)
 
 
-def preview_rollback(rt: Runtime, step: Step) -> None:
-    """The planned rollback operations of a step, as events (dry runs of run and of rollback)."""
+def preview_rollback(rt: Runtime, step: Step, *, prechecks: bool = False) -> None:
+    """The planned rollback operations of a step, as events (dry runs of run and of rollback);
+    with `prechecks`, its rollback prechecks said as not evaluated (they check the state after
+    the step's change, which a dry run of the run has not made)."""
     if step.rollback is None:
         return
+    for spec in step.rollback.precheck if prechecks else ():
+        label = spec.name or f"{spec.kind} check"
+        why = "checked when the rollback runs, against the state the step's change leaves"
+        deferred(rt, step.id, "rollback.precheck", label, why)
     for op in step.rollback.action:
         try:
             message = next(iter(rt.plan([op], rt.context()))).describe()
@@ -149,14 +155,19 @@ def preview_rollback(rt: Runtime, step: Step) -> None:
 
 
 def _dry_all_hold(rt: Runtime, step: Step, changing: list[Step]) -> bool:
-    """True only when every already-done check ran now and held (a deferred one doesn't count)."""
+    """True only when every already-done check ran now and held; one that can't run yet is
+    said, with why, and doesn't count."""
+    held = True
     for spec in step.done_when:
-        if _depends_on(spec, changing, step, own=False):
-            return False
-        ok = one_check(rt, step.id, "done_when", spec, deferred_holds=False)
-        if not ok:
-            return False
-    return True
+        why = _depends_on(spec, changing, step, own=False)
+        if why:
+            label = spec.name or f"{spec.kind} check"
+            deferred(rt, step.id, "done_when", label, f"can't be evaluated yet: depends on {why}")
+            held = False
+            continue
+        if not one_check(rt, step.id, "done_when", spec, deferred_holds=False):
+            return False  # the step has work to do: the rest would tell nothing more
+    return held
 
 
 def _depends_on(spec: Any, changing: list[Step], step: Step, *, own: bool) -> str | None:

@@ -15,8 +15,9 @@ __all__ = ["sha256", "write_atomic"]  # re-exported: the file kinds' callers use
 def unified_diff(path: Path, before: bytes | None, after: bytes | None) -> str:
     a = (before or b"").decode(errors="replace").splitlines(keepends=True)
     b = (after or b"").decode(errors="replace").splitlines(keepends=True)
-    old = str(path) if before is not None else "/dev/null"
-    new = str(path) if after is not None else "/dev/null"
+    shown = str(path.absolute())  # which file, wherever the command ran
+    old = shown if before is not None else "/dev/null"
+    new = shown if after is not None else "/dev/null"
     lines = difflib.unified_diff(a, b, old, new)
     return "".join(
         line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
