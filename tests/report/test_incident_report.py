@@ -168,3 +168,27 @@ def test_a_run_that_waited_for_a_lock(
     assert sorted(bars(dom)) == sorted((s.step, s.phase) for s in line.segments)
     assert dom.count('class="lock-wait"') == len(line.marks)
     assert "Lock wait: " in dom and "blocked by" in dom
+
+
+def test_a_run_whose_process_died_is_said_so_not_running_exit_none(tmp_path: Path) -> None:
+    """A run whose process is gone rendered as `Outcome: running (exit None)`."""
+    import socket
+
+    from dcx_runbook.state import report
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a pid that is no process now
+    data = {
+        "run_id": "20261201T000000Z-abcdef",
+        "runbook": {"name": "gone", "sha256": "0" * 64},
+        "status": "running",
+        "exit_code": None,
+        "pid": ended.pid,
+        "operator": {"user": "oncall", "host": socket.gethostname()},
+        "steps": [{"id": "a", "title": "a", "status": "action_started"}],
+    }
+    text = report.markdown(data, [], "no plan, no approvals required")
+    assert "did not finish: its process is gone" in text
+    assert "`dcx-runbook rollback 20261201T000000Z-abcdef` settles what it left" in text
+    assert "None" not in text and "running (exit" not in text
+    assert "**Confirmed:** not recorded" in text

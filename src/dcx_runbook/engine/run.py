@@ -236,6 +236,9 @@ def _create_record(
         reason=rt.masker(options.reason) if options.reason else None,
     )
     data["lint"] = rt.masker.deep(journaled(linted))  # type: ignore[typeddict-item]
+    # Who said go, and how: at the prompt, or beforehand with --yes (the incident report says).
+    via = "fleet" if options.fleet else "--yes" if options.yes else "prompt"
+    data["confirmed"] = {"via": via, **(data["operator"] or {})}
     if rt.authority:  # the plan it ran, who approved it, or break-glass and why
         data["authority"] = rt.masker.deep(rt.authority)  # type: ignore[typeddict-item]
     return journal.create(data)

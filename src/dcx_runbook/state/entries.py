@@ -103,6 +103,7 @@ class RunData(TypedDict):
     reason: NotRequired[str | None]  # --reason
     # The plan it ran, its approvers, or break-glass and why (docs/approvals.md; format 2)
     authority: NotRequired[dict[str, Any] | None]
+    confirmed: NotRequired[dict[str, Any]]  # via (--yes or prompt), user, host
     lint: NotRequired[list[dict[str, Any]]]  # the lint's findings, waived ones with their reasons
     # A run this state directory learnt of from the target's ledger: run elsewhere.
     adopted: NotRequired[dict[str, Any] | None]

@@ -44,6 +44,27 @@ def outcome(data: dict[str, Any]) -> str:
     return f"{said}: {data['message']}" if data.get("message") else said
 
 
+def where(target: dict[str, Any]) -> str:
+    """The target as the record knows it: a run of this machine only has none."""
+    if not target:
+        return "this machine (no database target)"
+    return (
+        f"{target.get('url', '-')} (database {target.get('database', '?')}, PostgreSQL "
+        f"{target.get('server_version', '?')})"
+    )
+
+
+def confirmed_said(data: dict[str, Any]) -> str:
+    """Who said go, and how (not recorded by versions before the incident report)."""
+    said = data.get("confirmed")
+    if not said:
+        return "not recorded"
+    how = {"--yes": "with --yes", "fleet": "once for its whole fleet run"}.get(
+        str(said.get("via")), "at the prompt"
+    )
+    return f"{how}, by {said.get('user')}@{said.get('host')}"
+
+
 def stories(data: dict[str, Any], events: Sequence[dict[str, Any]]) -> list[StepStory]:
     """Each step of the record with what its events tell."""
     found = {
@@ -99,9 +120,9 @@ def markdown(data: dict[str, Any], events: Sequence[dict[str, Any]], authority: 
     out = [
         f"## Runbook `{data['runbook']['name']}`: run `{data['run_id']}`",
         "",
-        f"- **Target:** `{target.get('url', '-')}` (database `{target.get('database')}`, "
-        f"PostgreSQL {target.get('server_version', '?')})",
+        f"- **Target:** {where(target)}",
         f"- **Operator:** {op.get('user')}@{op.get('host')}",
+        f"- **Confirmed:** {confirmed_said(data)}",
         f"- **Outcome:** {_cell(outcome(data))}",
         f"- **Authority:** {authority}",
         f"- **Started:** {utc(data.get('started_at'))}; **finished:** {utc(data.get('finished_at'))}",

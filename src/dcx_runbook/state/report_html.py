@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from dcx_runbook.state.report import StepStory, outcome, stories, utc
+from dcx_runbook.state.report import StepStory, confirmed_said, outcome, stories, utc, where
 from dcx_runbook.state.timeline import Timeline, timeline
 
 WIDTH, LABELS, ROW, BAR = 960, 200, 28, 16
@@ -56,12 +56,9 @@ def _facts(data: dict[str, Any], authority: str) -> str:
     op = data.get("operator") or {}
     rows = [
         ("Outcome", outcome(data)),
-        (
-            "Target",
-            f"{target.get('url', '-')} (database {target.get('database')}, "
-            f"PostgreSQL {target.get('server_version', '?')})",
-        ),
+        ("Target", where(target)),
         ("Operator", f"{op.get('user')}@{op.get('host')}"),
+        ("Confirmed", confirmed_said(data)),
         ("Authority", authority),
         ("Started", utc(data.get("started_at"))),
         ("Finished", utc(data.get("finished_at"))),
