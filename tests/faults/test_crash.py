@@ -471,10 +471,10 @@ def assert_restored(crash: Crash, schema_before: str, files_before: dict[str, An
 
 
 def run_status() -> str:
-    """The latest run's status as `dcx-runbook runs` shows it."""
-    listed = cli("runs", "--output", "json")
+    """The latest run's status as `dcx-runbook runs` shows it: piped, the status field."""
+    listed = cli("runs")
     assert listed.returncode == 0, listed.stderr
-    return str(json.loads(listed.stdout.splitlines()[0])["status"])
+    return listed.stdout.splitlines()[0].split("\t")[3]
 
 
 @pytest.mark.parametrize(("kind", "phase"), list(cases()))
@@ -493,6 +493,8 @@ def test_kill_9_in_any_phase_of_any_kind_then_rollback_restores_everything(
     assert run_status() == "running"  # its process holds the run's lock
     crash.kill9(proc, "run")
     assert run_status() == "running (its process is gone: rollback to finish)"
+    row = json.loads(cli("runs", "-o", "json").stdout.splitlines()[0])
+    assert (row["status"], row["process_gone"]) == ("running", True)  # typed, for machines
     # The ledger never says applied for a change that rolled back, nor lacks one that committed:
     # a step all in one transaction has its row written with its COMMIT (pending until then);
     # any other, its intent before its first effect, and its result with the next ledger write
