@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import cli
+from tests.support.terminal import converse, screen_lines
 
 
 def test_list_reads_without_pydantic() -> None:
@@ -28,6 +29,22 @@ def test_a_file_that_is_not_a_runbook_is_listed_as_such(tmp_path: Path) -> None:
     (tmp_path / "ok.yaml").write_text("name: ok\ntitle: fine\nsteps: [{id: a, title: a}]\n")
     done = cli("list", "--runbooks-dir", str(tmp_path), env={"COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
-    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
-    assert "not readable: run `dcx-runbook validate`" in lines["broken"]
-    assert "fine" in lines["ok"] and " 1 " in lines["ok"]
+    # Piped: a tab-separated line per runbook (name, title, steps, where found).
+    rows = {line.split("\t")[0]: line.split("\t") for line in done.stdout.splitlines()}
+    assert rows["broken"][1:3] == ["(not readable: run `dcx-runbook validate`)", "?"]
+    assert rows["ok"][1:3] == ["fine", "1"]
+
+
+def test_on_a_terminal_no_word_is_broken(tmp_path: Path) -> None:
+    """Every table, not only `runs`: a long title ends in an ellipsis on its own line, never
+    wraps onto the next."""
+    long_title = "a title long enough to overflow an eighty column terminal " * 2
+    (tmp_path / "long-one.yaml").write_text(
+        f"name: long-one\ntitle: {long_title.strip()}\nsteps: [{{id: a, title: a}}]\n"
+    )
+    code, out = converse(["list", "--runbooks-dir", str(tmp_path)], [], {"COLUMNS": "80"})
+    assert code == 0, out
+    lines = screen_lines(out)
+    (row,) = [line for line in lines if line.startswith("long-one ")]
+    assert len(row) <= 80 and "…" in row
+    assert not any(line.startswith("  ") and "eighty" in line for line in lines)

@@ -56,6 +56,6 @@ def test_list_names_it_invalid_without_parsing_it(books: Path) -> None:
     done = cli("list", "--runbooks-dir", str(books))
 
     assert done.returncode == 0, done.stderr
-    (row,) = [line for line in done.stdout.splitlines() if line.startswith("huge ")]
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith("huge\t")]
     assert "(not readable: run `dcx-runbook validate`)" in row, row
     assert "a valid runbook past the size limit" not in done.stdout

@@ -16,16 +16,45 @@ if TYPE_CHECKING:
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str) -> None:
+    """A table on a terminal: a line per row, never a word or an id broken (the first column,
+    a name or an id, is never cut; a cell that doesn't fit ends in an ellipsis). Piped: a line
+    per row, its fields separated by tabs, for grep, cut and awk."""
+    import sys
+
+    if not sys.stdout.isatty():
+        if not rows and empty:
+            print(empty)
+        for row in rows:
+            print("\t".join(" ".join(str(cell).split()) for cell in row))
+        return
     console = Console()
     if not rows:
         console.print(empty)
         return
+    cells = [[" ".join(str(cell).split()) for cell in row] for row in rows]
+    widths = _fit(
+        [max(len(c), *(len(r[n]) for r in cells)) for n, c in enumerate(columns)], console.width
+    )
     table = Table(box=None, pad_edge=False)
-    for column in columns:
-        table.add_column(column, no_wrap=column in ("run_id", "name"), overflow="fold")
-    for row in rows:
+    for n, (column, width) in enumerate(zip(columns, widths, strict=True)):
+        first = width if n == 0 else None  # the name or id: never cut
+        table.add_column(column, no_wrap=True, overflow="ellipsis", width=width, min_width=first)
+    for row in cells:
         table.add_row(*(escape(cell) for cell in row))
     console.print(table)
+
+
+def _fit(widths: list[int], room: int) -> list[int]:
+    """Column widths that fit the terminal: the widest column but the first (a name or an id,
+    never cut) gives way first, down to 8 characters."""
+    widths = list(widths)
+    room -= 2 * (len(widths) - 1)  # rich pads each cell with a space on either side
+    while sum(widths) > room:
+        widest = max(range(1, len(widths)), key=lambda n: widths[n], default=None)
+        if widest is None or widths[widest] <= 8:
+            break
+        widths[widest] -= 1
+    return widths
 
 
 def show_runbook(loaded: Loaded) -> None:
