@@ -118,6 +118,8 @@ def test_a_failed_and_unwound_run(tmp_path: Path, database_url: str, _isolate: P
     assert done.returncode == 1, done.stderr
     run_id = json.loads(done.stdout.splitlines()[-1])["detail"]["run_id"]
     dom, logged, events = report(run_id, _isolate, tmp_path)
+    kept = _isolate / "runs" / f"{run_id}.events.jsonl"
+    assert kept.stat().st_mode & 0o777 == 0o600  # as private as the journal
     assert ":CONSOLE" not in logged, logged  # no script error, no blocked request
     drawn = bars(dom)
     line = timeline(events)

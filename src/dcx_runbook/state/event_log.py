@@ -7,6 +7,7 @@ it stops nothing (the journal is the record)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,8 +30,9 @@ class EventLog:
         if self.broken:
             return
         try:
-            if self._file is None:
-                self._file = self.path.open("a", encoding="utf-8")
+            if self._file is None:  # 0600, as the journal: its values are the operator's
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                self._file = os.fdopen(fd, "a", encoding="utf-8")
             self._file.write(json.dumps(event, default=str) + "\n")
             self._file.flush()
         except OSError:
