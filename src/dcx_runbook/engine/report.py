@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dcx_runbook.clock import now
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.engine.scope import Pending, said, still_applied
 from dcx_runbook.engine.session import Outcome, report_end
-from dcx_runbook.errors import ExitCode
+from dcx_runbook.errors import ExitCode, JournalError
 from dcx_runbook.format.model import Step
 from dcx_runbook.reporters.base import Reporter
+from dcx_runbook.state.entries import new_rollback
 from dcx_runbook.state.journal import Journal
 from dcx_runbook.statuses import RunStatus
 from dcx_runbook.target import identity
@@ -49,6 +51,7 @@ class Report:
         """The run has no step still applied (it unwound itself, was rolled back meanwhile, or
         never changed anything)."""
         message = f"run {run.run_id} has no step still applied: nothing to undo"
+        settle(self.rt, run, message)
         return self.end(Outcome(ExitCode.OK, RunStatus.NOTHING_TO_UNDO, run.run_id, message))
 
     def end(self, outcome: Outcome, standing: Standing | None = None) -> Outcome:
@@ -62,6 +65,24 @@ class Report:
             )
         outcome.still_applied = list(dict.fromkeys(s for r in left for s in r["steps"]))
         return report_end(self.rt, outcome, {"still_applied_runs": left + elsewhere})
+
+
+def settle(rt: Runtime, run: Pending, message: str) -> None:
+    """A run said running whose process died before it changed anything: its record says this
+    rollback found nothing to undo, so `status` stops calling it interrupted. (Its lock is this
+    rollback's: a run still at work was refused before.)"""
+    if rt.dry_run or run.record.data.get("status") != RunStatus.RUNNING:
+        return
+    entry = new_rollback()
+    entry["status"] = RunStatus.NOTHING_TO_UNDO
+    entry["finished_at"] = now()
+    entry["exit_code"] = 0
+    entry["message"] = message
+    run.record.data.setdefault("rollbacks", []).append(entry)
+    try:
+        run.record.snapshot()
+    except JournalError as exc:
+        rt.emit("log", message=f"the journal could not record that {run.run_id} is settled: {exc}")
 
 
 def name_others(context: Report, run: Pending) -> None:
