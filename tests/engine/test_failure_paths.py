@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from dcx_runbook.state.journal import Journal
 from dcx_runbook.target import db as dcx_db
 from tests.conftest import write_runbook
 from tests.support import inprocess
+from tests.support.blocker import lock_held
 from tests.support.ledger import CREDIT, balance, wallet
 
 CREATE_T = {
@@ -230,21 +229,9 @@ def test_a_shell_operation_runs_once_across_lock_retries(
         "rollback": {"action": [{"kind": "sql", "sql": "ALTER TABLE busy DROP COLUMN note"}]},
     }
     path = write_runbook(tmp_path / "rb.yaml", "retry-shell", [step])
-    holding = threading.Event()
-
-    def blocker() -> None:
-        with psycopg.connect(database_url) as conn:
-            conn.execute("LOCK TABLE busy IN ACCESS SHARE MODE")
-            holding.set()
-            time.sleep(1.5)
-            conn.rollback()
-
-    thread = threading.Thread(target=blocker)
-    thread.start()
-    holding.wait()
     reporter = Collecting()
-    outcome = run_in_process(path, database_url, tmp_path / "state", reporter)
-    thread.join()
+    with lock_held(database_url, "busy"):
+        outcome = run_in_process(path, database_url, tmp_path / "state", reporter)
     assert outcome.exit_code == ExitCode.OK, outcome.message
     assert any(e.type == "lock_wait" for e in reporter.events), "the blocker was never met"
     assert counter.read_text() == "ran\n"

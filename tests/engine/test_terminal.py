@@ -2,49 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import select
-import subprocess
-import sys
-import time
-
 from tests.conftest import schema_dump, snapshot
 from tests.engine.conftest import MIXED, Mixed
-from tests.support.terminal import plain
+from tests.support.terminal import converse, plain
 
 
 def on_a_terminal(args: list[str], answer: bytes, env: dict[str, str]) -> tuple[int, str]:
-    """Run the CLI with stdin, stdout and stderr on a pseudo-terminal; answer its prompt."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dcx_runbook", *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env={**os.environ, **env},
-        close_fds=True,
-    )
-    os.close(slave)
-    output, answered, deadline = b"", False, time.monotonic() + 120
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            output += chunk
-            if not answered and b"[y/n]" in output:
-                os.write(master, answer)
-                answered = True
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    return proc.returncode, output.decode(errors="replace")
+    """Run the CLI on a pseudo-terminal and answer its confirmation."""
+    return converse(args, [(b"[y/n]", answer)], env)
 
 
 def test_yes_at_the_prompt_runs_with_the_live_view(mixed: Mixed) -> None:

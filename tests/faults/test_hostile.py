@@ -148,7 +148,7 @@ def test_secrets_never_reach_output_json_journal_or_logs(
     record(cli("rollback", "--dry-run", "--database-url", url, env=env))
     record(cli("rollback", "--yes", "--database-url", url, env=env))
     record(cli("runs"))
-    for fmt in ("text", "json", "markdown"):
+    for fmt in ("text", "json", "markdown", "html"):  # the incident report, from the events too
         record(cli("log", run_id, "--format", fmt))
     record(
         cli(

@@ -9,8 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import psycopg
@@ -19,6 +17,7 @@ import pytest
 from dcx_runbook.state.event_log import read
 from dcx_runbook.state.timeline import timeline
 from tests.conftest import cli, write_runbook
+from tests.support.blocker import lock_held
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
@@ -147,20 +146,8 @@ def test_a_run_that_waited_for_a_lock(
         "rollback": {"action": [{"kind": "sql", "sql": "ALTER TABLE busy DROP COLUMN note"}]},
     }
     path = write_runbook(tmp_path / "busy.yaml", "busy", [step])
-    holding = threading.Event()
-
-    def blocker() -> None:
-        with psycopg.connect(database_url) as conn:
-            conn.execute("LOCK TABLE busy IN ACCESS SHARE MODE")
-            holding.set()
-            time.sleep(1.5)
-            conn.rollback()
-
-    thread = threading.Thread(target=blocker)
-    thread.start()
-    holding.wait()
-    done = cli("run", str(path), "--yes", "-o", "json", env={"DATABASE_URL": database_url})
-    thread.join()
+    with lock_held(database_url, "busy"):
+        done = cli("run", str(path), "--yes", "-o", "json", env={"DATABASE_URL": database_url})
     assert done.returncode == 0, done.stderr
     run_id = json.loads(done.stdout.splitlines()[-1])["detail"]["run_id"]
     dom, logged, events = report(run_id, _isolate, tmp_path)

@@ -53,8 +53,12 @@ def authority(
         )
     from dcx_runbook import signing
 
-    verdict = signing.check(
-        planning.given_path, Path(options.allowed_signers), need, signing.operator_keys()
+    verdict = signing.check(  # the bytes the plan checks read: what is judged is what runs
+        planning.given_path,
+        Path(options.allowed_signers),
+        need,
+        signing.operator_keys(),
+        planning.given_bytes,
     )
     verdict.enforce()
     return {"required": need, "approved_by": verdict.approvers, **plan}

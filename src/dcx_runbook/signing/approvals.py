@@ -141,12 +141,19 @@ def approve(plan: Path, key: Path) -> Approval:
     return approval
 
 
-def check(plan: Path, allowed_signers: Path, required: int, operator: set[str]) -> Verdict:
+def check(
+    plan: Path,
+    allowed_signers: Path,
+    required: int,
+    operator: set[str],
+    plan_bytes: bytes | None = None,
+) -> Verdict:
     """Judge every approval of `plan`: counted once per principal, when a key the allowed signers
-    file knows signed this very plan and that key is not the operator's own."""
+    file knows signed this very plan and that key is not the operator's own. `plan_bytes`: the
+    plan as the caller already read it (and will run it), so what is judged is what runs."""
     if required < 0:
         raise InvalidInput(f"the number of required approvals must be 0 or more, not {required}")
-    plan_bytes = _read_plan(plan)
+    plan_bytes = _read_plan(plan) if plan_bytes is None else plan_bytes
     digest = _sha256(plan_bytes)
     sig_file = _load(sig_path(plan))
     if required == 0 and not allowed_signers.exists():
