@@ -6,7 +6,7 @@ export DCX_TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 export DCX_TEST_NODE_CACHE ?= $(CURDIR)/.cache/nodetools
 export DCX_REQUIRE_DB ?= 1
 
-.PHONY: install demo test test-fast lint db node-tools browser bench clean
+.PHONY: install demo test test-fast lint db node-tools browser peers bench clean
 
 $(BIN)/dcx-runbook: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,14 @@ browser:
 	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
 	  echo "chromium missing: the incident report's browser tests will be skipped"
 
+# The engine benchmark's peers (benchmarks/peers.py): Sqitch and its PostgreSQL driver from
+# Debian's packages, Liquibase (the npm package, pinned there: the whole distribution and the
+# PostgreSQL JDBC driver, run on the installed JDK) into .cache/peers. It never fails: a peer that
+# can't be installed is reported by the benchmark, and by its smoke test, with the reason.
+export DCX_BENCH_PEERS_DIR ?= $(CURDIR)/.cache/peers
+peers: install
+	@$(BIN)/python benchmarks/peers.py install
+
 node-tools: install
 	@if command -v npm >/dev/null; then \
 	  $(BIN)/python -c 'import os, pathlib; from tests.support.nodetools import ensure_node_tools as e; \
@@ -52,7 +60,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: install db node-tools browser lint
+test: install db node-tools browser peers lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 # The quick loop while editing: no node tools, and neither the `slow` tests (fault matrices, lock
@@ -60,8 +68,9 @@ test: install db node-tools browser lint
 test-fast: install db lint
 	$(BIN)/pytest -q -m "not slow and not node" $(PYTEST_ARGS)
 
-bench: install db
-	$(BIN)/python benchmarks/run.py
+# BENCH_ARGS: e.g. `--only engine --sizes 10,100 --peers none` (benchmarks/run.py --help).
+bench: install db peers
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""dcx-runbook benchmarks: startup, engine overhead against psql, writer stall under a blocked DDL,
-the wallet fix end to end, and fleets. Prints a table and writes benchmarks/results/latest.json.
+"""dcx-runbook benchmarks: startup, the engine's run and rollback against its peers (bare
+psycopg, psql, Sqitch, Liquibase: benchmarks/peers.py), the lint, the ledger, `runs`, fleets,
+writer stall under a blocked DDL, and the wallet fix end to end; then issue 19's goals, each with
+its figure. Prints a table and writes benchmarks/results/latest.json.
 
-    python benchmarks/run.py            # the full run (make bench)
+    python benchmarks/run.py            # the full run (make bench, after make peers)
     python benchmarks/run.py --smoke    # every benchmark at its smallest size (CI keeps them working)
+    python benchmarks/run.py --only engine --sizes 10,100 --peers none   # a quick look
 
 Needs a PostgreSQL admin URL in $DCX_BENCH_DATABASE_URL (default: postgres@127.0.0.1:5432) and psql.
 Numbers are medians of repeated runs or ratios measured in the same run, never single timings."""
@@ -31,6 +34,8 @@ import psycopg
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402  (benchmarks/peers.py)
+
 import fleet  # noqa: E402  (benchmarks/fleet.py)
 import ledger  # noqa: E402  (benchmarks/ledger.py)
 
@@ -84,29 +89,18 @@ def bench_startup(repeat: int) -> dict[str, Any]:
 
 
 def generated(n: int, tmp: Path) -> tuple[Path, Path]:
-    steps, sql = [], []
+    """The runbook of n steps (benchmarks/peers.py's statements) and psql's file of the same."""
+    steps = []
     for i in range(n):
         steps.append(
             {
                 "id": f"s{i}",
                 "title": f"step {i}",
-                "precheck": [{"kind": "sql", "query": "SELECT 1", "expect": 1}],
-                "action": [{"kind": "sql", "sql": f"INSERT INTO bench VALUES ({i})"}],
-                "verify": [
-                    {
-                        "kind": "sql",
-                        "query": f"SELECT count(*) FROM bench WHERE id = {i}",
-                        "expect": 1,
-                    }
-                ],
-                "rollback": {
-                    "action": [{"kind": "sql", "sql": f"DELETE FROM bench WHERE id = {i}"}]
-                },
+                "precheck": [{"kind": "sql", "query": peers.precheck(i), "expect": 1}],
+                "action": [{"kind": "sql", "sql": peers.action(i)}],
+                "verify": [{"kind": "sql", "query": peers.verify(i), "expect": 1}],
+                "rollback": {"action": [{"kind": "sql", "sql": peers.undo(i)}]},
             }
-        )
-        sql.append(
-            f"SELECT 1;\nBEGIN;\nINSERT INTO bench VALUES ({i});\n"
-            f"SELECT count(*) FROM bench WHERE id = {i};\nCOMMIT;\n"
         )
     runbook = {
         "name": f"bench-{n}",
@@ -117,78 +111,146 @@ def generated(n: int, tmp: Path) -> tuple[Path, Path]:
     }
     yaml_path, sql_path = tmp / f"bench-{n}.yaml", tmp / f"bench-{n}.sql"
     yaml_path.write_text(yaml.safe_dump(runbook, sort_keys=False))
-    sql_path.write_text("".join(sql))
+    sql_path.write_text(peers.forward_sql(n))
     return yaml_path, sql_path
 
 
-BARE = [PY, str(ROOT / "benchmarks" / "bare_psycopg.py")]
+# Sqitch runs a psql process per script, some 90 s for 1,000 changes: measured once at that size
+# (interleaved with the first repetition of the others), not seven times.
+SINGLE_SAMPLE_FROM = {"sqitch": 1000}
+# The tools whose failure is the benchmark's: a peer's is reported, and the run goes on.
+OURS = ("dcx", "bare_psycopg", "psql")
 
 
-def bench_engine(sizes: list[int], repeat: int) -> dict[str, Any]:
-    """Whole processes, start-up included, of three tools running the same statements: psql,
-    bare psycopg (the floor of any Python tool) and dcx-runbook with its journal on. The per-step
-    cost is the slope between two sizes, the fixed cost what is left at N = 0."""
-    out: dict[str, Any] = {}
+class ToolFailed(RuntimeError):
+    pass
+
+
+def measure(cmd: peers.Command) -> tuple[float, int]:
+    """A whole process's wall time and its peak RSS in KiB (`wait4`'s ru_maxrss: the process's
+    own or its largest waited-for child's, as Liquibase's script waits on its JVM)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd.argv, stdout=out, stderr=err, env={**os.environ, **cmd.env}, cwd=cmd.cwd
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            out.seek(0)
+            tail = err.read().decode(errors="replace") or out.read().decode(errors="replace")
+            lines = [line for line in tail.strip().splitlines() if line.strip()][-3:]
+            raise ToolFailed(
+                f"{Path(cmd.argv[0]).name} exited {proc.returncode}: " + " / ".join(lines)
+            )
+    return elapsed, usage.ru_maxrss
+
+
+def bench_engine(sizes: list[int], repeat: int, peer_keys: list[str] | None) -> dict[str, Any]:
+    """Whole processes, start-up included: dcx-runbook and its peers (benchmarks/peers.py) run
+    the same generated steps forward and back, interleaved so that drift hits every tool, median
+    of `repeat`. The per-step cost is the slope between two sizes, the fixed cost what is left at
+    N = 0. A peer not installed, or failing, is reported so, never left out."""
+    tools = peers.tools(PY, CLI, generated, peer_keys)
+    status: dict[str, str | None] = {t.key: t.missing for t in tools}
+    out: dict[str, Any] = {
+        "sizes": sizes,
+        "repeat": repeat,
+        "tools": {t.key: {"name": t.name, "run": t.run, "rollback": t.rollback} for t in tools},
+    }
     with tempfile.TemporaryDirectory() as tmp_name, Scratch() as url:
         tmp = Path(tmp_name)
-        env = {"DCX_RUNBOOK_STATE_DIR": str(tmp / "state")}  # the journal is on
-        reset = [
-            "psql",
-            "-X",
-            "-q",
-            url,
-            "-c",
-            "DROP TABLE IF EXISTS bench; CREATE TABLE bench (id int)",
-        ]
-        for n in sizes:
-            yaml_path, sql_path = generated(n, tmp)
-            commands = {
-                "psql": (
-                    ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", str(sql_path)],
-                    None,
-                ),
-                "bare_psycopg": ([*BARE, url, str(sql_path)], None),
-                "dcx": (
-                    [
-                        *CLI,
-                        "run",
-                        str(yaml_path),
-                        "--yes",
-                        "--output",
-                        "json",
-                        "--database-url",
-                        url,
-                    ],
-                    env,
-                ),
-            }
-            times: dict[str, list[float]] = {tool: [] for tool in commands}
-            for _ in range(repeat):
-                for tool, (argv, tool_env) in commands.items():  # interleaved: drift hits all three
-                    subprocess.run(reset, check=True, capture_output=True)
-                    times[tool].append(timed(argv, tool_env))
-            row = {f"{tool}_seconds": statistics.median(ts) for tool, ts in times.items()}
-            row["ratio"] = row["dcx_seconds"] / row["psql_seconds"]
-            row["bare_psycopg_ratio"] = row["bare_psycopg_seconds"] / row["psql_seconds"]
-            row["validate_seconds"] = median_of([*CLI, "validate", str(yaml_path)], repeat)
-            out[str(n)] = row
+        with psycopg.connect(url, autocommit=True) as conn:
+
+            def once(
+                key: str, n: int, run: peers.Command, back: peers.Command
+            ) -> tuple[float, float, int]:
+                conn.execute("DROP TABLE IF EXISTS bench; CREATE TABLE bench (id int)")
+                run_s, rss = measure(run)
+                rows = conn.execute("SELECT count(*) FROM bench").fetchone()
+                if not rows or rows[0] != n:
+                    raise ToolFailed(f"its run left {rows[0] if rows else '?'} rows, not {n}")
+                back_s, _ = measure(back)
+                rows = conn.execute("SELECT count(*) FROM bench").fetchone()
+                if not rows or rows[0] != 0:
+                    raise ToolFailed(f"its rollback left {rows[0] if rows else '?'} of {n} rows")
+                return run_s, back_s, rss
+
+            def failed(key: str, n: int, exc: ToolFailed) -> None:
+                if key in OURS:
+                    raise RuntimeError(f"{key} at N={n}: {exc}") from exc
+                status[key] = f"can't run: at N={n}: {exc}"
+
+            for index, n in enumerate(sizes):
+                commands = {t.key: t.commands(n, tmp, url) for t in tools if status[t.key] is None}
+                if index == 0:  # untimed: each tool's registry or ledger created, caches warm
+                    for key, (run, back) in commands.items():
+                        try:
+                            once(key, n, run, back)
+                        except ToolFailed as exc:
+                            failed(key, n, exc)
+                samples: dict[str, dict[str, list[float]]] = {
+                    key: {"run": [], "rollback": [], "rss": []} for key in commands
+                }
+                for rep in range(repeat):
+                    for key, (run, back) in commands.items():  # interleaved
+                        if status[key] is not None:
+                            continue
+                        if rep > 0 and n >= SINGLE_SAMPLE_FROM.get(key, n + 1):
+                            continue
+                        try:
+                            run_s, back_s, rss = once(key, n, run, back)
+                        except ToolFailed as exc:
+                            failed(key, n, exc)
+                            continue
+                        samples[key]["run"].append(run_s)
+                        samples[key]["rollback"].append(back_s)
+                        samples[key]["rss"].append(rss)
+                row: dict[str, Any] = {}
+                for t in tools:
+                    got = samples.get(t.key)
+                    if status[t.key] is not None or not got or not got["run"]:
+                        row[t.key] = status[t.key] or "not run"
+                        continue
+                    row[t.key] = {
+                        "run_seconds": statistics.median(got["run"]),
+                        "rollback_seconds": statistics.median(got["rollback"]),
+                        "samples": len(got["run"]),
+                        "peak_rss_kib": max(got["rss"]),
+                    }
+                dcx = row["dcx"]
+                for t in tools[1:]:
+                    if isinstance(row[t.key], dict):
+                        row[t.key]["run_over_dcx"] = row[t.key]["run_seconds"] / dcx["run_seconds"]
+                        row[t.key]["rollback_over_dcx"] = (
+                            row[t.key]["rollback_seconds"] / dcx["rollback_seconds"]
+                        )
+                yaml_path, _ = generated(n, tmp)
+                row["validate_seconds"] = median_of([*CLI, "validate", str(yaml_path)], repeat)
+                out[str(n)] = row
+    out["status"] = {key: state or "measured" for key, state in status.items()}
     for a, b in itertools.pairwise(sizes):
-        slope = {
-            tool: (out[str(b)][f"{tool}_seconds"] - out[str(a)][f"{tool}_seconds"]) / (b - a)
-            for tool in ("psql", "bare_psycopg", "dcx")
-        }
-        out[f"per_step_{a}_to_{b}"] = {
-            **{f"{tool}_seconds": s for tool, s in slope.items()},
-            **{
-                f"{tool}_fixed_seconds": out[str(a)][f"{tool}_seconds"] - a * s
-                for tool, s in slope.items()
-            },
-            "ratio": slope["dcx"] / slope["psql"],
-            "bare_psycopg_ratio": slope["bare_psycopg"] / slope["psql"],
-            "engine_over_bare_psycopg": slope["dcx"] / slope["bare_psycopg"],
-        }
+        span: dict[str, Any] = {}
+        for t in tools:
+            ra, rb = out[str(a)][t.key], out[str(b)][t.key]
+            if not (isinstance(ra, dict) and isinstance(rb, dict)):
+                span[t.key] = ra if isinstance(ra, str) else rb
+                continue
+            span[t.key] = {}
+            for what in ("run", "rollback"):
+                slope = (rb[f"{what}_seconds"] - ra[f"{what}_seconds"]) / (b - a)
+                span[t.key][f"{what}_seconds"] = slope
+                span[t.key][f"{what}_fixed_seconds"] = ra[f"{what}_seconds"] - a * slope
+        dcx, bare = span["dcx"], span["bare_psycopg"]
+        span["engine_over_bare_psycopg"] = dcx["run_seconds"] / bare["run_seconds"]
+        span["rollback_over_bare_psycopg"] = dcx["rollback_seconds"] / bare["rollback_seconds"]
+        out[f"per_step_{a}_to_{b}"] = span
     if "100" in out and "1000" in out:
-        out["growth_1000_over_100"] = out["1000"]["dcx_seconds"] / out["100"]["dcx_seconds"]
+        out["growth_1000_over_100"] = (
+            out["1000"]["dcx"]["run_seconds"] / out["100"]["dcx"]["run_seconds"]
+        )
     return out
 
 
@@ -280,6 +342,13 @@ def bench_lock_stall(block_for: float, writers: int = 4) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- 4. wallet fix
 
 
+def node_steps_of_wallet_fix() -> list[str]:
+    """The steps of wallet-fix that need the frontend's Node packages, those the runbook has."""
+    runbook = yaml.safe_load((ROOT / "runbooks" / "wallet-fix.yaml").read_text())
+    ids = {step["id"] for step in runbook["steps"]}
+    return [s for s in ("prisma-generate", "typescript-check", "wallet-test-suites") if s in ids]
+
+
 def bench_wallet(repeat: int, with_node: bool = True) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from tests.support.nodetools import ensure_node_tools, link_node_modules
@@ -304,7 +373,7 @@ def bench_wallet(repeat: int, with_node: bool = True) -> dict[str, Any]:
                     link_node_modules(frontend, tools)
                     env = {**tools.env, **env}
                 else:
-                    skip = ["--skip", "prisma-generate", "--skip", "typescript-check"]
+                    skip = [a for s in node_steps_of_wallet_fix() for a in ("--skip", s)]
                 skip += [a for s in MANUAL_STEPS for a in ("--skip", s)]  # a person's work
                 args = ["--yes", "--database-url", url]
                 runs.append(
@@ -383,21 +452,36 @@ def main() -> int:
         help=f"comma-separated sections to run (default: all of {', '.join(SECTIONS)})",
     )
     parser.add_argument(
+        "--peers",
+        default=",".join(peers.PEER_KEYS),
+        help="the engine section's peers (bare_psycopg and psql always run; 'none' for no other)",
+    )
+    parser.add_argument(
+        "--sizes", help="the engine section's step counts, comma-separated (default 10,100,1000)"
+    )
+    parser.add_argument(
         "--output", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json"
     )
     args = parser.parse_args()
+    chosen = [p.strip() for p in args.peers.split(",") if p.strip() and p.strip() != "none"]
+    if set(chosen) - set(peers.PEER_KEYS):
+        parser.error(f"unknown peer(s) in --peers; expected {', '.join(peers.PEER_KEYS)}")
+    sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else None
+    if sizes is not None and (len(sizes) < 2 or sizes != sorted(set(sizes)) or sizes[0] < 1):
+        parser.error("--sizes: at least two increasing step counts")
     smoke = args.smoke
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; expected {', '.join(SECTIONS)}")
-    results: dict[str, Any] = {"machine": machine()}
+    results: dict[str, Any] = {"machine": machine(), "smoke": smoke}
     # The smoke test must not write outside its temporary directory: it measures nothing anyway.
     results["machine"]["bytecode"] = "as found" if smoke else compile_bytecode()
     if "startup" in only:
         results["startup"] = bench_startup(1 if smoke else 15)
     if "engine" in only:
-        results["engine"] = bench_engine([2, 10] if smoke else [10, 100, 1000], 1 if smoke else 7)
+        default_sizes = [2, 10] if smoke else [10, 100, 1000]
+        results["engine"] = bench_engine(sizes or default_sizes, 1 if smoke else 7, chosen)
     if "lint" in only:
         results["lint"] = bench_lint(100 if smoke else 1000, 1 if smoke else 7)
     if "ledger" in only:
@@ -413,6 +497,7 @@ def main() -> int:
         results["lock_stall"] = bench_lock_stall(2.0 if smoke else 10.0)
     if "wallet_fix" in only:
         results["wallet_fix"] = bench_wallet(1 if smoke else 3, with_node=not smoke)
+    results["goals"] = goals(results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))
     print(table(results))
@@ -488,6 +573,8 @@ def table(r: dict[str, Any]) -> str:
     ):
         if section in r:
             lines += render(r[section])
+    if "goals" in r and ("engine" in r or "startup" in r):  # every goal comes from those two
+        lines += _goals_lines(r["goals"], r.get("smoke", False))
     return "\n".join(lines)
 
 
@@ -499,31 +586,180 @@ def _startup_lines(startup: dict[str, Any]) -> list[str]:
 
 
 def _engine_lines(engine: dict[str, Any]) -> list[str]:
-    lines = ["engine overhead (median; whole processes; dcx-runbook's journal on)"]
-    for n, row in engine.items():
-        if n.isdigit():
-            lines.append(
-                f"  N={n:<5} psql {row['psql_seconds']:.3f}s  "
-                f"bare psycopg {row['bare_psycopg_seconds']:.3f}s  "
-                f"dcx-runbook {row['dcx_seconds']:.3f}s  ratio {row['ratio']:.2f}x  "
-                f"validate {row['validate_seconds']:.3f}s"
+    tools = engine["tools"]
+    peer_keys = [k for k in tools if k != "dcx"]
+    sizes = [str(n) for n in engine["sizes"]]
+    lines = [
+        f"engine: run / rollback of N generated steps (whole processes, median of "
+        f"{engine['repeat']}, interleaved; dcx-runbook's journal and ledger on); a peer's "
+        "figure is its time over dcx-runbook's (> 1: slower)"
+    ]
+    head = ["N", "dcx-runbook run / rollback"]
+    head += [f"{tools[k]['name']} {tools[k]['run']} / {tools[k]['rollback']}" for k in peer_keys]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in sizes:
+        row = engine[n]
+        cells = [n, _pair(row["dcx"], "{:.2f}", "seconds", " s")]
+        for key in peer_keys:
+            cell = row[key]
+            if isinstance(cell, str):
+                cells.append(cell)
+                continue
+            ratio = _pair(cell, "{:.2f}", "over_dcx", "×", suffix_first=False)
+            times = _pair(cell, "{:.2f}", "seconds", " s")
+            once = ", 1 run" if cell["samples"] == 1 and engine["repeat"] > 1 else ""
+            cells.append(f"{ratio} ({times}{once})")
+        lines.append("| " + " | ".join(cells) + " |")
+    spans = [k for k in engine if k.startswith("per_step_")]
+    head = ["tool"]
+    for key in spans:
+        span = key.removeprefix("per_step_").replace("_to_", "→")
+        head += [f"per step N={span} run / rollback", "fixed cost run / rollback"]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in ["dcx", *peer_keys]:
+        cells = [tools[key]["name"]]
+        for span in spans:
+            cell = engine[span][key]
+            if isinstance(cell, str):
+                cells += [cell, ""]
+                continue
+            cells.append(
+                f"{cell['run_seconds'] * 1000:.2f} / {cell['rollback_seconds'] * 1000:.2f} ms"
             )
-    for key, row in engine.items():
-        if key.startswith("per_step_"):
-            span = key.removeprefix("per_step_").replace("_to_", "->")
-            lines.append(
-                f"  per step N={span:<9} psql {row['psql_seconds'] * 1000:.2f} ms  "
-                f"bare psycopg {row['bare_psycopg_seconds'] * 1000:.2f} ms  "
-                f"dcx-runbook {row['dcx_seconds'] * 1000:.2f} ms  ratio {row['ratio']:.2f}x "
-                f"(bare psycopg {row['bare_psycopg_ratio']:.2f}x)"
+            cells.append(
+                f"{cell['run_fixed_seconds']:.3f} / {cell['rollback_fixed_seconds']:.3f} s"
             )
-            lines.append(
-                f"  fixed cost             psql {row['psql_fixed_seconds']:.3f}s  "
-                f"bare psycopg {row['bare_psycopg_fixed_seconds']:.3f}s  "
-                f"dcx-runbook {row['dcx_fixed_seconds']:.3f}s"
-            )
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for n in sizes:
+        dcx = engine[n]["dcx"]
+        lines.append(
+            f"  N={n:<5} dcx-runbook run peak RSS {dcx['peak_rss_kib'] / 1024:.1f} MiB  "
+            f"validate {engine[n]['validate_seconds']:.3f}s"
+        )
+    for span in spans:
+        s = engine[span]
+        lines.append(
+            f"  {span.removeprefix('per_step_').replace('_to_', '→')}: dcx-runbook over bare "
+            f"psycopg per step: run {s['engine_over_bare_psycopg']:.2f}×, rollback "
+            f"{s['rollback_over_bare_psycopg']:.2f}×"
+        )
     if "growth_1000_over_100" in engine:
-        lines.append(f"  N=1000 / N=100: {engine['growth_1000_over_100']:.2f}x")
+        lines.append(f"  dcx-runbook run N=1000 / N=100: {engine['growth_1000_over_100']:.2f}×")
+    for key, state in engine["status"].items():
+        if state != "measured":
+            lines.append(f"  {tools[key]['name']}: {state}")
+    return lines
+
+
+def _pair(cell: dict[str, Any], fmt: str, what: str, unit: str, suffix_first: bool = True) -> str:
+    """'0.43 / 0.50 s' from a cell's run_<what> and rollback_<what>."""
+    a, b = (fmt.format(cell[f"{side}_{what}"]) for side in ("run", "rollback"))
+    return f"{a} / {b}{unit}" if suffix_first else f"{a}{unit} / {b}{unit}"
+
+
+# ----------------------------------------------------------------------------- goals (issue 19)
+
+
+def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each of issue 19's goals with its figure from this run: met true/false, or None with the
+    reason it was not measured (a section not run, a size not in this run, a peer missing)."""
+    out: list[dict[str, Any]] = []
+
+    def goal(text: str, met: bool | None, figure: str) -> None:
+        out.append({"goal": text, "met": met, "figure": figure})
+
+    engine = r.get("engine")
+    spans = [k for k in engine if k.startswith("per_step_")] if engine else []
+    span = engine[spans[-1]] if spans else None  # the widest steps: the largest two sizes
+    where = spans[-1].removeprefix("per_step_").replace("_to_", "→") if spans else ""
+    no_engine = "not measured: the engine section did not run"
+    if span is None:
+        for text in (
+            "per acting step ≤ 1.5× bare psycopg",
+            "fixed cost ≤ bare psycopg's + 0.10 s",
+            "rollback per step ≤ run per step",
+            "rollback fixed cost ≤ run fixed cost",
+        ):
+            goal(text, None, no_engine)
+    else:
+        dcx, bare = span["dcx"], span["bare_psycopg"]
+        ratio = dcx["run_seconds"] / bare["run_seconds"]
+        goal(
+            "per acting step ≤ 1.5× bare psycopg",
+            ratio <= 1.5,
+            f"{ratio:.2f}× (dcx-runbook {dcx['run_seconds'] * 1000:.2f} ms, bare psycopg "
+            f"{bare['run_seconds'] * 1000:.2f} ms a step, N={where})",
+        )
+        extra = dcx["run_fixed_seconds"] - bare["run_fixed_seconds"]
+        goal(
+            "fixed cost ≤ bare psycopg's + 0.10 s",
+            extra <= 0.10,
+            f"+{extra:.3f} s (dcx-runbook {dcx['run_fixed_seconds']:.3f} s, bare psycopg "
+            f"{bare['run_fixed_seconds']:.3f} s, N={where})",
+        )
+        goal(
+            "rollback per step ≤ run per step",
+            dcx["rollback_seconds"] <= dcx["run_seconds"],
+            f"rollback {dcx['rollback_seconds'] * 1000:.2f} ms, run "
+            f"{dcx['run_seconds'] * 1000:.2f} ms a step (N={where})",
+        )
+        goal(
+            "rollback fixed cost ≤ run fixed cost",
+            dcx["rollback_fixed_seconds"] <= dcx["run_fixed_seconds"],
+            f"rollback {dcx['rollback_fixed_seconds']:.3f} s, run "
+            f"{dcx['run_fixed_seconds']:.3f} s (N={where})",
+        )
+    for n, peer, times in (("1000", "liquibase", 2.5), ("100", "sqitch", 10.0)):
+        for side in ("run", "rollback"):
+            name = "Liquibase" if peer == "liquibase" else "Sqitch"
+            text = f"N={n}: {side} ≥ {times:g}× faster than {name}"
+            if engine is None:
+                goal(text, None, no_engine)
+            elif n not in engine:
+                goal(text, None, f"not measured: N={n} is not among this run's sizes")
+            elif isinstance(engine[n].get(peer), str):
+                goal(text, None, f"not measured: {name} {engine[n][peer]}")
+            else:
+                cell = engine[n][peer]
+                goal(
+                    text,
+                    cell[f"{side}_over_dcx"] >= times,
+                    f"{cell[f'{side}_over_dcx']:.2f}× ({name} {cell[f'{side}_seconds']:.2f} s, "
+                    f"dcx-runbook {engine[n]['dcx'][f'{side}_seconds']:.2f} s)",
+                )
+    startup = r.get("startup", {}).get("median_seconds")
+    for args in ("--help", "--version"):
+        text = f"`{args}` ≤ 5× `python -c pass`"
+        if not startup:
+            goal(text, None, "not measured: the startup section did not run")
+            continue
+        base, took = startup["python -c pass"], startup[f"dcx-runbook {args}"]
+        goal(
+            text,
+            took <= 5 * base,
+            f"{took / base:.2f}× ({took * 1000:.1f} ms against {base * 1000:.1f} ms)",
+        )
+    text = "`validate` of 1,000 steps ≤ 0.3 s"
+    if engine is None or "1000" not in engine:
+        goal(text, None, "not measured: N=1000 is not among this run's sizes")
+    else:
+        took = engine["1000"]["validate_seconds"]
+        goal(text, took <= 0.3, f"{took:.3f} s (the whole `validate` command, lint included)")
+    text = "peak RSS of a 1,000-step run ≤ 80 MB"
+    if engine is None or "1000" not in engine:
+        goal(text, None, "not measured: N=1000 is not among this run's sizes")
+    else:
+        kib = engine["1000"]["dcx"]["peak_rss_kib"]
+        goal(text, kib * 1024 <= 80e6, f"{kib * 1024 / 1e6:.1f} MB ({kib / 1024:.1f} MiB)")
+    return out
+
+
+def _goals_lines(goals_: list[dict[str, Any]], smoke: bool = False) -> list[str]:
+    lines = ["goals (issue 19)" + (": --smoke, too small and too few to judge" if smoke else "")]
+    for g in goals_:
+        mark = {True: "met", False: "MISSED", None: "n/a"}[g["met"]]
+        lines.append(f"  [{mark:<6}] {g['goal']}: {g['figure']}")
     return lines
 
 
