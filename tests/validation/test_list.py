@@ -19,7 +19,7 @@ def test_list_reads_without_pydantic() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "wallet-fix" in done.stdout and "10" in done.stdout
+    assert "wallet-fix" in done.stdout and "12" in done.stdout
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
     assert not {m for m in imported if m.split(".")[0] in ("pydantic", "psycopg")}
 

@@ -286,7 +286,7 @@ def test_bundled_runbooks_validate_cleanly_through_the_cli() -> None:
 def test_bundled_runbook_by_name() -> None:
     done = validate("wallet-fix")
     assert done.returncode == 0, done.stderr
-    assert "wallet-fix.yaml: ok (10 steps; lint: 2 waived)" in done.stderr
+    assert "wallet-fix.yaml: ok (12 steps; lint: 2 waived)" in done.stderr
 
 
 MERGED = """\

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import cli
 from tests.support.nodetools import FIXTURES_DIR, NodeTools, make_frontend
 
-NODE_STEPS = ("prisma-generate", "typescript-check")
+NODE_STEPS = ("prisma-generate", "typescript-check", "wallet-test-suites")
 # The plan's next steps: a person's work (manual steps), left for later unless a test asks.
 MANUAL_STEPS = ("populate-wallets", "enable-wallet-api", "test-vm-provisioning", "deploy-staging")
 

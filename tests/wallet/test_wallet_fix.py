@@ -13,20 +13,23 @@ import yaml
 from tests.conftest import cli, schema_dump, snapshot
 from tests.engine.conftest import events
 from tests.support.nodetools import EXPECTED_FIXED_SCHEMA, LOCAL_EDIT_LINE, git
-from tests.wallet.conftest import MANUAL_STEPS, Wallet
+from tests.wallet.conftest import MANUAL_STEPS, NODE_STEPS, Wallet
 
 pytestmark = pytest.mark.node  # the wallet fixture runs the real Prisma CLI; the runs run tsc
 
 
 STEPS = [
     "env-database-url",
+    "index-wallet-id",
     "drop-wallet-unique-index",
     "prisma-schema",
     "prisma-generate",
     "typescript-check",
     "wallet-smoke-test",
+    "wallet-test-suites",
 ]
 INDEX = "SELECT count(*) FROM pg_indexes WHERE indexname = 'wallet_transactions_walletId_key'"
+PLAIN_INDEX = "SELECT count(*) FROM pg_indexes WHERE indexname = 'wallet_transactions_walletId_idx'"
 
 
 def state(w: Wallet) -> tuple[str, dict]:
@@ -59,9 +62,10 @@ def test_run_meets_every_success_criterion_and_rollback_restores_everything(wall
 
     assert result.returncode == 0, result.stdout + result.stderr
     expected = dict.fromkeys([*STEPS, *MANUAL_STEPS], "applied")
-    expected.update({"typescript-check": "passed", "wallet-smoke-test": "passed"})
+    verified = ("typescript-check", "wallet-smoke-test", "wallet-test-suites")
+    expected.update(dict.fromkeys(verified, "passed"))
     if wallet.tools is None:
-        expected.update({"prisma-generate": "skipped", "typescript-check": "skipped"})
+        expected.update(dict.fromkeys(NODE_STEPS, "skipped"))
     assert statuses(result.stdout) == expected
     # DATABASE_URL added: exactly one line, the target URL, everything else untouched.
     env_lines = wallet.env_file.read_text().splitlines()
@@ -73,8 +77,10 @@ def test_run_meets_every_success_criterion_and_rollback_restores_everything(wall
             Path(__file__).parents[2] / "runbooks/fixtures/wallet-fix/frontend/backend.env"
         ).read_text()
     )
-    # The unique index is gone, no rows lost, nothing left behind by the smoke test.
+    # The unique index is gone, the foreign key indexed plainly, no rows lost, nothing left
+    # behind by the smoke test and the provisioning read.
     assert wallet.sql(INDEX) == 0
+    assert wallet.sql(PLAIN_INDEX) == 1
     assert wallet.sql('SELECT count(*) FROM "OrganisationWallet"') == 1
     assert wallet.sql("SELECT count(*) FROM wallet_transactions") == 0
     # The schema file matches the database; the operator's uncommitted edit survived.
@@ -102,11 +108,19 @@ def test_run_meets_every_success_criterion_and_rollback_restores_everything(wall
             for e in events(result.stdout)
             if e["event"] == "check"
         )
-    assert any(
-        e["step"] == "wallet-smoke-test" and e["status"] == "passed"
+    smoke = [
+        e["detail"]["name"]
         for e in events(result.stdout)
-        if e["event"] == "check"
-    )
+        if e["event"] == "check" and e["step"] == "wallet-smoke-test" and e["status"] == "passed"
+    ]
+    assert len(smoke) == 2 and any("VM provisioning" in name for name in smoke)
+    if wallet.tools is not None:  # every wallet test suite of the checkout ran, and passed
+        (suites,) = [
+            e
+            for e in events(result.stdout)
+            if e["event"] == "check" and e["step"] == "wallet-test-suites"
+        ]
+        assert suites["status"] == "passed", suites
 
     # Undoing the next steps is a person's work too: refused without their word, nothing undone.
     refused = wallet.rollback()
@@ -136,6 +150,7 @@ def test_second_run_reports_every_step_already_done(wallet: Wallet) -> None:
     assert again.returncode == 0, again.stderr
     done = statuses(again.stdout)
     assert done["env-database-url"] == done["drop-wallet-unique-index"] == "already_done"
+    assert done["index-wallet-id"] == "already_done"
     assert done["prisma-schema"] == "already_done"
     assert state(wallet) == after
 
@@ -158,7 +173,7 @@ def _inject_failure(tmp_path: Path, step_id: str) -> str:
 def test_a_failure_at_any_step_leaves_everything_as_it_was(
     wallet: Wallet, tmp_path: Path, step_id: str
 ) -> None:
-    if wallet.tools is None and step_id in ("prisma-generate", "typescript-check"):
+    if wallet.tools is None and step_id in NODE_STEPS:
         pytest.skip("node is not installed: this step is skipped")
     before = state(wallet)
 

@@ -84,6 +84,8 @@ def _vars_lines(rb: Any) -> list[str]:
         default = (
             f" (default {var.default!r})" if var.default is not None and not var.secret else ""
         )
+        if var.default_from:  # a name, never a value: shown for a secret too
+            default = f" (default: the value of {var.default_from})"
         out.append(f"  {name}{source}{default} {' '.join(flags)}".rstrip())
         if var.description:
             out.append(f"      {' '.join(var.description.split())}")

@@ -1,5 +1,6 @@
 """What the confirmation shows before a run changes anything: where (the server's identity),
-each step with a line of what it will do, planned now, and the lint's summary."""
+each step with a line of what it will do, planned now, the lint's summary, and the warnings of
+variables left at their default."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Collection
 
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.format.model import Step
+from dcx_runbook.format.variables import default_warnings
 from dcx_runbook.kinds import OPERATIONS
 
 LINE = 79  # a step's line is cut to fit an 80-column terminal
@@ -51,4 +53,7 @@ def _first(text: str) -> str:
 def question(rt: Runtime, where: str, lint: str, skip: Collection[str]) -> str:
     steps = rt.runbook.steps
     head = f"Run {rt.runbook.name} ({len(steps)} steps) against {where}:"
-    return "\n".join([head, *step_lines(rt, skip), f"lint: {lint}", "Go ahead?"])
+    # What the operator must weigh before saying yes: a variable left at a default its runbook
+    # warns about (said before too, but the answer is given here).
+    warned = [rt.masker(w) for w in default_warnings(rt.runbook, rt.values)]
+    return "\n".join([head, *step_lines(rt, skip), f"lint: {lint}", *warned, "Go ahead?"])

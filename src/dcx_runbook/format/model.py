@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from dcx_runbook.kinds import Check, Operation
 from dcx_runbook.kinds.base import Printable
@@ -61,6 +62,30 @@ class Var(Model):
         description="Environment variable (or --env-file key) that supplies the value. Without "
         "it, only --var or the default can.",
     )
+    default_from: str | None = Field(
+        default=None,
+        pattern=IDENT,
+        description="The variable whose value this one takes when nothing gives it one: "
+        "default: ${name}, but kept in the journal for a secret (a secret's default is not), "
+        "so a rollback and status find it again.",
+    )
+    default_warning: Printable | None = Field(
+        default=None,
+        min_length=1,
+        description="Said as a warning before a run changes anything (its dry run, its "
+        "confirmation) while the variable holds its default: why another value is wanted.",
+    )
+
+    @model_validator(mode="after")
+    def _one_default(self) -> Var:
+        if self.default is not None and self.default_from is not None:
+            raise ValueError("give default or default_from, not both")
+        return self
+
+    @property
+    def fallback(self) -> str | None:
+        """The default as a template: `default`, or a reference to `default_from`."""
+        return f"${{{self.default_from}}}" if self.default_from else self.default
 
 
 class Timeouts(Model):
@@ -176,10 +201,16 @@ class Runbook(Model):
     )
 
     def step(self, step_id: str) -> Step:
+        return self._steps_by_id[step_id]
+
+    @cached_property
+    def _steps_by_id(self) -> dict[str, Step]:
+        """Each step by its id (unique: checked by validation), built once: a rollback of 1000
+        steps asked for each one six times."""
+        index: dict[str, Step] = {}
         for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
+            index.setdefault(step.id, step)
+        return index
 
     @property
     def url_var(self) -> str | None:

@@ -46,6 +46,7 @@ def check_semantics(data: dict[str, Any], items: list[tuple[Loc, Any]]) -> list[
         *_step_rules(steps, data),
         *transaction_blocks(steps),
         *_unknown_needed_by(items, steps),
+        *_defaults_from_declared(raw_vars if isinstance(raw_vars, dict) else {}),
         *_var_cycles(raw_vars if isinstance(raw_vars, dict) else {}),
     ]
 
@@ -321,14 +322,24 @@ def _target_url_is_reference(data: dict[str, Any]) -> list[tuple[Loc, str]]:
     ]
 
 
+def _default_refs(spec: dict[Any, Any]) -> list[str]:
+    """The variables a default refers to: those of `default`, or the one `default_from` names."""
+    if isinstance(spec.get("default"), str):
+        return refs(spec["default"])
+    return [spec["default_from"]] if isinstance(spec.get("default_from"), str) else []
+
+
+def _defaults_from_declared(raw_vars: dict[Any, Any]) -> list[tuple[Loc, str]]:
+    """Each `default_from` names a declared variable."""
+    named = {k: v.get("default_from") for k, v in raw_vars.items() if isinstance(v, dict)}
+    bad = [(k, n) for k, n in named.items() if isinstance(n, str) and n not in raw_vars]
+    return [(("vars", k, "default_from"), _undeclared(n, set(raw_vars))) for k, n in bad]
+
+
 def _var_cycles(raw_vars: dict[Any, Any]) -> list[tuple[Loc, str]]:
     """No variable's default depends on itself, through any chain of other defaults: it could
     never be given a value."""
-    deps = {
-        name: refs(spec["default"])
-        for name, spec in raw_vars.items()
-        if isinstance(name, str) and isinstance(spec, dict) and isinstance(spec.get("default"), str)
-    }
+    deps = {k: _default_refs(v) for k, v in raw_vars.items() if isinstance(v, dict)}
     problems: list[tuple[Loc, str]] = []
     for start in deps:
         # Breadth first from `start`; a path back to it is a cycle.
@@ -341,9 +352,10 @@ def _var_cycles(raw_vars: dict[Any, Any]) -> list[tuple[Loc, str]]:
                 while chain[-1] != start:
                     chain.append(parent[chain[-1]])
                 cycle = " -> ".join(f"${{{n}}}" for n in reversed(chain))
+                key = "default" if "default" in raw_vars[start] else "default_from"
                 problems.append(
                     (
-                        ("vars", start, "default"),
+                        ("vars", start, key),
                         f"${{{start}}} depends on itself ({cycle}); expected defaults "
                         "that don't refer back to each other",
                     )

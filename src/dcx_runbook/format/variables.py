@@ -1,7 +1,8 @@
 """Resolve a runbook's variables. What the operator typed on this command line wins over the
 environment: --var, then --database-url, then (for a rollback) the value the run journaled, then
 --env-file, then the environment, then defaults. Where two sources disagree, `Resolved.notes`
-says which one was taken and why (names only: a value may be a secret)."""
+says which one was taken and why (names only: a value may be a secret); for a run, they also hold
+the `default_warning` of each variable left at its default."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ class Resolved:
     values: dict[str, str | None]
     secret: frozenset[str]
     sources: dict[str, str]  # name -> "--var", "environment DATABASE_URL", "default", ...
-    notes: tuple[str, ...] = ()  # where sources disagreed: which one was taken, and why
+    # Where sources disagreed: which one was taken, and why; for a run (not a rollback), the
+    # warnings of variables left at their default (`default_warnings`).
+    notes: tuple[str, ...] = ()
 
     def public(self) -> dict[str, str | None]:
         """What may be journaled and shown: every non-secret value."""
@@ -100,7 +103,25 @@ def resolve(
     values = _with_defaults(runbook, given, sources)
     _refuse_missing(runbook, values)
     secret = frozenset(n for n, v in runbook.vars.items() if v.secret)
+    if recorded is None:  # a run's values, not a rollback's: it writes nothing new with them
+        notes += default_warnings(runbook, values)
     return Resolved(values, secret, sources, tuple(notes))
+
+
+def default_warnings(runbook: Runbook, values: Mapping[str, str | None]) -> list[str]:
+    """The `default_warning` of each variable that holds its default (none was given, or the one
+    given is the same), rendered: said before a run changes anything, and in its confirmation."""
+    said = []
+    for name, var in runbook.vars.items():
+        fallback = var.fallback
+        if var.default_warning is None or fallback is None:
+            continue
+        try:
+            if values.get(name) == render(fallback, values):
+                said.append(f"warning: {' '.join(render(var.default_warning, values).split())}")
+        except TemplateError:
+            continue
+    return said
 
 
 def _refuse_unknown(runbook: Runbook, cli_vars: Mapping[str, str]) -> None:
@@ -141,7 +162,7 @@ def _with_defaults(
     while pending:
         progressed = False
         for name in list(pending):
-            default = runbook.vars[name].default
+            default = runbook.vars[name].fallback
             if default is not None and any(r in pending for r in refs(default)):
                 continue
             try:

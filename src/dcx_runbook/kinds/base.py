@@ -123,7 +123,8 @@ class CheckResult:
 
 
 class Deferred(Exception):  # noqa: N818 - a signal, not an error
-    """In a dry run: this check can't be evaluated before earlier effects exist."""
+    """This check is not evaluated: in a dry run, it can't be before earlier effects exist; or
+    it says there is nothing here to check (a shell check's `skip_exit`). Said, never passed."""
 
 
 class Effect(Protocol):

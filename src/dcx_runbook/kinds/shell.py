@@ -62,6 +62,18 @@ class ShellCheck(ProcessFields, CheckSpec):
     pure: bool = Field(
         default=False, description="Free of side effects, so a dry run may execute it."
     )
+    skip_exit: int | None = Field(
+        default=None,
+        description="The exit code by which the process says there is nothing here to check "
+        "(77, as automake's tests): the check is not evaluated, said with the output's last "
+        "line, and counted neither passed nor failed.",
+    )
+
+    @model_validator(mode="after")
+    def _skip_is_not_success(self) -> ShellCheck:
+        if self.skip_exit is not None and self.skip_exit == self.expect_exit:
+            raise ValueError("skip_exit must differ from expect_exit")
+        return self
 
 
 class ShellOp(ProcessFields, OpSpec):
@@ -179,6 +191,9 @@ class ShellKind(Shown):
             code, output = run_process(effect, ctx)
         except OSError as exc:
             return CheckResult(False, ctx.masker(f"{effect.display}: {exc.strerror}"))
+        if code is not None and code == spec.skip_exit:
+            last = tail(output, 1).strip() or f"exit {code}"
+            raise Deferred(ctx.masker(f"not evaluated: {last}"))
         problems = []
         if code != spec.expect_exit:
             problems.append(

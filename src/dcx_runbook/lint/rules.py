@@ -220,6 +220,7 @@ def _unused(runbook: Runbook) -> Iterator[Hit]:
     used: set[str] = set()
     for text in _strings([spec, *(declared[n] for n in declared)]):
         used.update(refs(text))
+    used.update(v.default_from for v in runbook.vars.values() if v.default_from)
     for name in runbook.vars:
         if name not in used:
             yield Hit(
