@@ -54,7 +54,12 @@ def test_wallet_fix_without_node_tools_skips_their_steps_and_shows_every_state(
     assert "wallets: 1; transactions: 0" in out
     assert f"after the run: {WALLET_INDEX}: gone (many transactions per wallet)" in out
     assert f"after the rollback: {WALLET_INDEX}: present (one transaction per wallet)" in out
-    assert "skipping prisma-generate, typescript-check (they need node tools)" in out
+    assert (
+        'transactions: 0; plain index on "walletId": none' in out
+    )  # before, and after the rollback
+    assert 'plain index on "walletId": wallet_transactions_walletId_idx' in out  # after the run
+    node_steps = "prisma-generate, typescript-check, wallet-test-suites"
+    assert f"skipping {node_steps} (they need node tools)" in out
     if how == "unprepared":
         assert "$DCX_NODE_TOOLS_DIR is not set" in out
         assert "make node-tools" in out and "DCX_NODE_TOOLS_DIR=" in out

@@ -131,6 +131,8 @@ def test_rehearse_wallet_fix_from_url_is_clean_and_leaves_the_source_untouched(
         "prisma-generate",
         "--skip",
         "typescript-check",
+        "--skip",
+        "wallet-test-suites",
         "--output",
         "json",
     )
