@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from dcx_runbook.errors import JournalError
-from dcx_runbook.state.journal import read_record
+from dcx_runbook.state.reading import read_record
 from tests.fleet.conftest import Fleet, events
 
 ALL = {"t1", "t2"}

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dcx_runbook import caching
 from dcx_runbook.engine.options import Options, Outcome
 from dcx_runbook.errors import ExitCode, InvalidInput, Problem, RunbookError, ValidationFailed
 from dcx_runbook.format.loader import Loaded, load
@@ -55,11 +56,13 @@ def run(
     from dcx_runbook.engine.resolving import resolve_for
     from dcx_runbook.state.journal import Journal
 
-    loaded = load(name, runbooks_dirs)
-    if options is not None and options.plan is not None:  # its values, unless given otherwise
-        var = [*_planned_values(Path(options.plan)), *var]
-    resolved = resolve_for(loaded.runbook, var, env_file, database_url)
-    return engine.run(loaded, resolved, options or engine.Options(), reporter, journal or Journal())
+    options = options or engine.Options()
+    with caching.keeping(not options.dry_run):
+        loaded = load(name, runbooks_dirs, cached=True)
+        if options.plan is not None:  # its values, unless given otherwise
+            var = [*_planned_values(Path(options.plan)), *var]
+        resolved = resolve_for(loaded.runbook, var, env_file, database_url)
+        return engine.run(loaded, resolved, options, reporter, journal or Journal())
 
 
 def approve_plan(plan: Path, key: Path) -> str:
@@ -103,11 +106,25 @@ def rollback(
 ) -> Outcome:
     """`rollback RUN_ID` undoes that run; bare `rollback` every run of the latest runbook that
     left changes, on the target given."""
-    from dcx_runbook.engine import rollback as undo
     from dcx_runbook.engine import run as engine
 
     journal = journal or _journal()
     options = options or engine.Options()
+    with caching.keeping(not options.dry_run):
+        return _rollback(run_id, journal, options, reporter, var, env_file, database_url)
+
+
+def _rollback(
+    run_id: str | None,
+    journal: Journal,
+    options: Options,
+    reporter: Reporter,
+    var: Sequence[str],
+    env_file: Path | None,
+    database_url: str | None,
+) -> Outcome:
+    from dcx_runbook.engine import rollback as undo
+
     url = target_url(env_file, database_url)
     if run_id and url is None:
         url = _journaled_url(journal, run_id)

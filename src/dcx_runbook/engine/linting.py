@@ -14,10 +14,12 @@ from typing import Any
 
 import psycopg
 
+from dcx_runbook import caching
 from dcx_runbook.engine.runtime import Runtime
 from dcx_runbook.format.loader import Loaded
 from dcx_runbook.format.problems import format_path
 from dcx_runbook.kinds.sql import statements
+from dcx_runbook.lint import squawk
 from dcx_runbook.lint.check import Linted, lint
 from dcx_runbook.lint.findings import Finding, LintLevel
 from dcx_runbook.lint.sites import sites
@@ -32,7 +34,7 @@ def findings_for(rt: Runtime, loaded: Loaded) -> Linted:
     version = None
     if rt.conn is not None:
         version = str(rt.conn.info.server_version // 10000)
-    linted = lint(loaded, version)
+    linted = _lint(loaded, version)
     if linted.squawk_missing:
         rt.emit("log", message=f"lint: {linted.squawk_missing}")
     if rt.dry_run and rt.conn is not None:
@@ -47,6 +49,18 @@ def findings_for(rt: Runtime, loaded: Loaded) -> Linted:
         rt.findings.setdefault(finding.step or "", []).append(finding)
     for finding in rt.findings.get("", []):
         say(rt, finding)
+    return linted
+
+
+def _lint(loaded: Loaded, version: str | None) -> Linted:
+    """The lint of these bytes for this server's version, by this squawk: once (caching.py)."""
+    key = "\0".join((loaded.sha256, str(loaded.path), version or "", squawk.identity()))
+    linted = caching.load("lint", key.encode())
+    if isinstance(linted, Linted):
+        return linted
+    linted = lint(loaded, version)
+    if not linted.squawk_missing:  # installed later: linted again then
+        caching.store("lint", key.encode(), linted)
     return linted
 
 

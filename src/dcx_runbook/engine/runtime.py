@@ -99,9 +99,9 @@ class Runtime:
         if self.event_log is None:
             self.event_log = EventLog(path_of(self.record.path))
             for early in self.early:
-                self.event_log.append(early.to_json())
+                self.event_log.append(early.line)
             self.early.clear()
-        self.event_log.append(event.to_json())
+        self.event_log.append(event.line)
 
     def save(
         self, *entries: dict[str, Any], durable: bool = True, ledger: bool | None = None

@@ -8,6 +8,7 @@ changes in place. So a bare `rollback` undoes the runbook on its target, every r
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,20 +16,31 @@ from pathlib import Path
 from socket import gethostname
 from typing import Any
 
+from dcx_runbook import caching
 from dcx_runbook.errors import JournalError
 from dcx_runbook.format.model import Runbook, Step
 from dcx_runbook.state.journal import Journal, RunRecord
 from dcx_runbook.statuses import STILL_APPLIED, UNCERTAIN
 from dcx_runbook.target import identity
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
 
 def journaled_runbook(record: RunRecord) -> Runbook:
     """The runbook as it was run, from the journal: rollback never needs the original file."""
     from pydantic import ValidationError
+    from pydantic.version import VERSION
 
     try:
-        return Runbook.model_validate(record.data["runbook"]["spec"])
-    except (ValidationError, KeyError, TypeError) as exc:
+        spec = record.data["runbook"]["spec"]
+        key = VERSION.encode() + b"\0" + _ENCODER.encode(spec).encode()
+        cached = caching.load("journaled", key)  # read back before: by the run, or a status
+        if isinstance(cached, Runbook):
+            return cached
+        runbook = Runbook.model_validate(spec)
+        caching.store("journaled", key, runbook)
+        return runbook
+    except (ValidationError, KeyError, TypeError, ValueError) as exc:
         raise JournalError(
             f"run {record.run_id}: the journaled runbook can't be read back ({exc.__class__.__name__}); "
             f"the record is left as is in {record.path}"

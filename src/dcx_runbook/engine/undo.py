@@ -44,9 +44,21 @@ def undo_step(
         reason = " ".join(str(step.irreversible).split())
         return UndoResult(UndoOutcome.IRREVERSIBLE, f"irreversible, left as it is: {reason}")
     journal_step["status"] = StepStatus.ROLLBACK_STARTED
-    rt.save(journal_step)
+    # Write-ahead. When the undo is one transaction whose COMMIT carries the ledger's row, the
+    # flush overlaps its statements (awaited before COMMIT, as a run's action), and its end needs
+    # no flush of its own: should that line be lost, the ledger's row says rolled back.
+    carried = needs_ops and not files and _commit_carries_it(rt, step)
+    durable = rt.save_ahead(journal_step) if carried else _saved(rt, journal_step)
     try:
-        _undo_effects(rt, step, journal_step, needs_ops=needs_ops, run_ops=run_ops, force=force)
+        _undo_effects(
+            rt,
+            step,
+            journal_step,
+            needs_ops=needs_ops,
+            run_ops=run_ops,
+            force=force,
+            before_effect=durable,
+        )
     except (StepFailed, UndoFailed, JournalError, psycopg.Error, OSError) as exc:
         # Said once: a StepFailed's own text already names the step and phase.
         message = exc.message if isinstance(exc, RunbookError) else str(exc)
@@ -55,10 +67,30 @@ def undo_step(
         rt.save(journal_step)
         raise UndoFailed(message, step_id=step.id, phase=getattr(exc, "phase", None)) from None
     journal_step["status"] = StepStatus.ROLLED_BACK
-    rt.save(journal_step)
+    rt.save(journal_step, durable=not carried)
     if needs_ops or files:
         return UndoResult(UndoOutcome.ROLLED_BACK, "rolled back")
     return UndoResult(UndoOutcome.NOTHING_TO_UNDO, "nothing to undo")
+
+
+def _commit_carries_it(rt: Runtime, step: Step) -> bool:
+    """Whether the step's rollback operations all take effect at one COMMIT that writes the
+    ledger's row (which then is the durable record of the undo)."""
+    rollback = step.rollback
+    if rt.mirror is None or rt.dry_run or rollback is None or not rollback.action:
+        return False
+    in_tx = step.transaction if rollback.transaction is None else rollback.transaction
+    return in_tx and all(OPERATIONS[op.kind].traits.transactional for op in rollback.action)
+
+
+def _saved(rt: Runtime, journal_step: dict[str, Any]) -> Callable[[], None]:
+    """Journal the entry durably now (and the ledger's row): nothing left to wait for."""
+    rt.save(journal_step)
+    return _nothing
+
+
+def _nothing() -> None:
+    pass
 
 
 def _undo_effects(
@@ -69,6 +101,7 @@ def _undo_effects(
     needs_ops: bool,
     run_ops: bool,
     force: bool,
+    before_effect: Callable[[], None],
 ) -> None:
     """Rollback precheck, file pre-images restored, rollback operations (their transaction
     carries the step's ledger row, rolled back), verify."""
@@ -95,6 +128,7 @@ def _undo_effects(
             rollback.action,
             rollback.verify,
             journal_step,
+            before_effect=before_effect,
             commit_status=done,
             transaction=rollback.transaction,  # default: as the step
         )

@@ -11,17 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from dcx_runbook import caching
 from dcx_runbook.errors import Problem, RunbookNotFound, ValidationFailed
-from dcx_runbook.format.problems import Loc, describe_found, in_order, problem_at, schema_errors
-from dcx_runbook.format.yaml_source import byte_position, read_yaml
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a run whose runbook is cached (caching.py) reads no YAML: imported then
+    import yaml
+
     from dcx_runbook.format.model import Runbook
+    from dcx_runbook.format.problems import Loc
 
 SUFFIXES = (".yaml", ".yml")
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -136,9 +135,23 @@ def locate(name_or_path: str, extra: Sequence[Path] = ()) -> Path:
 MAX_RUNBOOK_BYTES = 10 * 1024 * 1024
 
 
-def load(name_or_path: str, extra: Sequence[Path] = ()) -> Loaded:
+def load(name_or_path: str, extra: Sequence[Path] = (), *, cached: bool = False) -> Loaded:
+    """The runbook found by that name or path, validated. `cached`: a runbook whose bytes were
+    validated before (by a run) is read back from the cache (caching.py) instead; a miss is
+    validated, and kept for the next run when this process keeps new entries (a run does)."""
     path = locate(name_or_path, extra)
-    return parse(read_runbook(path), str(path))
+    raw = read_runbook(path)
+    if not cached:
+        return parse(raw, str(path))
+    from pydantic.version import VERSION  # a pickle of a model is pydantic's own
+
+    key = VERSION.encode() + b"\0" + raw
+    runbook = caching.load("runbook", key)
+    if runbook is not None:
+        return Loaded(path, raw.decode("utf-8"), hashlib.sha256(raw).hexdigest(), runbook)
+    loaded = parse(raw, str(path))
+    caching.store("runbook", key, loaded.runbook)
+    return loaded
 
 
 def read_runbook(path: Path) -> bytes:
@@ -177,7 +190,9 @@ def _parse(raw: bytes, filename: str) -> Loaded:
     from pydantic import ValidationError
 
     from dcx_runbook.format.model import Runbook
+    from dcx_runbook.format.problems import describe_found, in_order, problem_at, schema_errors
     from dcx_runbook.format.semantics import check_patterns, check_semantics, walk
+    from dcx_runbook.format.yaml_source import byte_position, read_yaml
 
     try:
         text = raw.decode("utf-8")

@@ -3,7 +3,7 @@ it was waived (a waived finding is still shown, with that reason)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -44,10 +44,17 @@ class Finding:
         return said
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, LintLevel) else v for k, v in asdict(self).items()}
+        # By hand, not dataclasses.asdict (its deep copy was a tenth of a 1000-step run).
+        out = {name: getattr(self, name) for name in _FIELDS}
+        out["level"] = str(self.level)
+        out["context"] = list(self.context)
+        return out
 
     def waive(self, reason: str) -> Finding:
         return replace(self, waived=reason)
+
+
+_FIELDS = tuple(f.name for f in fields(Finding))
 
 
 def summary(findings: list[Finding]) -> str:

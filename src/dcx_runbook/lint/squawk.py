@@ -58,6 +58,16 @@ def binary() -> str:
     return found
 
 
+def identity() -> str:
+    """Which squawk would lint, as a cache key: its path, size and modification time."""
+    try:
+        path = binary()
+        st = os.stat(path)
+    except (SquawkMissing, OSError):
+        return "missing"
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def run(texts: Sequence[Site], pg_version: str | None) -> list[Raw]:
     """squawk's findings for every text, from one process call."""
     if not texts:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import IO, Any, Literal, Protocol
 
 from dcx_runbook.clock import now
+
+# One encoder for every event: json.dumps with any option builds a new one per call.
+_ENCODER = json.JSONEncoder(default=str)
 
 EventType = Literal[
     "run_started",  # detail: run_id, runbook, target, steps, dry_run, mode (run|rollback)
@@ -53,6 +58,12 @@ class Event:
         if self.target is not None:
             out["target"] = self.target
         return out
+
+    @cached_property
+    def line(self) -> str:
+        """Its JSON form as one line, encoded once for all its outlets (`--output json`, the
+        run's event log)."""
+        return _ENCODER.encode(self.to_json())
 
     @classmethod
     def from_json(cls, data: dict[str, Any], target: str | None = None) -> Event:

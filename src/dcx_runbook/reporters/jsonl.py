@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TextIO
 
 from dcx_runbook.reporters.base import Choices, Event, silence
-
-# One encoder for the run: json.dumps with any option builds a new one per call.
-_ENCODER = json.JSONEncoder(default=str)
 
 
 class JsonReporter:
@@ -21,7 +17,7 @@ class JsonReporter:
         if self.lost:
             return
         try:
-            self.stream.write(_ENCODER.encode(event.to_json()) + "\n")
+            self.stream.write(event.line + "\n")
             self.stream.flush()
         except OSError:  # a closed pipe must not stop a run half way: it goes on, journaled
             self.lost = True

@@ -24,6 +24,12 @@ class Syncer:
         self._thread = threading.Thread(target=self._run, name="dcx-journal-sync", daemon=True)
         self._thread.start()
 
+    @property
+    def failed(self) -> bool:
+        """A flush failed: this thread flushes nothing more."""
+        with self._cond:
+            return self._error is not None
+
     def request(self) -> Callable[[], None]:
         with self._cond:
             self._asked += 1

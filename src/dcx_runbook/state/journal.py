@@ -22,13 +22,18 @@ from dcx_runbook.clock import now
 from dcx_runbook.errors import JournalError, Refused, RunbookError
 from dcx_runbook.filesystem import fsync_dir, write_atomic
 from dcx_runbook.state.durable import Syncer, reason
-from dcx_runbook.state.entries import FORMAT, RunData, shape_problem
+from dcx_runbook.state.entries import FORMAT, RunData
 from dcx_runbook.state.holds import Held, hold_runbook
+from dcx_runbook.state.reading import read_record, signature
 from dcx_runbook.statuses import RunStatus
 
 # Compact, so that json uses its C encoder; one encoder for the run (json.dumps with options
 # builds a new one per call).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+def _flushed() -> None:
+    pass
 
 
 def state_dir() -> Path:
@@ -130,6 +135,11 @@ class RunRecord:
         returned waits until they are. Between the two, the caller can talk to the database: a
         transactional action only takes effect at COMMIT, so the disk's flush and the database's
         work overlap instead of adding up."""
+        if self._syncer is not None and self._syncer.failed:
+            # Its failure was said to the step that waited on it. What follows (the unwind's
+            # undo of the steps before) is flushed here, each failure raised at once.
+            self.save(*steps)
+            return _flushed
         self.save(*steps, durable=False)
         if self._syncer is None:
             self._syncer = Syncer(self._log.fileno())
@@ -211,70 +221,14 @@ class RunRecord:
             log.close()
 
 
-def _replay(data: dict[str, Any], log_path: Path) -> None:
-    """Apply the log's lines newer than the snapshot. A torn last line is a write that was never
-    acknowledged (nothing acted on it); a damaged line before the last is corruption."""
-    try:
-        lines = log_path.read_bytes().split(b"\n")
-    except FileNotFoundError:
-        return
-    if lines and lines[-1] == b"":
-        lines.pop()
-    base = int(data.get("seq", 0))
-    steps = {step["id"]: i for i, step in enumerate(data["steps"])}
-    for number, raw in enumerate(lines, 1):
-        try:
-            line = json.loads(raw)
-            seq, top, changed = int(line["seq"]), line["top"], line["steps"]
-        except (ValueError, KeyError, TypeError):
-            if number == len(lines):
-                return
-            raise JournalError(
-                f"journal log {log_path} is damaged at line {number}; it was left as is: inspect "
-                "it, and do not delete it before the run's changes are accounted for"
-            ) from None
-        if seq <= base:
-            continue
-        data.update(top)
-        data["seq"] = seq
-        for step in changed:
-            if step.get("id") in steps:
-                data["steps"][steps[step["id"]]] = step
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    """A run's record as last written: its snapshot, then the log's lines past it; its shape
-    checked (docs/journal-format.md) before and after the log is applied."""
-    try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise JournalError(
-            f"journal record {path} is unreadable ({exc}); it was left as is: "
-            "inspect it, and do not delete it before the run's changes are accounted for"
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("format"), int) or "steps" not in data:
-        raise JournalError(f"journal record {path} is not a dcx-runbook run record")
-    if data["format"] > FORMAT:
-        raise JournalError(
-            f"journal record {path} was written by a newer dcx-runbook (journal format "
-            f"{data['format']}; this one reads up to {FORMAT}): use that version or a later one"
-        )
-    damage = shape_problem(data)
-    if damage is None:
-        _replay(data, path.with_suffix(".jsonl"))
-        damage = shape_problem(data)
-    if damage is not None:
-        raise JournalError(
-            f"journal record {path} is damaged ({damage}); it was left as is: inspect it, and do "
-            "not delete it before the run's changes are accounted for"
-        )
-    return data
-
-
 class Journal:
     def __init__(self, root: Path | None = None):
         self.root = root or state_dir()
         self.runs_dir = self.root / "runs"
+        # Each record read, with the files' signatures it was read at: a command that goes over
+        # the history several times (a rollback: to pick its runs, to hold them, to say what
+        # stays applied) reads and checks each record once, and again only once it changed.
+        self._read: dict[Path, tuple[tuple[int, ...], dict[str, Any]]] = {}
 
     def create(self, data: RunData) -> RunRecord:
         """A new run's record, durable and locked (the run holds its lock until it ends, so that
@@ -358,7 +312,7 @@ class Journal:
                 break
             path = self.runs_dir / name
             try:
-                item: tuple[Path, dict[str, Any] | JournalError] = (path, read_record(path))
+                item: tuple[Path, dict[str, Any] | JournalError] = (path, self._record(path))
             except JournalError as exc:
                 exc.run_id = path.stem
                 item = (path, exc)
@@ -370,6 +324,15 @@ class Journal:
             matched, last = matched + 1, name[:16]
         ordered = sorted(found, key=_started, reverse=True)
         yield from ordered if limit is None else ordered[:limit]
+
+    def _record(self, path: Path) -> dict[str, Any]:
+        written = signature(path)
+        known = self._read.get(path)
+        if known is not None and known[0] == written:
+            return known[1]
+        data = read_record(path)
+        self._read[path] = (written, data)
+        return data
 
 
 def _started(item: tuple[Path, dict[str, Any] | JournalError]) -> tuple[int, str, str]:
