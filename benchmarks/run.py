@@ -667,14 +667,20 @@ def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def goal(text: str, met: bool | None, figure: str) -> None:
+        if met is None and not figure.startswith("not measured"):  # a slope of 0 or below
+            figure = f"not judged: a per-step slope ≤ 0, noise larger than the cost: {figure}"
         out.append({"goal": text, "met": met, "figure": figure})
 
     engine = r.get("engine")
     spans = [k for k in engine if k.startswith("per_step_")] if engine else []
-    span = engine[spans[-1]] if spans else None  # the widest steps: the largest two sizes
-    where = spans[-1].removeprefix("per_step_").replace("_to_", "→") if spans else ""
+    # Per step: the slope over the largest two sizes (the most steps, the least noise in it).
+    # Fixed cost: the line through the smallest two (the least extrapolated to N = 0).
+    last = engine[spans[-1]] if spans else None
+    first = engine[spans[0]] if spans else None
+    at_last = spans[-1].removeprefix("per_step_").replace("_to_", "→") if spans else ""
+    at_first = spans[0].removeprefix("per_step_").replace("_to_", "→") if spans else ""
     no_engine = "not measured: the engine section did not run"
-    if span is None:
+    if last is None or first is None:
         for text in (
             "per acting step ≤ 1.5× bare psycopg",
             "fixed cost ≤ bare psycopg's + 0.10 s",
@@ -683,32 +689,34 @@ def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
         ):
             goal(text, None, no_engine)
     else:
-        dcx, bare = span["dcx"], span["bare_psycopg"]
+        dcx, bare = last["dcx"], last["bare_psycopg"]
         ratio = dcx["run_seconds"] / bare["run_seconds"]
+        noisy = min(dcx["run_seconds"], bare["run_seconds"], dcx["rollback_seconds"]) <= 0
         goal(
             "per acting step ≤ 1.5× bare psycopg",
-            ratio <= 1.5,
+            None if noisy else ratio <= 1.5,
             f"{ratio:.2f}× (dcx-runbook {dcx['run_seconds'] * 1000:.2f} ms, bare psycopg "
-            f"{bare['run_seconds'] * 1000:.2f} ms a step, N={where})",
+            f"{bare['run_seconds'] * 1000:.2f} ms a step, N={at_last})",
         )
-        extra = dcx["run_fixed_seconds"] - bare["run_fixed_seconds"]
+        fixed, bare_fixed = first["dcx"], first["bare_psycopg"]
+        extra = fixed["run_fixed_seconds"] - bare_fixed["run_fixed_seconds"]
         goal(
             "fixed cost ≤ bare psycopg's + 0.10 s",
             extra <= 0.10,
-            f"+{extra:.3f} s (dcx-runbook {dcx['run_fixed_seconds']:.3f} s, bare psycopg "
-            f"{bare['run_fixed_seconds']:.3f} s, N={where})",
+            f"{extra:+.3f} s (dcx-runbook {fixed['run_fixed_seconds']:.3f} s, bare psycopg "
+            f"{bare_fixed['run_fixed_seconds']:.3f} s, N={at_first})",
         )
         goal(
             "rollback per step ≤ run per step",
-            dcx["rollback_seconds"] <= dcx["run_seconds"],
+            None if noisy else dcx["rollback_seconds"] <= dcx["run_seconds"],
             f"rollback {dcx['rollback_seconds'] * 1000:.2f} ms, run "
-            f"{dcx['run_seconds'] * 1000:.2f} ms a step (N={where})",
+            f"{dcx['run_seconds'] * 1000:.2f} ms a step (N={at_last})",
         )
         goal(
             "rollback fixed cost ≤ run fixed cost",
-            dcx["rollback_fixed_seconds"] <= dcx["run_fixed_seconds"],
-            f"rollback {dcx['rollback_fixed_seconds']:.3f} s, run "
-            f"{dcx['run_fixed_seconds']:.3f} s (N={where})",
+            fixed["rollback_fixed_seconds"] <= fixed["run_fixed_seconds"],
+            f"rollback {fixed['rollback_fixed_seconds']:.3f} s, run "
+            f"{fixed['run_fixed_seconds']:.3f} s (N={at_first})",
         )
     for n, peer, times in (("1000", "liquibase", 2.5), ("100", "sqitch", 10.0)):
         for side in ("run", "rollback"):
@@ -745,7 +753,11 @@ def goals(r: dict[str, Any]) -> list[dict[str, Any]]:
         goal(text, None, "not measured: N=1000 is not among this run's sizes")
     else:
         took = engine["1000"]["validate_seconds"]
-        goal(text, took <= 0.3, f"{took:.3f} s (the whole `validate` command, lint included)")
+        alone = r.get("lint", {}).get("validate_seconds")
+        inside = f"; in one process, without the lint: {alone:.3f} s" if alone else ""
+        goal(
+            text, took <= 0.3, f"{took:.3f} s (the whole `validate` command, lint included{inside})"
+        )
     text = "peak RSS of a 1,000-step run ≤ 80 MB"
     if engine is None or "1000" not in engine:
         goal(text, None, "not measured: N=1000 is not among this run's sizes")
