@@ -131,9 +131,13 @@ class Tool:
     run: str  # what its run is
     rollback: str  # what its rollback is
     missing: str | None = None  # "not installed: ..." when it is
+    warm_up_every_size: bool = False  # an untimed run and rollback before each size's
 
     def commands(self, n: int, tmp: Path, url: str) -> tuple[Command, Command]:
         raise NotImplementedError
+
+    def before_run(self) -> None:
+        """Called before each run (its rollback follows it)."""
 
 
 def _install_reason(peer: str) -> str:
@@ -168,19 +172,37 @@ class BarePsycopg(Tool):
 
 
 class Dcx(Tool):
-    def __init__(self, cli: list[str], runbook: object) -> None:
-        super().__init__("dcx", "dcx-runbook", "run", "rollback")
+    """dcx-runbook, its journal and ledger on. Its cache of what a run proved about a runbook's
+    bytes (src/dcx_runbook/caching.py) is emptied before each run when `warm` is false: each run
+    is the runbook's first, as in an emergency, and its rollback reads what that run kept, as a
+    rollback after it would. With `warm`, the cache is kept across runs: the same runbook re-run."""
+
+    def __init__(self, cli: list[str], runbook: object, warm: bool = False) -> None:
+        if warm:
+            super().__init__("dcx_warm", "dcx-runbook again", "run (cache warm)", "rollback")
+        else:
+            super().__init__("dcx", "dcx-runbook", "run", "rollback")
         self.cli = cli
         self.runbook = runbook  # run.generated(n, tmp) -> (yaml, sql)
+        self.warm = self.warm_up_every_size = warm
+        self.cache: Path | None = None
 
     def commands(self, n: int, tmp: Path, url: str) -> tuple[Command, Command]:
         yaml_path, _ = self.runbook(n, tmp)  # type: ignore[operator]
-        env = {"DCX_RUNBOOK_STATE_DIR": str(tmp / "state")}  # the journal is on, the ledger too
+        self.cache = tmp / f"{self.key}-cache"
+        env = {  # the journal is on, the ledger too
+            "DCX_RUNBOOK_STATE_DIR": str(tmp / f"{self.key}-state"),
+            "DCX_RUNBOOK_CACHE_DIR": str(self.cache),
+        }
         out = ["--yes", "--output", "json", "--database-url", url]
         return (
             Command([*self.cli, "run", str(yaml_path), *out], env),
             Command([*self.cli, "rollback", *out], env),
         )
+
+    def before_run(self) -> None:
+        if not self.warm and self.cache is not None:
+            shutil.rmtree(self.cache, ignore_errors=True)
 
 
 class Sqitch(Tool):
@@ -242,7 +264,7 @@ def tools(python: str, cli: list[str], runbook: object, only: list[str] | None) 
     for p in peers:
         if only is not None and p.key not in only and p.key not in ("bare_psycopg", "psql"):
             p.missing = "not run: left out by --peers"
-    return [Dcx(cli, runbook), *peers]
+    return [Dcx(cli, runbook), Dcx(cli, runbook, warm=True), *peers]
 
 
 PEER_KEYS = ("bare_psycopg", "psql", "sqitch", "liquibase")
